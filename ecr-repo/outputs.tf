@@ -1,0 +1,19 @@
+output "repository_url" {
+  description = "URL of the ECR repository (registry/name), used for docker push and the kustomize image."
+  value       = aws_ecr_repository.service.repository_url
+}
+
+output "repository_arn" {
+  description = "ARN of the ECR repository."
+  value       = aws_ecr_repository.service.arn
+}
+
+output "registry_id" {
+  description = "Registry (account) that holds the repository, for aws ecr get-login-password."
+  value       = aws_ecr_repository.service.registry_id
+}
+
+output "github_deploy_role_arn" {
+  description = "Role for the GitHub Actions workflow (repository variable AWS_DEPLOY_ROLE_ARN); also pass it to the eks-cluster root as deployer_role_arns. Null when github_repository is empty."
+  value       = one(aws_iam_role.github_deploy[*].arn)
+}

@@ -1,0 +1,11 @@
+provider "aws" {
+  region = var.aws_region
+
+  default_tags {
+    tags = merge(var.tags, {
+      Project   = "flight-counter"
+      Component = "ecr-repo"
+      ManagedBy = "terraform"
+    })
+  }
+}

@@ -1,0 +1,209 @@
+variable "aws_region" {
+  description = "AWS region of the VPC and cluster; must be the region of the DynamoDB table."
+  type        = string
+  default     = "us-east-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.aws_region))
+    error_message = "aws_region must be an AWS region name such as us-east-1."
+  }
+}
+
+variable "cluster_name" {
+  description = "Name of the EKS cluster (also used to name the VPC and IAM roles)."
+  type        = string
+  default     = "flight-counter"
+
+  validation {
+    condition     = can(regex("^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$", var.cluster_name))
+    error_message = "cluster_name must be 1-100 characters of letters, digits, hyphens and underscores, starting with a letter or digit."
+  }
+}
+
+variable "kubernetes_version" {
+  description = "Kubernetes minor version of the control plane and node groups; keep it in standard support and in step with the version the manifests are validated against (.ci/infra/versions.env)."
+  type        = string
+  default     = "1.35"
+
+  validation {
+    condition     = can(regex("^1\\.[0-9]{2}$", var.kubernetes_version))
+    error_message = "kubernetes_version must be a minor version such as 1.35."
+  }
+}
+
+variable "vpc_cidr" {
+  description = "IPv4 CIDR of the VPC; split into three private /20 and three public /24 subnets."
+  type        = string
+  default     = "10.40.0.0/16"
+
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr, 0)) && tonumber(split("/", var.vpc_cidr)[1]) <= 18
+    error_message = "vpc_cidr must be a valid IPv4 CIDR of size /18 or larger."
+  }
+}
+
+variable "single_nat_gateway" {
+  description = "Use one NAT gateway for all three AZs (cheaper, but egress fails when that AZ does) instead of one per AZ."
+  type        = bool
+  default     = false
+}
+
+variable "enable_flow_log" {
+  description = "Send VPC flow logs to CloudWatch Logs."
+  type        = bool
+  default     = true
+}
+
+variable "log_retention_days" {
+  description = "Retention of the control-plane and VPC flow log groups."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, ...)."
+  }
+}
+
+variable "endpoint_public_access_cidrs" {
+  description = "CIDRs allowed to reach the public Kubernetes API endpoint (requests still need IAM authentication). Narrow it to office/VPN ranges when CI runs on self-hosted runners."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = length(var.endpoint_public_access_cidrs) > 0 && alltrue([for c in var.endpoint_public_access_cidrs : can(cidrhost(c, 0))])
+    error_message = "endpoint_public_access_cidrs must be a non-empty list of valid CIDRs."
+  }
+}
+
+variable "node_instance_types" {
+  description = "Instance types of the managed node group, in order of preference."
+  type        = list(string)
+  default     = ["t3.large"]
+
+  validation {
+    condition     = length(var.node_instance_types) > 0
+    error_message = "node_instance_types must list at least one instance type."
+  }
+}
+
+variable "node_capacity_type" {
+  description = "ON_DEMAND or SPOT capacity for the node group."
+  type        = string
+  default     = "ON_DEMAND"
+
+  validation {
+    condition     = contains(["ON_DEMAND", "SPOT"], var.node_capacity_type)
+    error_message = "node_capacity_type must be ON_DEMAND or SPOT."
+  }
+}
+
+variable "node_min_size" {
+  description = "Minimum number of nodes; 3 keeps one node in each AZ."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.node_min_size >= 1
+    error_message = "node_min_size must be at least 1."
+  }
+}
+
+variable "node_desired_size" {
+  description = "Initial number of nodes (ignored by the module after creation)."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.node_desired_size >= 1
+    error_message = "node_desired_size must be at least 1."
+  }
+}
+
+variable "node_max_size" {
+  description = "Maximum number of nodes."
+  type        = number
+  default     = 6
+
+  validation {
+    condition     = var.node_max_size >= var.node_min_size && var.node_max_size >= var.node_desired_size && var.node_max_size <= 100
+    error_message = "node_max_size must be at least node_min_size and node_desired_size, and at most 100."
+  }
+}
+
+variable "node_disk_size_gb" {
+  description = "Size of each node's encrypted gp3 root volume."
+  type        = number
+  default     = 40
+
+  validation {
+    condition     = var.node_disk_size_gb >= 20 && var.node_disk_size_gb <= 1000
+    error_message = "node_disk_size_gb must be between 20 and 1000."
+  }
+}
+
+variable "dynamodb_table_arn" {
+  description = "ARN of the counts table (output table_arn of the dynamodb root); the service's pods may use it and nothing else."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:[0-9]+:table/[A-Za-z0-9_.-]{3,255}$", var.dynamodb_table_arn))
+    error_message = "dynamodb_table_arn must be a DynamoDB table ARN (arn:aws:dynamodb:<region>:<account>:table/<name>)."
+  }
+}
+
+variable "service_namespace" {
+  description = "Namespace of the service; must match kubernetes/namespace.yaml."
+  type        = string
+  default     = "flight-counter"
+
+  validation {
+    condition     = can(regex("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", var.service_namespace))
+    error_message = "service_namespace must be a valid Kubernetes namespace name."
+  }
+}
+
+variable "service_account_name" {
+  description = "ServiceAccount of the service's pods; must match kubernetes/serviceaccount.yaml."
+  type        = string
+  default     = "flight-counter"
+
+  validation {
+    condition     = can(regex("^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", var.service_account_name))
+    error_message = "service_account_name must be a valid Kubernetes object name."
+  }
+}
+
+variable "enable_cluster_creator_admin_permissions" {
+  description = "Give whoever runs the first apply cluster-admin through an access entry."
+  type        = bool
+  default     = true
+}
+
+variable "admin_principal_arns" {
+  description = "IAM role or user ARNs granted cluster-admin through access entries."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.admin_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]+:(role|user)/.+$", a))])
+    error_message = "admin_principal_arns must contain IAM role or user ARNs."
+  }
+}
+
+variable "deployer_role_arns" {
+  description = "IAM role ARNs (e.g. the GitHub Actions role from the ecr-repo root) allowed to edit objects in the service namespace only."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.deployer_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]+:role/.+$", a))])
+    error_message = "deployer_role_arns must contain IAM role ARNs."
+  }
+}
+
+variable "tags" {
+  description = "Extra tags added to every resource through the provider's default tags."
+  type        = map(string)
+  default     = {}
+}
