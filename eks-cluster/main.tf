@@ -1,18 +1,8 @@
-data "aws_availability_zones" "available" {
-  state = "available"
-
-  filter {
-    name   = "opt-in-status"
-    values = ["opt-in-not-required"]
-  }
-}
-
 data "aws_caller_identity" "current" {}
 
 data "aws_partition" "current" {}
 
 locals {
-  azs       = slice(data.aws_availability_zones.available.names, 0, 3)
   partition = data.aws_partition.current.partition
 
   # Three private /20s (nodes and pods: the VPC CNI gives every pod a VPC IP)
@@ -51,12 +41,13 @@ locals {
 }
 
 module "vpc" {
+  # checkov:skip=CKV_TF_1:Registry module pinned by version constraint; registry sources cannot be pinned to a commit hash
   source  = "terraform-aws-modules/vpc/aws"
   version = "~> 6.6"
 
   name = var.cluster_name
   cidr = var.vpc_cidr
-  azs  = local.azs
+  azs  = var.availability_zones
 
   private_subnets = local.private_subnets
   public_subnets  = local.public_subnets
@@ -97,6 +88,7 @@ resource "aws_vpc_endpoint" "dynamodb" {
 }
 
 module "eks" {
+  # checkov:skip=CKV_TF_1:Registry module pinned by version constraint; registry sources cannot be pinned to a commit hash
   source  = "terraform-aws-modules/eks/aws"
   version = "~> 21.19"
 

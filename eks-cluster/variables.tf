@@ -31,6 +31,17 @@ variable "kubernetes_version" {
   }
 }
 
+variable "availability_zones" {
+  description = "The three availability zones of aws_region that hold the subnets, NAT gateways and nodes. Listed explicitly so the subnets never move when the region gains zones."
+  type        = list(string)
+  default     = ["us-east-1a", "us-east-1b", "us-east-1c"]
+
+  validation {
+    condition     = length(var.availability_zones) == 3 && length(distinct(var.availability_zones)) == 3 && alltrue([for z in var.availability_zones : startswith(z, var.aws_region)])
+    error_message = "availability_zones must list three distinct zones of aws_region."
+  }
+}
+
 variable "vpc_cidr" {
   description = "IPv4 CIDR of the VPC; split into three private /20 and three public /24 subnets."
   type        = string

@@ -1,0 +1,626 @@
+#!/usr/bin/env python3
+"""Terraform helpers for flight-counter's infrastructure checks.
+
+Subcommands:
+  docs [--check] ROOT...   write (or compare) each root's README section in
+                           terraform-docs' markdown table format, between the
+                           BEGIN_TF_DOCS/END_TF_DOCS markers
+  readme ROOT...           check that each README's Inputs/Outputs tables list
+                           exactly the root's variables (type, default,
+                           required) and outputs
+  invariants ROOT...       project rules: parseable HCL, S3 backend with
+                           lockfile and encryption, pinned versions, typed and
+                           described variables, described outputs, no account
+                           IDs or secrets, DynamoDB layout and IAM actions that
+                           match the service
+
+Needs python-hcl2 (and PyYAML for the shared .terraform-docs.yml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hcl2
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / ".terraform-docs.yml"
+
+# What the service expects of AWS (app/src); keep in step with the service.
+TABLE_HASH_KEY = ("route", "S")
+TABLE_TTL_ATTRIBUTE = "expires_at"
+SERVICE_DYNAMODB_ACTIONS = {
+    "dynamodb:GetItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:PutItem",
+    "dynamodb:DescribeTable",
+}
+TERRAFORM_MIN_VERSION = ">= 1.10"
+
+
+# --------------------------------------------------------------------------
+# Parsing
+
+
+def unwrap(value):
+    """python-hcl2 wraps expressions as "${...}"; strip that for display."""
+    if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
+        return value[2:-1]
+    return value
+
+
+def first(block: dict, key: str, default=None):
+    value = block.get(key, default)
+    if isinstance(value, list) and value and key not in ("default",):
+        return value[0]
+    return value
+
+
+@dataclass
+class Variable:
+    name: str
+    file: str
+    line: int
+    description: str | None
+    type_src: str | None
+    has_default: bool
+    default: object
+    validations: int
+    sensitive: bool
+
+
+@dataclass
+class Output:
+    name: str
+    file: str
+    line: int
+    description: str | None
+    sensitive: bool
+
+
+@dataclass
+class Root:
+    path: Path
+    blocks: dict = field(default_factory=dict)  # file name -> parsed dict
+    texts: dict = field(default_factory=dict)  # file name -> source text
+    errors: list = field(default_factory=list)
+
+    def each(self, kind: str):
+        for fname, parsed in sorted(self.blocks.items()):
+            for item in parsed.get(kind, []):
+                yield fname, item
+
+    @property
+    def variables(self) -> list[Variable]:
+        out = []
+        for fname, item in self.each("variable"):
+            for name, body in item.items():
+                start = body.get("__start_line__", 0)
+                end = body.get("__end_line__", 0)
+                out.append(
+                    Variable(
+                        name=name,
+                        file=fname,
+                        line=start,
+                        description=first(body, "description"),
+                        type_src=type_source(self.texts[fname], start, end),
+                        has_default="default" in body,
+                        default=body["default"][0] if "default" in body else None,
+                        validations=len(body.get("validation", [])),
+                        sensitive=bool(first(body, "sensitive", False)),
+                    )
+                )
+        return sorted(out, key=lambda v: v.name)
+
+    @property
+    def outputs(self) -> list[Output]:
+        out = []
+        for fname, item in self.each("output"):
+            for name, body in item.items():
+                out.append(
+                    Output(
+                        name=name,
+                        file=fname,
+                        line=body.get("__start_line__", 0),
+                        description=first(body, "description"),
+                        sensitive=bool(first(body, "sensitive", False)),
+                    )
+                )
+        return sorted(out, key=lambda o: o.name)
+
+    def resources(self, kind: str = "resource"):
+        """(type, name, body, file) for resources or data sources."""
+        for fname, item in self.each(kind):
+            for rtype, named in item.items():
+                for rname, body in named.items():
+                    yield rtype, rname, body, fname
+
+    @property
+    def modules(self):
+        out = []
+        for fname, item in self.each("module"):
+            for name, body in item.items():
+                out.append((name, first(body, "source"), first(body, "version"), fname))
+        return sorted(out)
+
+    @property
+    def terraform_blocks(self):
+        return [item for _, item in self.each("terraform")]
+
+    @property
+    def required_version(self):
+        for tb in self.terraform_blocks:
+            if "required_version" in tb:
+                return first(tb, "required_version")
+        return None
+
+    @property
+    def required_providers(self) -> dict:
+        providers = {}
+        for tb in self.terraform_blocks:
+            for rp in tb.get("required_providers", []):
+                for name, spec in rp.items():
+                    if name.startswith("__"):
+                        continue
+                    providers[name] = spec if isinstance(spec, dict) else {"version": spec}
+        return providers
+
+    @property
+    def backends(self):
+        out = []
+        for tb in self.terraform_blocks:
+            for backend in tb.get("backend", []):
+                for btype, body in backend.items():
+                    out.append((btype, body))
+        return out
+
+
+def type_source(text: str, start: int, end: int) -> str | None:
+    """The text of a variable's `type = ...` expression, as written."""
+    lines = text.splitlines()[start - 1 : end]
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)type\s*=\s*(.*)$", line)
+        if not m:
+            continue
+        indent = len(m.group(1))
+        expr = [m.group(2).rstrip()]
+        depth = sum(expr[0].count(c) for c in "({[") - sum(expr[0].count(c) for c in ")}]")
+        j = i + 1
+        while depth > 0 and j < len(lines):
+            nxt = lines[j].rstrip()
+            expr.append(nxt[indent:] if nxt[:indent].strip() == "" else nxt.lstrip())
+            depth += sum(nxt.count(c) for c in "({[") - sum(nxt.count(c) for c in ")}]")
+            j += 1
+        return "\n".join(expr)
+    return None
+
+
+def load_root(path: Path) -> Root:
+    root = Root(path=path)
+    files = sorted(path.glob("*.tf"))
+    if not files:
+        root.errors.append(f"{path}: no .tf files")
+    for f in files:
+        text = f.read_text()
+        root.texts[f.name] = text
+        try:
+            with f.open() as fh:
+                root.blocks[f.name] = hcl2.load(fh)
+        except Exception as exc:  # the parser raises several exception types
+            root.errors.append(f"{f.relative_to(REPO)}: does not parse: {exc}".splitlines()[0])
+    return root
+
+
+# --------------------------------------------------------------------------
+# terraform-docs compatible markdown
+
+
+def load_config() -> dict:
+    with CONFIG.open() as fh:
+        return yaml.safe_load(fh) or {}
+
+
+def esc(text: str) -> str:
+    return text.replace("_", "\\_")
+
+
+def cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "<br/>")
+
+
+def anchor(kind: str, name: str) -> str:
+    return f'<a name="{kind}_{name}"></a> [{esc(name)}](#{kind}\\_{esc(name)})'
+
+
+def render_value(value) -> str:
+    if isinstance(value, (dict, list)) and value:
+        body = json.dumps(value, indent=2).replace("\n", "<br/>")
+        return f"<pre>{body}</pre>"
+    return f"`{json.dumps(value)}`"
+
+
+def render_type(type_src: str | None) -> str:
+    if not type_src:
+        return "`any`"
+    if "\n" in type_src:
+        return f"<pre>{type_src.replace(chr(10), '<br/>')}</pre>"
+    return f"`{type_src}`"
+
+
+def render_default(var: Variable) -> str:
+    if not var.has_default:
+        return "n/a"
+    return render_value(var.default)
+
+
+def registry_link(rtype: str, kind: str) -> str:
+    provider, _, rest = rtype.partition("_")
+    section = "resources" if kind == "resource" else "data-sources"
+    return f"https://registry.terraform.io/providers/hashicorp/{provider}/latest/docs/{section}/{rest}"
+
+
+def generate(root: Root, cfg: dict) -> str:
+    level = "#" * int(cfg.get("settings", {}).get("indent", 2))
+    out: list[str] = []
+
+    out.append(f"{level} Requirements\n")
+    reqs = []
+    if root.required_version:
+        reqs.append(("terraform", root.required_version))
+    for name, spec in sorted(root.required_providers.items()):
+        reqs.append((name, spec.get("version", "n/a")))
+    if reqs:
+        out.append("| Name | Version |\n|------|---------|")
+        for name, version in reqs:
+            out.append(f"| {anchor('requirement', name)} | {cell(version)} |")
+    else:
+        out.append("No requirements.")
+
+    out.append(f"\n{level} Providers\n")
+    used = set()
+    for kind in ("resource", "data"):
+        for rtype, _, _, _ in root.resources(kind):
+            used.add(rtype.split("_", 1)[0])
+    if used:
+        out.append("| Name | Version |\n|------|---------|")
+        for name in sorted(used):
+            version = root.required_providers.get(name, {}).get("version", "n/a")
+            out.append(f"| {anchor('provider', name)} | {cell(version)} |")
+    else:
+        out.append("No providers.")
+
+    out.append(f"\n{level} Modules\n")
+    if root.modules:
+        out.append("| Name | Source | Version |\n|------|--------|---------|")
+        for name, source, version, _ in root.modules:
+            out.append(f"| {anchor('module', name)} | {source} | {version or 'n/a'} |")
+    else:
+        out.append("No modules.")
+
+    out.append(f"\n{level} Resources\n")
+    rows = []
+    for kind, label in (("resource", "resource"), ("data", "data source")):
+        for rtype, rname, _, _ in root.resources(kind):
+            rows.append((f"{rtype}.{rname}", f"| [{rtype}.{rname}]({registry_link(rtype, kind)}) | {label} |"))
+    if rows:
+        out.append("| Name | Type |\n|------|------|")
+        out.extend(row for _, row in sorted(rows))
+    else:
+        out.append("No resources.")
+
+    out.append(f"\n{level} Inputs\n")
+    if root.variables:
+        out.append("| Name | Description | Type | Default | Required |\n|------|-------------|------|---------|:--------:|")
+        for v in root.variables:
+            out.append(
+                f"| {anchor('input', v.name)} | {cell(v.description or 'n/a')} | {render_type(v.type_src)} "
+                f"| {render_default(v)} | {'no' if v.has_default else 'yes'} |"
+            )
+    else:
+        out.append("No inputs.")
+
+    out.append(f"\n{level} Outputs\n")
+    if root.outputs:
+        out.append("| Name | Description |\n|------|-------------|")
+        for o in root.outputs:
+            out.append(f"| {anchor('output', o.name)} | {cell(o.description or 'n/a')} |")
+    else:
+        out.append("No outputs.")
+
+    return "\n".join(out) + "\n"
+
+
+def markers(cfg: dict) -> tuple[str, str]:
+    template = cfg.get("output", {}).get("template", "")
+    lines = [line for line in template.splitlines() if line.strip().startswith("<!--")]
+    if len(lines) >= 2:
+        return lines[0].strip(), lines[-1].strip()
+    return "<!-- BEGIN_TF_DOCS -->", "<!-- END_TF_DOCS -->"
+
+
+def inject(readme: str, content: str, begin: str, end: str) -> str:
+    block = f"{begin}\n{content}{end}\n"
+    if begin in readme and end in readme:
+        head, rest = readme.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        return head + block + tail.lstrip("\n")
+    if readme and not readme.endswith("\n"):
+        readme += "\n"
+    return readme + ("\n" if readme else "") + block
+
+
+def cmd_docs(roots: list[Path], check: bool) -> int:
+    cfg = load_config()
+    begin, end = markers(cfg)
+    target = cfg.get("output", {}).get("file", "README.md")
+    stale = 0
+    for path in roots:
+        root = load_root(path)
+        if root.errors:
+            print("\n".join(root.errors), file=sys.stderr)
+            return 2
+        readme_path = path / target
+        current = readme_path.read_text() if readme_path.exists() else ""
+        wanted = inject(current, generate(root, cfg), begin, end)
+        if current == wanted:
+            continue
+        if check:
+            stale += 1
+            print(f"{readme_path.relative_to(REPO)}: out of date; run ./terraform-docs.sh", file=sys.stderr)
+        else:
+            readme_path.write_text(wanted)
+            print(f"{readme_path.relative_to(REPO)} updated")
+    return 1 if stale else 0
+
+
+# --------------------------------------------------------------------------
+# README tables against the .tf files
+
+
+def table_rows(section: str) -> list[list[str]]:
+    rows = []
+    for line in section.splitlines():
+        line = line.strip()
+        if not line.startswith("|") or set(line) <= set("|-: "):
+            continue
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip("|"))]
+        rows.append(cells)
+    return rows[1:]  # drop the header row
+
+
+def readme_section(text: str, title: str) -> str | None:
+    m = re.search(rf"^#+ {title}\s*$(.*?)(?=^#+ |<!-- END_TF_DOCS -->|\Z)", text, re.M | re.S)
+    return m.group(1) if m else None
+
+
+def row_name(first_cell: str) -> str:
+    m = re.search(r"\[([^\]]+)\]", first_cell)
+    return (m.group(1) if m else first_cell).replace("\\_", "_")
+
+
+def cmd_readme(roots: list[Path]) -> int:
+    failures = []
+    for path in roots:
+        root = load_root(path)
+        readme = path / "README.md"
+        if not readme.exists():
+            failures.append(f"{readme.relative_to(REPO)}: missing")
+            continue
+        text = readme.read_text()
+        inputs = readme_section(text, "Inputs")
+        outputs = readme_section(text, "Outputs")
+        if inputs is None or outputs is None:
+            failures.append(f"{readme.relative_to(REPO)}: no Inputs/Outputs sections")
+            continue
+        listed = {row_name(r[0]): r for r in table_rows(inputs)}
+        declared = {v.name: v for v in root.variables}
+        for name in sorted(set(listed) - set(declared)):
+            failures.append(f"{readme.relative_to(REPO)}: input {name} is listed but not declared")
+        for name in sorted(set(declared) - set(listed)):
+            failures.append(f"{readme.relative_to(REPO)}: variable {name} is not listed")
+        for name in sorted(set(listed) & set(declared)):
+            row, var = listed[name], declared[name]
+            if len(row) != 5:
+                failures.append(f"{readme.relative_to(REPO)}: input {name}: expected 5 columns")
+                continue
+            expect = {
+                "type": render_type(var.type_src),
+                "default": render_default(var),
+                "required": "no" if var.has_default else "yes",
+            }
+            got = {"type": row[2], "default": row[3], "required": row[4]}
+            for key in expect:
+                if expect[key] != got[key]:
+                    failures.append(
+                        f"{readme.relative_to(REPO)}: input {name}: {key} is {got[key]!r}, .tf says {expect[key]!r}"
+                    )
+        listed_out = {row_name(r[0]) for r in table_rows(outputs)}
+        declared_out = {o.name for o in root.outputs}
+        for name in sorted(listed_out - declared_out):
+            failures.append(f"{readme.relative_to(REPO)}: output {name} is listed but not declared")
+        for name in sorted(declared_out - listed_out):
+            failures.append(f"{readme.relative_to(REPO)}: output {name} is not listed")
+    for f in failures:
+        print(f, file=sys.stderr)
+    return 1 if failures else 0
+
+
+# --------------------------------------------------------------------------
+# Project invariants
+
+
+ACCOUNT_ID = re.compile(r"(?<![0-9A-Za-z.])[0-9]{12}(?![0-9])")
+SECRETS = [
+    (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), "AWS access key ID"),
+    (re.compile(r"aws_secret_access_key|secret_key\s*=", re.I), "AWS secret key setting"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "private key"),
+    (re.compile(r"\b(password|token)\s*=\s*\"[^\"$]{6,}\"", re.I), "literal password or token"),
+]
+
+
+def policy_actions(root: Root) -> dict[str, set[str]]:
+    """Actions of every aws_iam_policy_document statement, by document name."""
+    found: dict[str, set[str]] = {}
+    for rtype, rname, body, _ in root.resources("data"):
+        if rtype != "aws_iam_policy_document":
+            continue
+        actions: set[str] = set()
+        for st in body.get("statement", []):
+            for a in first(st, "actions", []) or []:
+                actions.add(unwrap(a))
+        found[rname] = actions
+    return found
+
+
+def cmd_invariants(roots: list[Path]) -> int:
+    failures: list[str] = []
+    seen_table = seen_policy = False
+
+    def fail(msg: str):
+        failures.append(msg)
+
+    for path in roots:
+        rel = path.relative_to(REPO)
+        root = load_root(path)
+        failures.extend(root.errors)
+        if root.errors:
+            continue
+
+        for required in ("versions.tf", "providers.tf", "backend.tf", "main.tf", "variables.tf", "outputs.tf", "README.md"):
+            if not (path / required).exists():
+                fail(f"{rel}: {required} missing")
+
+        # Backend: S3, native lock file, encrypted.
+        backends = root.backends
+        if len(backends) != 1 or backends[0][0] != "s3":
+            fail(f"{rel}: needs exactly one backend \"s3\" block (found {[b[0] for b in backends]})")
+        else:
+            body = backends[0][1]
+            if first(body, "use_lockfile") is not True:
+                fail(f"{rel}: backend s3 must set use_lockfile = true")
+            if first(body, "encrypt") is not True:
+                fail(f"{rel}: backend s3 must set encrypt = true")
+            if "dynamodb_table" in body:
+                fail(f"{rel}: backend s3 must not use a DynamoDB lock table")
+            for key in ("bucket", "region"):
+                if key in body:
+                    fail(f"{rel}: backend {key} must come from -backend-config, not be committed")
+
+        # Versions.
+        if root.required_version != TERRAFORM_MIN_VERSION:
+            fail(f"{rel}: required_version must be {TERRAFORM_MIN_VERSION!r} (is {root.required_version!r})")
+        providers = root.required_providers
+        if "aws" not in providers:
+            fail(f"{rel}: required_providers must declare aws")
+        for name, spec in providers.items():
+            version = spec.get("version", "")
+            if not re.match(r"^~>\s*\d+\.\d+$", version or ""):
+                fail(f"{rel}: provider {name} must be pinned with ~> MAJOR.MINOR (is {version!r})")
+            if not spec.get("source"):
+                fail(f"{rel}: provider {name} has no source")
+        for name, source, version, _ in root.modules:
+            if not source.startswith("./") and not version:
+                fail(f"{rel}: module {name} has no version pin")
+
+        # Variables and outputs.
+        for v in root.variables:
+            where = f"{rel}/{v.file}:{v.line}: variable {v.name}"
+            if not v.type_src:
+                fail(f"{where} has no type")
+            if not (v.description or "").strip():
+                fail(f"{where} has no description")
+            needs_validation = v.type_src in ("string", "number") and v.name != "kms_key_arn" or v.name.endswith("_arns")
+            if needs_validation and v.validations == 0:
+                fail(f"{where} is a free-form {v.type_src} without a validation block")
+        for o in root.outputs:
+            if not (o.description or "").strip():
+                fail(f"{rel}/{o.file}:{o.line}: output {o.name} has no description")
+
+        # No account IDs or secrets.
+        for fname, text in root.texts.items():
+            for n, line in enumerate(text.splitlines(), 1):
+                if ACCOUNT_ID.search(line):
+                    fail(f"{rel}/{fname}:{n}: looks like an AWS account ID; derive it (aws_caller_identity) or pass it in")
+                for pattern, what in SECRETS:
+                    if pattern.search(line):
+                        fail(f"{rel}/{fname}:{n}: {what} in code")
+
+        # The counts table.
+        for rtype, rname, body, fname in root.resources():
+            if rtype != "aws_dynamodb_table":
+                continue
+            seen_table = True
+            where = f"{rel}/{fname}: aws_dynamodb_table.{rname}"
+            if first(body, "hash_key") != TABLE_HASH_KEY[0]:
+                fail(f"{where}: hash_key must be {TABLE_HASH_KEY[0]!r} (is {first(body, 'hash_key')!r})")
+            if "range_key" in body:
+                fail(f"{where}: the service uses a partition key only; no range_key")
+            attrs = {first(a, "name"): first(a, "type") for a in body.get("attribute", [])}
+            if attrs != {TABLE_HASH_KEY[0]: TABLE_HASH_KEY[1]}:
+                fail(f"{where}: attributes must be exactly {{{TABLE_HASH_KEY[0]}: {TABLE_HASH_KEY[1]}}} (are {attrs})")
+            ttl = (body.get("ttl") or [{}])[0]
+            if first(ttl, "attribute_name") != TABLE_TTL_ATTRIBUTE or first(ttl, "enabled") is not True:
+                fail(f"{where}: TTL must be enabled on {TABLE_TTL_ATTRIBUTE!r}")
+            if first(body, "billing_mode") != "PAY_PER_REQUEST":
+                fail(f"{where}: billing_mode must be PAY_PER_REQUEST")
+            pitr = (body.get("point_in_time_recovery") or [{}])[0]
+            if first(pitr, "enabled") is not True:
+                fail(f"{where}: point-in-time recovery must be enabled")
+            sse = (body.get("server_side_encryption") or [{}])[0]
+            if first(sse, "enabled") is not True:
+                fail(f"{where}: server-side encryption must be enabled")
+            if "deletion_protection_enabled" not in body:
+                fail(f"{where}: deletion_protection_enabled must be set")
+
+        # The service's IAM policy: exactly the DynamoDB actions it calls.
+        for name, actions in policy_actions(root).items():
+            dynamo = {a for a in actions if a.lower().startswith("dynamodb:")}
+            if not dynamo:
+                continue
+            seen_policy = True
+            if any("*" in a for a in dynamo):
+                fail(f"{rel}: policy document {name} uses a DynamoDB wildcard action")
+            if dynamo != SERVICE_DYNAMODB_ACTIONS:
+                fail(
+                    f"{rel}: policy document {name} grants {sorted(dynamo)}, "
+                    f"the service needs exactly {sorted(SERVICE_DYNAMODB_ACTIONS)}"
+                )
+        for rtype, rname, body, fname in root.resources():
+            if rtype.startswith("aws_iam") and "dynamodb:" in json.dumps(body):
+                fail(f"{rel}/{fname}: {rtype}.{rname} carries an inline DynamoDB policy; use an aws_iam_policy_document")
+
+    if not seen_table:
+        fail("no aws_dynamodb_table found in the roots checked")
+    if not seen_policy:
+        fail("no IAM policy document granting DynamoDB actions found in the roots checked")
+    for f in failures:
+        print(f, file=sys.stderr)
+    return 1 if failures else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    docs = sub.add_parser("docs")
+    docs.add_argument("--check", action="store_true")
+    docs.add_argument("roots", nargs="+", type=Path)
+    for name in ("readme", "invariants"):
+        p = sub.add_parser(name)
+        p.add_argument("roots", nargs="+", type=Path)
+    args = parser.parse_args()
+    roots = [p.resolve() for p in args.roots]
+    if args.cmd == "docs":
+        return cmd_docs(roots, args.check)
+    if args.cmd == "readme":
+        return cmd_readme(roots)
+    return cmd_invariants(roots)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+//! Operational endpoints for orchestrators and operators: liveness, readiness, version.
+//! They sit under their own tag, apart from the public transactions API.
+
+use std::sync::Arc;
+
+use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
+
+use super::ApiTags;
+use crate::lifecycle::Lifecycle;
+
+/// State of the instance.
+#[derive(Debug, Clone, Object, serde::Deserialize)]
+pub struct Status {
+    /// `ok`/`ready`, or why not: `starting`, `draining`, `store_unavailable`.
+    pub status: String,
+}
+
+/// Name and version of the running service.
+#[derive(Debug, Clone, Object, serde::Deserialize)]
+pub struct Version {
+    pub name: String,
+    pub version: String,
+    /// The store this instance counts in.
+    pub store: String,
+}
+
+#[derive(ApiResponse)]
+pub enum ReadyResponse {
+    /// Ready to take traffic.
+    #[oai(status = 200)]
+    Ready(Json<Status>),
+    /// Not ready: starting, draining, or the store cannot commit.
+    #[oai(status = 503)]
+    NotReady(Json<Status>),
+}
+
+pub struct OperationsApi {
+    lifecycle: Arc<Lifecycle>,
+    store_kind: &'static str,
+}
+
+impl OperationsApi {
+    pub fn new(lifecycle: Arc<Lifecycle>, store_kind: &'static str) -> Self {
+        Self {
+            lifecycle,
+            store_kind,
+        }
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Operations")]
+impl OperationsApi {
+    /// Liveness: the process is up and serving HTTP. Checks no dependency.
+    #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
+    async fn healthz(&self) -> Json<Status> {
+        Json(Status {
+            status: "ok".into(),
+        })
+    }
+
+    /// Readiness: `200` when the store can commit; `503` while starting, draining, or while the
+    /// store is failing.
+    #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
+    async fn readyz(&self) -> ReadyResponse {
+        match self.lifecycle.readiness() {
+            Ok(()) => ReadyResponse::Ready(Json(Status {
+                status: "ready".into(),
+            })),
+            Err(why) => ReadyResponse::NotReady(Json(Status {
+                status: why.code().into(),
+            })),
+        }
+    }
+
+    /// Name, version and store of this instance.
+    #[oai(path = "/version", method = "get", operation_id = "version")]
+    async fn version(&self) -> Json<Version> {
+        Json(Version {
+            name: env!("CARGO_PKG_NAME").into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            store: self.store_kind.into(),
+        })
+    }
+}

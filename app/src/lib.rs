@@ -1,0 +1,14 @@
+//! flight-counter: counts confirmed booking transactions per flight route.
+//!
+//! Layers, outermost first: [`api`] (HTTP, OpenAPI, JSON errors) → [`ledger`] (group commit) →
+//! [`store`] (where counts live). [`route`] owns what a valid route is. [`startup`] assembles the
+//! service for `main` and the tests alike; [`config`] and [`telemetry`] serve it.
+
+pub mod api;
+pub mod config;
+pub mod ledger;
+pub mod lifecycle;
+pub mod route;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

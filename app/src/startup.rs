@@ -1,0 +1,196 @@
+//! Builds the application once, for `main` and for the tests alike, and runs it through its
+//! life: bind, become ready, serve, drain on a signal, commit what is pending, stop.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use metrics_exporter_prometheus::PrometheusHandle;
+use poem::{
+    Server,
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+};
+
+use crate::{
+    api,
+    config::{Config, StoreKind},
+    ledger::Ledger,
+    lifecycle::{Lifecycle, Phase},
+    store::{EmbeddedStore, MemoryStore, SharedStore},
+    telemetry,
+};
+
+/// How often readiness asks the store whether it can commit.
+const READINESS_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// Connections idle for longer than this are closed (bounds what slow clients can hold).
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A bound, not yet serving, instance of the service.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    local_addr: SocketAddr,
+    ledger: Arc<Ledger>,
+    lifecycle: Arc<Lifecycle>,
+    metrics: PrometheusHandle,
+    config: Config,
+}
+
+/// Opens the configured store.
+pub fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
+    Ok(match config.store {
+        StoreKind::Embedded => {
+            let store = EmbeddedStore::open(&config.data_dir)?;
+            tracing::info!(path = %store.path().display(), "opened embedded store");
+            Arc::new(store)
+        }
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+    })
+}
+
+impl Application {
+    /// Opens the configured store and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = open_store(&config)?;
+        Self::build_with_store(config, store).await
+    }
+
+    /// Binds the listener around a store the caller provides (tests use this to inject faults).
+    pub async fn build_with_store(config: Config, store: SharedStore) -> anyhow::Result<Self> {
+        let metrics = telemetry::metrics::install()?;
+        telemetry::metrics::build_info(store.kind());
+        let ledger = Ledger::start(store, config.ledger_settings());
+        let lifecycle = Arc::new(Lifecycle::new(Arc::clone(ledger.health())));
+        let acceptor = TcpListener::bind(config.bind)
+            .into_acceptor()
+            .await
+            .with_context(|| format!("cannot listen on {}", config.bind))?;
+        let local_addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|addr| addr.as_socket_addr().copied())
+            .context("listener has no local address")?;
+        Ok(Self {
+            acceptor,
+            local_addr,
+            ledger,
+            lifecycle,
+            metrics,
+            config,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn lifecycle(&self) -> Arc<Lifecycle> {
+        Arc::clone(&self.lifecycle)
+    }
+
+    /// Serves until `shutdown` completes, then drains: readiness turns `503`, the listener
+    /// closes after the shutdown delay, in-flight requests finish, and the pending batch is
+    /// committed, all within the drain timeout.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            acceptor,
+            local_addr,
+            ledger,
+            lifecycle,
+            metrics,
+            config,
+        } = self;
+
+        // The service serves even when the store is not reachable yet; readiness tells.
+        let prober = tokio::spawn({
+            let ledger = Arc::clone(&ledger);
+            async move {
+                let mut tick = tokio::time::interval(READINESS_PROBE_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    ledger.probe().await;
+                }
+            }
+        });
+        let upkeep = tokio::spawn({
+            let metrics = metrics.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    metrics.run_upkeep();
+                }
+            }
+        });
+        ledger.probe().await;
+        lifecycle.set_phase(Phase::Serving);
+        tracing::info!(
+            addr = %local_addr,
+            store = ledger.store_kind(),
+            group_commit = config.group_commit,
+            "serving; Swagger UI at http://{local_addr}/"
+        );
+
+        let drain_timeout = config.drain_timeout;
+        let shutdown_delay = config.shutdown_delay;
+        let signal = {
+            let lifecycle = Arc::clone(&lifecycle);
+            async move {
+                shutdown.await;
+                lifecycle.set_phase(Phase::Draining);
+                tracing::info!(?drain_timeout, ?shutdown_delay, "shutting down: readiness is down");
+                tokio::time::sleep(shutdown_delay).await;
+            }
+        };
+        let app = api::app(Arc::clone(&ledger), Arc::clone(&lifecycle), metrics);
+        let started_draining = tokio::time::Instant::now();
+        Server::new_with_acceptor(acceptor)
+            .idle_timeout(IDLE_CONNECTION_TIMEOUT)
+            .run_with_graceful_shutdown(app, signal, Some(drain_timeout))
+            .await
+            .context("server failed")?;
+
+        // Every request has been answered or cut off; commit whatever is still queued.
+        let remaining = drain_timeout
+            .saturating_sub(started_draining.elapsed().min(drain_timeout))
+            .max(Duration::from_secs(1));
+        if tokio::time::timeout(remaining, ledger.close()).await.is_err() {
+            tracing::error!("the last commit did not finish within the drain timeout");
+        }
+        prober.abort();
+        upkeep.abort();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

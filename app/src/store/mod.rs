@@ -1,0 +1,66 @@
+//! Where counts live. Backends know nothing of HTTP: they take a batch of per-route increments
+//! and hand back the new totals. The ledger (group commit) is their only caller on the write path.
+
+mod embedded;
+mod memory;
+
+use std::sync::Arc;
+
+pub use embedded::EmbeddedStore;
+pub use memory::MemoryStore;
+
+use crate::route::Route;
+
+/// One route's share of a batch: how many transactions to add to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Increment {
+    pub route: Route,
+    pub delta: u64,
+}
+
+/// How a backend wants batches handed to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitMode {
+    /// Everything pending goes into one atomic commit, one commit at a time (a local database
+    /// with a single writer: one transaction and one fsync per batch).
+    WholeBatch,
+    /// Each route is committed on its own, up to `max_in_flight` routes at once, at most one
+    /// commit per route in flight (a networked store with per-item atomic updates, where a slow
+    /// route must not hold up the others).
+    PerRoute { max_in_flight: usize },
+}
+
+/// Why a store could not do what was asked. Every variant means nothing was applied.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot commit right now (I/O failure, unreachable, throttled, timed out).
+    /// Callers may retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Adding the increment would overflow the route's 64-bit count.
+    #[error("the count of route {0} would overflow")]
+    Overflow(Route),
+}
+
+/// A durable home for per-route counts.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name for logs and metrics (`embedded`, `memory`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// How the ledger should group increments for this store.
+    fn commit_mode(&self) -> CommitMode;
+
+    /// Adds every increment atomically and durably, returning each route's new total in the same
+    /// order. Routes in a batch are distinct. On error nothing of the batch is applied.
+    async fn apply(&self, batch: &[Increment]) -> Result<Vec<u64>, StoreError>;
+
+    /// The current count of one route (0 if never seen), reflecting every acknowledged commit.
+    async fn get(&self, route: Route) -> Result<u64, StoreError>;
+
+    /// Whether the store can take commits now (cheap; called by readiness checks).
+    async fn check_ready(&self) -> Result<(), StoreError>;
+}
+
+/// A shared handle to whichever backend was configured.
+pub type SharedStore = Arc<dyn Store>;

@@ -1,0 +1,114 @@
+//! Metric names, their buckets, and cheap handles to them. The one place that owns metric names.
+
+use std::{cell::RefCell, collections::HashMap, sync::OnceLock, time::Duration};
+
+use metrics::{Counter, Histogram, counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "flight_counter_http_requests_total";
+pub const HTTP_DURATION: &str = "flight_counter_http_request_duration_seconds";
+pub const TRANSACTIONS_RECORDED: &str = "flight_counter_transactions_recorded_total";
+pub const COMMITS: &str = "flight_counter_store_commits_total";
+pub const COMMIT_DURATION: &str = "flight_counter_store_commit_duration_seconds";
+pub const BATCH_SIZE: &str = "flight_counter_store_commit_batch_size";
+pub const BUILD_INFO: &str = "flight_counter_build_info";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process and returns the handle that renders it.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(COMMIT_DURATION.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), BATCH_BUCKETS)?
+        .build_recorder();
+    let handle = recorder.handle();
+    if metrics::set_global_recorder(recorder).is_err() {
+        anyhow::bail!("a metrics recorder is already installed");
+    }
+    describe();
+    let _ = HANDLE.set(handle.clone());
+    Ok(handle)
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by method, route template and status");
+    describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request latency, by method, route template and status");
+    describe_counter!(TRANSACTIONS_RECORDED, "Transactions durably recorded");
+    describe_counter!(COMMITS, "Store commits, by outcome");
+    describe_histogram!(COMMIT_DURATION, Unit::Seconds, "Time a store commit took");
+    describe_histogram!(BATCH_SIZE, "Transactions per store commit (group commit batch size)");
+    describe_gauge!(BUILD_INFO, "Always 1; labels carry the version and the store in use");
+}
+
+/// Publishes the build info gauge.
+pub fn build_info(store: &'static str) {
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "store" => store).set(1.0);
+}
+
+/// Records one finished commit of `transactions` transactions.
+pub fn commit_finished(elapsed: Duration, transactions: u64, ok: bool) {
+    struct Handles {
+        ok: Counter,
+        failed: Counter,
+        duration: Histogram,
+        batch: Histogram,
+        recorded: Counter,
+    }
+    thread_local! {
+        static HANDLES: Handles = Handles {
+            ok: counter!(COMMITS, "outcome" => "ok"),
+            failed: counter!(COMMITS, "outcome" => "error"),
+            duration: histogram!(COMMIT_DURATION),
+            batch: histogram!(BATCH_SIZE),
+            recorded: counter!(TRANSACTIONS_RECORDED),
+        };
+    }
+    HANDLES.with(|h| {
+        h.duration.record(elapsed);
+        h.batch.record(transactions as f64);
+        if ok {
+            h.ok.increment(1);
+            h.recorded.increment(transactions);
+        } else {
+            h.failed.increment(1);
+        }
+    });
+}
+
+/// Records one answered HTTP request. Handles are cached per thread: looking a labelled metric
+/// up in the registry hashes its labels, which costs more than the rest of a hot request.
+pub fn request_finished(method: &'static str, path: &'static str, status: u16, elapsed: Duration) {
+    type Key = (&'static str, &'static str, u16);
+    thread_local! {
+        static HANDLES: RefCell<HashMap<Key, (Counter, Histogram)>> = RefCell::new(HashMap::new());
+    }
+    HANDLES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let (count, duration) = cache.entry((method, path, status)).or_insert_with(|| {
+            let labels = [
+                ("method", method.to_owned()),
+                ("path", path.to_owned()),
+                ("status", status.to_string()),
+            ];
+            (
+                counter!(HTTP_REQUESTS, &labels),
+                histogram!(HTTP_DURATION, &labels),
+            )
+        });
+        count.increment(1);
+        duration.record(elapsed);
+    });
+}
