@@ -168,7 +168,11 @@ class Root:
                 for name, spec in rp.items():
                     if name.startswith("__"):
                         continue
-                    providers[name] = spec if isinstance(spec, dict) else {"version": spec}
+                    if isinstance(spec, list):
+                        spec = spec[0] if spec else {}
+                    if not isinstance(spec, dict):
+                        spec = {"version": spec}
+                    providers[name] = {k: first(spec, k) for k in spec}
         return providers
 
     @property
@@ -464,17 +468,21 @@ SECRETS = [
 ]
 
 
-def policy_actions(root: Root) -> dict[str, set[str]]:
-    """Actions of every aws_iam_policy_document statement, by document name."""
-    found: dict[str, set[str]] = {}
+def policy_actions(root: Root) -> dict[str, tuple[set[str], set[str]]]:
+    """DynamoDB actions and the resources they are granted on, for every
+    aws_iam_policy_document, by document name."""
+    found: dict[str, tuple[set[str], set[str]]] = {}
     for rtype, rname, body, _ in root.resources("data"):
         if rtype != "aws_iam_policy_document":
             continue
         actions: set[str] = set()
+        resources: set[str] = set()
         for st in body.get("statement", []):
-            for a in first(st, "actions", []) or []:
-                actions.add(unwrap(a))
-        found[rname] = actions
+            st_actions = {unwrap(a) for a in (first(st, "actions", []) or [])}
+            if any(a.lower().startswith("dynamodb:") or a == "*" for a in st_actions):
+                actions |= st_actions
+                resources |= {unwrap(r) for r in (first(st, "resources", []) or [])}
+        found[rname] = (actions, resources)
     return found
 
 
@@ -535,7 +543,9 @@ def cmd_invariants(roots: list[Path]) -> int:
                 fail(f"{where} has no type")
             if not (v.description or "").strip():
                 fail(f"{where} has no description")
-            needs_validation = v.type_src in ("string", "number") and v.name != "kms_key_arn" or v.name.endswith("_arns")
+            # Free-form scalars and lists can hold bad values; bools cannot
+            # and tag maps take anything.
+            needs_validation = v.type_src in ("string", "number") or (v.type_src or "").startswith("list(")
             if needs_validation and v.validations == 0:
                 fail(f"{where} is a free-form {v.type_src} without a validation block")
         for o in root.outputs:
@@ -579,13 +589,15 @@ def cmd_invariants(roots: list[Path]) -> int:
                 fail(f"{where}: deletion_protection_enabled must be set")
 
         # The service's IAM policy: exactly the DynamoDB actions it calls.
-        for name, actions in policy_actions(root).items():
-            dynamo = {a for a in actions if a.lower().startswith("dynamodb:")}
-            if not dynamo:
+        for name, (actions, resources) in policy_actions(root).items():
+            if not actions:
                 continue
+            dynamo = actions
             seen_policy = True
             if any("*" in a for a in dynamo):
-                fail(f"{rel}: policy document {name} uses a DynamoDB wildcard action")
+                fail(f"{rel}: policy document {name} uses a wildcard action")
+            if resources != {"var.dynamodb_table_arn"}:
+                fail(f"{rel}: policy document {name} must grant DynamoDB actions on var.dynamodb_table_arn only (has {sorted(resources)})")
             if dynamo != SERVICE_DYNAMODB_ACTIONS:
                 fail(
                     f"{rel}: policy document {name} grants {sorted(dynamo)}, "
