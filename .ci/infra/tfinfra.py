@@ -8,6 +8,9 @@ Subcommands:
   readme ROOT...           check that each README's Inputs/Outputs tables list
                            exactly the root's variables (type, default,
                            required) and outputs
+  manifests FILE --kubernetes-version V
+                           rendered Kubernetes manifests agree with the
+                           Terraform roots and the service's facts
   invariants ROOT...       project rules: parseable HCL, S3 backend with
                            lockfile and encryption, pinned versions, typed and
                            described variables, described outputs, no account
@@ -616,6 +619,135 @@ def cmd_invariants(roots: list[Path]) -> int:
     return 1 if failures else 0
 
 
+# --------------------------------------------------------------------------
+# Rendered manifests against the Terraform roots and the service's facts
+
+
+def humantime_seconds(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    m = re.fullmatch(r"(\d+)(ms|s|m|h)", text.strip())
+    if not m:
+        raise ValueError(f"unsupported duration {text!r}")
+    return int(m.group(1)) * units[m.group(2)]
+
+
+def var_default(root: Path, name: str):
+    for v in load_root(root).variables:
+        if v.name == name:
+            return v.default
+    raise KeyError(f"{root.name}: variable {name} not found")
+
+
+def cmd_manifests(rendered: Path, k8s_version: str) -> int:
+    failures: list[str] = []
+    docs = [d for d in yaml.safe_load_all(rendered.read_text()) if d]
+    by_kind: dict[str, list[dict]] = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+
+    def one(kind: str) -> dict:
+        items = by_kind.get(kind, [])
+        if len(items) != 1:
+            failures.append(f"expected one {kind}, found {len(items)}")
+            return {}
+        return items[0]
+
+    namespace = var_default(REPO / "eks-cluster", "service_namespace")
+    service_account = var_default(REPO / "eks-cluster", "service_account_name")
+    table = var_default(REPO / "dynamodb", "table_name")
+    cluster_version = var_default(REPO / "eks-cluster", "kubernetes_version")
+    if not k8s_version.startswith(cluster_version + "."):
+        failures.append(f"manifests are validated against {k8s_version}, the cluster runs {cluster_version}")
+
+    ns = one("Namespace")
+    if ns and ns["metadata"]["name"] != namespace:
+        failures.append(f"Namespace {ns['metadata']['name']!r} != eks-cluster service_namespace {namespace!r}")
+    if ns and ns["metadata"].get("labels", {}).get("pod-security.kubernetes.io/enforce") != "restricted":
+        failures.append("Namespace must enforce the restricted Pod Security Standard")
+    for d in docs:
+        if d["kind"] != "Namespace" and d["metadata"].get("namespace") != namespace:
+            failures.append(f"{d['kind']}/{d['metadata']['name']} is not in namespace {namespace}")
+    sa = one("ServiceAccount")
+    if sa and sa["metadata"]["name"] != service_account:
+        failures.append(f"ServiceAccount {sa['metadata']['name']!r} != eks-cluster service_account_name {service_account!r}")
+
+    cm = one("ConfigMap")
+    env = cm.get("data", {}) if cm else {}
+    if env.get("FLIGHT_COUNTER_TABLE") != table:
+        failures.append(f"ConfigMap FLIGHT_COUNTER_TABLE {env.get('FLIGHT_COUNTER_TABLE')!r} != dynamodb table_name {table!r}")
+    if env.get("FLIGHT_COUNTER_STORE") != "dynamodb":
+        failures.append("ConfigMap FLIGHT_COUNTER_STORE must be dynamodb")
+    if env.get("FLIGHT_COUNTER_BIND") != "0.0.0.0:8080":
+        failures.append("ConfigMap FLIGHT_COUNTER_BIND must be 0.0.0.0:8080")
+    for key in env:
+        if re.search(r"AWS_(SECRET|ACCESS_KEY|SESSION_TOKEN)", key):
+            failures.append(f"ConfigMap must not carry AWS credentials ({key})")
+
+    dep = one("Deployment")
+    if dep:
+        spec = dep["spec"]
+        pod = spec["template"]["spec"]
+        if spec.get("replicas", 1) < 2:
+            failures.append("Deployment needs at least 2 replicas")
+        if spec.get("strategy", {}).get("rollingUpdate", {}).get("maxUnavailable") != 0:
+            failures.append("Deployment rolling update must have maxUnavailable: 0")
+        if pod.get("serviceAccountName") != service_account:
+            failures.append("Deployment must run as the Pod Identity ServiceAccount")
+        zones = [c for c in pod.get("topologySpreadConstraints", []) if c.get("topologyKey") == "topology.kubernetes.io/zone"]
+        if not zones:
+            failures.append("Deployment must spread pods across zones")
+        containers = pod.get("containers", [])
+        main = containers[0] if containers else {}
+        drain = humantime_seconds(env.get("FLIGHT_COUNTER_DRAIN_TIMEOUT", "10s"))
+        pre_stop = main.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+        grace = pod.get("terminationGracePeriodSeconds", 30)
+        if grace <= drain + pre_stop:
+            failures.append(f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_stop}s + drain {drain:g}s")
+        probes = {
+            "startupProbe": "/healthz",
+            "livenessProbe": "/healthz",
+            "readinessProbe": "/readyz",
+        }
+        for probe, path in probes.items():
+            got = main.get(probe, {}).get("httpGet", {})
+            if got.get("path") != path or got.get("port") not in (8080, "http"):
+                failures.append(f"{probe} must be httpGet {path} on port 8080")
+        ports = [p.get("containerPort") for p in main.get("ports", [])]
+        if ports != [8080]:
+            failures.append(f"container must expose 8080 only (has {ports})")
+        sc = main.get("securityContext", {})
+        psc = pod.get("securityContext", {})
+        uid = sc.get("runAsUser", psc.get("runAsUser"))
+        if not isinstance(uid, int) or uid == 0:
+            failures.append("container must run as a numeric non-root UID")
+        for key, want in (("readOnlyRootFilesystem", True), ("allowPrivilegeEscalation", False)):
+            if sc.get(key) is not want:
+                failures.append(f"container securityContext.{key} must be {want}")
+        if sc.get("capabilities", {}).get("drop") != ["ALL"]:
+            failures.append("container must drop ALL capabilities")
+        seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {}))
+        if seccomp.get("type") != "RuntimeDefault":
+            failures.append("seccompProfile must be RuntimeDefault")
+        resources = main.get("resources", {})
+        if not resources.get("requests") or not resources.get("limits"):
+            failures.append("container needs resource requests and limits")
+        for e in main.get("env", []):
+            if re.search(r"AWS_(SECRET|ACCESS_KEY)", e.get("name", "")):
+                failures.append("Deployment must not carry AWS keys")
+
+    svc = one("Service")
+    if svc and svc["spec"].get("type") != "LoadBalancer":
+        failures.append("Service must be of type LoadBalancer")
+    hpa = one("HorizontalPodAutoscaler")
+    if hpa and not hpa["spec"].get("behavior", {}).get("scaleDown", {}).get("stabilizationWindowSeconds"):
+        failures.append("HPA needs a scale-down stabilisation window")
+    one("PodDisruptionBudget")
+
+    for f in failures:
+        print(f, file=sys.stderr)
+    return 1 if failures else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -625,7 +757,12 @@ def main() -> int:
     for name in ("readme", "invariants"):
         p = sub.add_parser(name)
         p.add_argument("roots", nargs="+", type=Path)
+    man = sub.add_parser("manifests")
+    man.add_argument("rendered", type=Path)
+    man.add_argument("--kubernetes-version", required=True)
     args = parser.parse_args()
+    if args.cmd == "manifests":
+        return cmd_manifests(args.rendered, args.kubernetes_version)
     roots = [p.resolve() for p in args.roots]
     if args.cmd == "docs":
         return cmd_docs(roots, args.check)
