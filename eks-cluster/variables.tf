@@ -90,7 +90,7 @@ variable "endpoint_public_access_cidrs" {
 variable "node_instance_types" {
   description = "Instance types of the managed node group, in order of preference."
   type        = list(string)
-  default     = ["t3.large"]
+  default     = ["t3.medium"]
 
   validation {
     condition     = length(var.node_instance_types) > 0
