@@ -99,6 +99,17 @@ for root in "${ROOTS[@]}"; do
   run "checkov: terraform $root" "${CHECKOV[@]}" --framework terraform -d "$root"
 done
 
+untracked_state() {
+  # State, generated backend settings, variable files with real values and
+  # local override files stay out of git.
+  local found
+  found="$(git ls-files -- '*.tfstate' '*.tfstate.*' '*.tfvars' '*.tfplan' '*backend.hcl' '*_override.tf' '*.terraform/*' || true)"
+  [[ -z "$found" ]] || { echo "committed but must not be:"; echo "$found"; return 1; }
+}
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  run "terraform: no state, backend.hcl, tfvars or override files in git" untracked_state
+fi
+
 run "terraform-docs: READMEs up to date (./terraform-docs.sh --check)" ./terraform-docs.sh --check
 run "terraform-docs: READMEs list exactly the variables and outputs" "$PY" "$TFINFRA" readme "${ROOTS[@]}"
 
