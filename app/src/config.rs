@@ -37,7 +37,7 @@ fn parse_log_filter(s: &str) -> Result<String, String> {
 
 /// Counts confirmed booking transactions per flight route.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "flight-counter", version, about, long_about = None)]
+#[command(name = "flight-counter", version, about, long_about = None, args_override_self = true)]
 pub struct Config {
     /// Address and port to listen on.
     #[arg(long, env = "FLIGHT_COUNTER_BIND", default_value = "127.0.0.1:8080")]

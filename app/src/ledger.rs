@@ -119,11 +119,7 @@ impl Ledger {
         let (intake, queue) = mpsc::channel(settings.max_batch.clamp(64, 8192));
         let health = Arc::new(StoreHealth::new());
         let stop = Arc::new(tokio::sync::Notify::new());
-        let dispatcher = Dispatcher::new(
-            Arc::clone(&store),
-            settings.clone(),
-            Arc::clone(&health),
-        );
+        let dispatcher = Dispatcher::new(Arc::clone(&store), settings.clone(), Arc::clone(&health));
         let handle = tokio::spawn(dispatcher.run(queue, Arc::clone(&stop)));
         Arc::new(Self {
             store,
@@ -167,11 +163,9 @@ impl Ledger {
     /// Group commit turned off: one commit of its own per transaction.
     async fn record_alone(&self, route: Route, deadline: Duration) -> Result<u64, LedgerError> {
         let started = Instant::now();
-        let result = tokio::time::timeout(
-            deadline,
-            self.store.apply(&[Increment { route, delta: 1 }]),
-        )
-        .await;
+        let result =
+            tokio::time::timeout(deadline, self.store.apply(&[Increment { route, delta: 1 }]))
+                .await;
         let result = match result {
             Ok(Ok(totals)) => totals
                 .first()
@@ -517,7 +511,9 @@ mod tests {
             ..LedgerSettings::default()
         };
         let ledger = Ledger::start(store.clone(), settings);
-        let routes: Vec<Route> = (0..100).map(|i| route(&format!("AB{}", i % 3 + 1))).collect();
+        let routes: Vec<Route> = (0..100)
+            .map(|i| route(&format!("AB{}", i % 3 + 1)))
+            .collect();
         let results = record_many(&ledger, &routes).await;
         assert!(results.iter().all(|r| r.is_ok()));
         assert!(store.commits.load(Ordering::SeqCst) >= 100 / 7);
@@ -534,9 +530,11 @@ mod tests {
         store.fail.store(true, Ordering::SeqCst);
         let ledger = Ledger::start(store.clone(), LedgerSettings::default());
         let results = record_many(&ledger, &vec![route("AR1"); 50]).await;
-        assert!(results
-            .iter()
-            .all(|r| matches!(r, Err(LedgerError::Store(StoreError::Unavailable(_))))));
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Err(LedgerError::Store(StoreError::Unavailable(_)))))
+        );
         assert!(!ledger.health().is_healthy());
         store.fail.store(false, Ordering::SeqCst);
         assert_eq!(ledger.record(route("AR1")).await.expect("ok"), 1);
@@ -550,7 +548,9 @@ mod tests {
             Duration::from_millis(5),
         );
         let ledger = Ledger::start(store.clone(), LedgerSettings::default());
-        let routes: Vec<Route> = (0..400).map(|i| route(&format!("XY{}", i % 8 + 1))).collect();
+        let routes: Vec<Route> = (0..400)
+            .map(|i| route(&format!("XY{}", i % 8 + 1)))
+            .collect();
         let results = record_many(&ledger, &routes).await;
         let mut per_route: HashMap<Route, Vec<u64>> = HashMap::new();
         for (r, res) in routes.iter().zip(results) {

@@ -141,7 +141,11 @@ impl Application {
             async move {
                 shutdown.await;
                 lifecycle.set_phase(Phase::Draining);
-                tracing::info!(?drain_timeout, ?shutdown_delay, "shutting down: readiness is down");
+                tracing::info!(
+                    ?drain_timeout,
+                    ?shutdown_delay,
+                    "shutting down: readiness is down"
+                );
                 tokio::time::sleep(shutdown_delay).await;
             }
         };
@@ -157,7 +161,10 @@ impl Application {
         let remaining = drain_timeout
             .saturating_sub(started_draining.elapsed().min(drain_timeout))
             .max(Duration::from_secs(1));
-        if tokio::time::timeout(remaining, ledger.close()).await.is_err() {
+        if tokio::time::timeout(remaining, ledger.close())
+            .await
+            .is_err()
+        {
             tracing::error!("the last commit did not finish within the drain timeout");
         }
         prober.abort();

@@ -37,7 +37,10 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
 
     async fn call(&self, req: Request) -> poem::Result<Self::Output> {
         if let Some(length) = req.headers().get(header::CONTENT_LENGTH) {
-            let length = length.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok());
+            let length = length
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
             match length {
                 Some(n) if n <= self.max_bytes => {}
                 Some(_) => return Err(Error::from_status(StatusCode::PAYLOAD_TOO_LARGE)),

@@ -62,7 +62,9 @@ fn json_error(status: StatusCode, template: &'static str) -> Response {
         ),
         StatusCode::PAYLOAD_TOO_LARGE => ErrorBody::new(
             "payload_too_large",
-            format!("request bodies are limited to {MAX_BODY_BYTES} bytes; these operations take no body"),
+            format!(
+                "request bodies are limited to {MAX_BODY_BYTES} bytes; these operations take no body"
+            ),
         ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorBody::new(
             "unsupported_media_type",

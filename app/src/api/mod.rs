@@ -11,9 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 use poem::{
-    Endpoint, EndpointExt, IntoEndpoint, Route as Router,
-    endpoint::make_sync,
-    http::header,
+    Endpoint, EndpointExt, IntoEndpoint, Route as Router, endpoint::make_sync, get, http::header,
     middleware::CatchPanic,
 };
 use poem_openapi::{OpenApiService, Tags};
@@ -76,14 +74,14 @@ pub fn app(
     Router::new()
         .at(
             "/",
-            make_sync(move |_| {
+            get(make_sync(move |_| {
                 poem::Response::builder()
                     .content_type("text/html; charset=utf-8")
                     .body(swagger_ui.clone())
-            }),
+            })),
         )
-        .at("/openapi.json", spec_endpoint)
-        .at("/metrics", metrics_endpoint)
+        .at("/openapi.json", get(spec_endpoint))
+        .at("/metrics", get(metrics_endpoint))
         .nest_no_strip("/transactions", api.clone())
         .nest_no_strip("/healthz", api.clone())
         .nest_no_strip("/readyz", api.clone())

@@ -19,7 +19,9 @@ impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Route, u64>> {
         // A panic while holding the lock cannot leave a half-applied batch (totals are computed
         // before anything is written), so a poisoned lock is still consistent.
-        self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

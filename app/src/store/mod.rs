@@ -6,7 +6,7 @@ mod memory;
 
 use std::sync::Arc;
 
-pub use embedded::EmbeddedStore;
+pub use embedded::{DATABASE_FILE, EmbeddedStore};
 pub use memory::MemoryStore;
 
 use crate::route::Route;

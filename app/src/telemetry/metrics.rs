@@ -1,6 +1,6 @@
 //! Metric names, their buckets, and cheap handles to them. The one place that owns metric names.
 
-use std::{cell::RefCell, collections::HashMap, sync::OnceLock, time::Duration};
+use std::{cell::RefCell, collections::HashMap, sync::Mutex, time::Duration};
 
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -14,18 +14,21 @@ pub const BATCH_SIZE: &str = "flight_counter_store_commit_batch_size";
 pub const BUILD_INFO: &str = "flight_counter_build_info";
 
 const LATENCY_BUCKETS: &[f64] = &[
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0,
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 const BATCH_BUCKETS: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
 ];
 
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
 
 /// Installs the Prometheus recorder once per process and returns the handle that renders it.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
-    if let Some(handle) = HANDLE.get() {
+    let mut installed = HANDLE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(handle) = installed.as_ref() {
         return Ok(handle.clone());
     }
     let recorder = PrometheusBuilder::new()
@@ -38,19 +41,32 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         anyhow::bail!("a metrics recorder is already installed");
     }
     describe();
-    let _ = HANDLE.set(handle.clone());
+    *installed = Some(handle.clone());
     Ok(handle)
 }
 
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by method, route template and status");
-    describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request latency, by method, route template and status");
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by method, route template and status"
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "HTTP request latency, by method, route template and status"
+    );
     describe_counter!(TRANSACTIONS_RECORDED, "Transactions durably recorded");
     describe_counter!(COMMITS, "Store commits, by outcome");
     describe_histogram!(COMMIT_DURATION, Unit::Seconds, "Time a store commit took");
-    describe_histogram!(BATCH_SIZE, "Transactions per store commit (group commit batch size)");
-    describe_gauge!(BUILD_INFO, "Always 1; labels carry the version and the store in use");
+    describe_histogram!(
+        BATCH_SIZE,
+        "Transactions per store commit (group commit batch size)"
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; labels carry the version and the store in use"
+    );
 }
 
 /// Publishes the build info gauge.

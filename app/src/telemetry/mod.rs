@@ -26,7 +26,10 @@ mod tests {
     #[test]
     fn raw_paths_map_to_a_bounded_set_of_templates() {
         assert_eq!(path_template("/transactions/AR1"), "/transactions/{route}");
-        assert_eq!(path_template("/transactions/%2e%2e"), "/transactions/{route}");
+        assert_eq!(
+            path_template("/transactions/%2e%2e"),
+            "/transactions/{route}"
+        );
         assert_eq!(path_template("/healthz"), "/healthz");
         assert_eq!(path_template("/etc/passwd"), "unmatched");
         assert_eq!(path_template(&"/x".repeat(10_000)), "unmatched");

@@ -1,0 +1,427 @@
+//! The HTTP surface beyond the counting itself: every error in the JSON shape with the right
+//! status and headers, the OpenAPI document, Swagger UI, health, readiness and metrics.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use flight_counter::{
+    route::Route,
+    store::{CommitMode, Increment, MemoryStore, Store, StoreError},
+};
+use serde_json::Value;
+
+use crate::helpers::{TestApp, test_config};
+
+async fn memory_app() -> TestApp {
+    TestApp::spawn(test_config(&[])).await
+}
+
+async fn json_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(resp.status(), status);
+    let content_type = resp.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let body: Value = resp.json().await.expect("json body");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body.as_object().map(|o| o.len()), Some(2), "{body}");
+    body
+}
+
+#[tokio::test]
+async fn unknown_paths_are_json_404() {
+    let app = memory_app().await;
+    for path in [
+        "/nope",
+        "/transactions",
+        "/transactions/",
+        "/transactions/AR1/extra",
+        "/../etc/passwd",
+    ] {
+        let resp = app.client.get(app.url(path)).send().await.expect("sent");
+        json_error(resp, 404, "not_found").await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_methods_are_json_405_with_allow() {
+    let app = memory_app().await;
+    let cases = [
+        ("PUT", "/transactions/AR1", "GET, POST"),
+        ("DELETE", "/transactions/AR1", "GET, POST"),
+        ("PATCH", "/transactions/AR1", "GET, POST"),
+        ("POST", "/healthz", "GET"),
+        ("DELETE", "/readyz", "GET"),
+        ("POST", "/metrics", "GET"),
+        ("POST", "/openapi.json", "GET"),
+    ];
+    for (method, path, allow) in cases {
+        let resp = app
+            .client
+            .request(method.parse().expect("method"), app.url(path))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.headers()["allow"], allow, "{method} {path}");
+        let body = json_error(resp, 405, "method_not_allowed").await;
+        assert!(body["message"].as_str().expect("msg").contains(allow));
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn undecodable_paths_are_json_400() {
+    let app = memory_app().await;
+    for path in [
+        "/transactions/%FF",
+        "/transactions/%C3%28",
+        "/transactions/AR%",
+    ] {
+        let resp = app.client.get(app.url(path)).send().await.expect("sent");
+        assert_eq!(resp.status(), 400, "{path}");
+        let body: Value = resp.json().await.expect("json");
+        assert!(
+            body["error"] == "invalid_route" || body["error"] == "bad_request",
+            "{path}: {body}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_json_413_and_not_counted() {
+    let app = memory_app().await;
+    let resp = app
+        .client
+        .post(app.url("/transactions/AR1"))
+        .body(vec![b'x'; 64 * 1024])
+        .send()
+        .await
+        .expect("sent");
+    json_error(resp, 413, "payload_too_large").await;
+    assert_eq!(app.count("AR1", "AR0001").await, 0);
+    // A small body is ignored: the POST counts.
+    let resp = app
+        .client
+        .post(app.url("/transactions/AR1"))
+        .json(&serde_json::json!({"seats": 3}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(app.count("AR1", "AR0001").await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn openapi_document_describes_the_contract() {
+    let app = memory_app().await;
+    let resp = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), 200);
+    let doc: Value = resp.json().await.expect("json");
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3."));
+    let path = &doc["paths"]["/transactions/{route}"];
+    for method in ["get", "post"] {
+        let op = &path[method];
+        assert_eq!(op["tags"][0], "Transactions", "{method}");
+        let param = &op["parameters"][0];
+        assert_eq!(param["name"], "route");
+        assert_eq!(param["in"], "path");
+        assert_eq!(
+            param["schema"]["pattern"],
+            flight_counter::route::ROUTE_PATTERN
+        );
+        for status in ["200", "400", "500", "503"] {
+            assert!(
+                op["responses"][status].is_object(),
+                "{method} lacks {status}"
+            );
+        }
+        let retry_after = &op["responses"]["503"]["headers"];
+        assert!(
+            retry_after
+                .as_object()
+                .expect("headers")
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("retry-after")),
+            "{retry_after}"
+        );
+    }
+    assert!(path["post"]["responses"]["413"].is_object());
+    let schema = &doc["components"]["schemas"]["TransactionCount"];
+    assert_eq!(schema["properties"]["transactions"]["type"], "integer");
+    assert_eq!(schema["properties"]["route"]["type"], "string");
+    for ops_path in ["/healthz", "/readyz"] {
+        assert_eq!(doc["paths"][ops_path]["get"]["tags"][0], "Operations");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served_at_the_root() {
+    let app = memory_app().await;
+    let resp = app.client.get(app.url("/")).send().await.expect("sent");
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/html")
+    );
+    let html = resp.text().await.expect("html");
+    assert!(html.contains("SwaggerUIBundle"));
+    assert!(
+        html.contains("/transactions/{route}"),
+        "the document is embedded"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_version() {
+    let app = memory_app().await;
+    let health: Value = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health, serde_json::json!({"status": "ok"}));
+    let ready: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready, serde_json::json!({"status": "ready"}));
+    let version: Value = app
+        .client
+        .get(app.url("/version"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(version["name"], "flight-counter");
+    assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(version["store"], "memory");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_template_and_transactions() {
+    let app = memory_app().await;
+    for _ in 0..3 {
+        app.record("MX1", "MX0001").await;
+    }
+    let _ = app.get("bad!").await;
+    let _ = app
+        .client
+        .get(app.url("/some/random/path"))
+        .send()
+        .await
+        .expect("sent");
+    let resp = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.expect("text");
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no sample {prefix} in\n{text}"))
+    };
+    // Tests in this binary share one metrics registry, so assert lower bounds.
+    assert!(
+        value(
+            "flight_counter_http_requests_total{method=\"POST\",path=\"/transactions/{route}\",status=\"200\"}"
+        ) >= 3.0
+    );
+    assert!(
+        value(
+            "flight_counter_http_requests_total{method=\"GET\",path=\"/transactions/{route}\",status=\"400\"}"
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            "flight_counter_http_requests_total{method=\"GET\",path=\"unmatched\",status=\"404\"}"
+        ) >= 1.0
+    );
+    assert!(value("flight_counter_transactions_recorded_total") >= 3.0);
+    assert!(text.contains("flight_counter_http_request_duration_seconds_bucket{"));
+    assert!(text.contains("flight_counter_store_commit_batch_size_bucket{"));
+    assert!(text.contains("flight_counter_store_commit_duration_seconds_bucket{"));
+    assert!(text.contains("flight_counter_build_info{"));
+    assert!(
+        !text.contains("/some/random/path"),
+        "raw paths never become labels"
+    );
+    app.stop().await;
+}
+
+/// A store that fails on demand, to see what clients get when commits fail.
+struct FlakyStore {
+    inner: MemoryStore,
+    failing: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Store for FlakyStore {
+    fn kind(&self) -> &'static str {
+        "flaky"
+    }
+    fn commit_mode(&self) -> CommitMode {
+        CommitMode::WholeBatch
+    }
+    async fn apply(&self, batch: &[Increment]) -> Result<Vec<u64>, StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("disk on fire".into()));
+        }
+        self.inner.apply(batch).await
+    }
+    async fn get(&self, route: Route) -> Result<u64, StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("disk on fire".into()));
+        }
+        self.inner.get(route).await
+    }
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("disk on fire".into()));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_gives_503_with_retry_after_and_readiness_follows() {
+    let store = Arc::new(FlakyStore {
+        inner: MemoryStore::new(),
+        failing: AtomicBool::new(false),
+    });
+    let app = TestApp::spawn_with_store(test_config(&[]), store.clone()).await;
+    assert_eq!(app.record("FL1", "FL0001").await, 1);
+
+    store.failing.store(true, Ordering::SeqCst);
+    for resp in [app.post("FL1").await, app.get("FL1").await] {
+        assert_eq!(resp.headers()["retry-after"], "1");
+        let body = json_error(resp, 503, "store_unavailable").await;
+        assert!(
+            !body["message"].as_str().expect("msg").contains("fire"),
+            "no internals leak"
+        );
+    }
+    let ready = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.expect("json");
+    assert_eq!(ready["status"], "store_unavailable");
+
+    store.failing.store(false, Ordering::SeqCst);
+    // The failed POST was not applied; the next one continues from 1.
+    assert_eq!(app.record("FL1", "FL0001").await, 2);
+    let ready = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ready.status(), 200);
+    app.stop().await;
+}
+
+/// A store that never answers: callers must get a 503 within the commit timeout, not hang.
+struct StuckStore;
+
+#[async_trait::async_trait]
+impl Store for StuckStore {
+    fn kind(&self) -> &'static str {
+        "stuck"
+    }
+    fn commit_mode(&self) -> CommitMode {
+        CommitMode::WholeBatch
+    }
+    async fn apply(&self, _: &[Increment]) -> Result<Vec<u64>, StoreError> {
+        std::future::pending().await
+    }
+    async fn get(&self, _: Route) -> Result<u64, StoreError> {
+        std::future::pending().await
+    }
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_stuck_store_gives_503_within_the_deadline() {
+    let config = test_config(&["--commit-timeout", "300ms", "--drain-timeout", "1s"]);
+    let app = TestApp::spawn_with_store(config, Arc::new(StuckStore)).await;
+    let started = std::time::Instant::now();
+    let resp = app.post("ST1").await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    json_error(resp, 503, "store_unavailable").await;
+    let resp = app.get("ST1").await;
+    json_error(resp, 503, "store_unavailable").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_count_that_would_overflow_is_refused_not_wrapped() {
+    let store = Arc::new(MemoryStore::new());
+    let route = Route::parse("OV1").expect("route");
+    store
+        .apply(&[Increment {
+            route,
+            delta: u64::MAX - 1,
+        }])
+        .await
+        .expect("preload");
+    let app = TestApp::spawn_with_store(test_config(&[]), store).await;
+    assert_eq!(app.record("OV1", "OV0001").await, u64::MAX);
+    let resp = app.post("OV1").await;
+    let body = json_error(resp, 500, "internal").await;
+    assert!(!body["message"].as_str().expect("msg").contains("overflow"));
+    assert_eq!(app.count("OV1", "OV0001").await, u64::MAX);
+    app.stop().await;
+}

@@ -1,0 +1,272 @@
+//! Test harness: start the real service, in process (through `startup`, as `main` does) or as
+//! the real binary in a child process, on a random loopback port, and talk to it over HTTP.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::Duration,
+};
+
+use flight_counter::{
+    config::Config,
+    startup::{Application, open_store},
+    store::SharedStore,
+};
+use serde_json::Value;
+use tokio::{sync::oneshot, task::JoinHandle};
+
+/// A running in-process instance.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(128)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+/// A configuration for a test instance: random port, quiet, short drain.
+pub fn test_config(extra: &[&str]) -> Config {
+    use clap::Parser;
+    let mut args = vec![
+        "flight-counter",
+        "--bind",
+        "127.0.0.1:0",
+        "--store",
+        "memory",
+        "--drain-timeout",
+        "5s",
+    ];
+    args.extend_from_slice(extra);
+    let config = Config::parse_from(args);
+    config.validate().expect("valid test config");
+    config
+}
+
+impl TestApp {
+    /// Starts the service with the store its configuration names.
+    pub async fn spawn(config: Config) -> TestApp {
+        let store = open_store(&config).expect("open store");
+        Self::spawn_with_store(config, store).await
+    }
+
+    /// Starts the service around a store the test provides.
+    pub async fn spawn_with_store(config: Config, store: SharedStore) -> TestApp {
+        let app = Application::build_with_store(config, store)
+            .await
+            .expect("build app");
+        let addr = app.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        let test_app = TestApp {
+            addr,
+            client: client(),
+            stop: Some(stop),
+            server: Some(server),
+        };
+        test_app.wait_ready().await;
+        test_app
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn post(&self, route: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/transactions/{route}")))
+            .send()
+            .await
+            .expect("POST sent")
+    }
+
+    pub async fn get(&self, route: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/transactions/{route}")))
+            .send()
+            .await
+            .expect("GET sent")
+    }
+
+    /// POSTs and returns the count, asserting success and the canonical route.
+    pub async fn record(&self, route: &str, canonical: &str) -> u64 {
+        let resp = self.post(route).await;
+        assert_eq!(resp.status(), 200, "POST {route}");
+        let body: Value = resp.json().await.expect("json body");
+        assert_eq!(body["route"], canonical, "POST {route}: {body}");
+        body["transactions"].as_u64().expect("count is a u64")
+    }
+
+    /// GETs and returns the count, asserting success and the canonical route.
+    pub async fn count(&self, route: &str, canonical: &str) -> u64 {
+        let resp = self.get(route).await;
+        assert_eq!(resp.status(), 200, "GET {route}");
+        let body: Value = resp.json().await.expect("json body");
+        assert_eq!(body["route"], canonical, "GET {route}: {body}");
+        body["transactions"].as_u64().expect("count is a u64")
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(resp) = self.client.get(self.url("/readyz")).send().await {
+                if resp.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("service at {} never became ready", self.addr);
+    }
+
+    /// Triggers a graceful shutdown and waits for it to complete.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("clean shutdown");
+        }
+    }
+}
+
+/// POSTs `per_client` times from each of `clients` concurrent clients to `route`, and returns
+/// every count answered with `200` (other answers are returned as errors, with their status).
+pub async fn post_concurrently(
+    base: &str,
+    route: &str,
+    clients: usize,
+    per_client: usize,
+) -> (Vec<u64>, Vec<u16>) {
+    let base = Arc::new(base.to_owned());
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let base = Arc::clone(&base);
+            let route = route.to_owned();
+            tokio::spawn(async move {
+                let client = client();
+                let mut counts = Vec::new();
+                let mut failures = Vec::new();
+                for _ in 0..per_client {
+                    match client
+                        .post(format!("{base}/transactions/{route}"))
+                        .send()
+                        .await
+                    {
+                        Ok(resp) if resp.status() == 200 => {
+                            let body: Value = resp.json().await.expect("json");
+                            counts.push(body["transactions"].as_u64().expect("u64"));
+                        }
+                        Ok(resp) => failures.push(resp.status().as_u16()),
+                        Err(_) => failures.push(0),
+                    }
+                }
+                (counts, failures)
+            })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    let mut failures = Vec::new();
+    for task in tasks {
+        let (c, f) = task.await.expect("client task");
+        counts.extend(c);
+        failures.extend(f);
+    }
+    (counts, failures)
+}
+
+/// The real binary, run as a child process.
+pub struct ServiceProcess {
+    pub child: Child,
+    pub base: String,
+}
+
+impl ServiceProcess {
+    /// Starts `flight-counter` with `args` (plus a random port and JSON logs) and waits until it
+    /// says where it listens.
+    pub fn start(args: &[&str]) -> ServiceProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flight-counter"))
+            .args(["--bind", "127.0.0.1:0", "--log-format", "json"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start flight-counter");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if !sent {
+                    if let Ok(event) = serde_json::from_str::<Value>(&line) {
+                        if event["message"]
+                            .as_str()
+                            .is_some_and(|m| m.starts_with("serving"))
+                        {
+                            if let Some(addr) = event["addr"].as_str() {
+                                let _ = tx.send(addr.to_owned());
+                                sent = true;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        let addr: SocketAddr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("service reported its address")
+            .parse()
+            .expect("address");
+        ServiceProcess {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("service did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether a directory holds the embedded store's file.
+pub fn has_database(dir: &Path) -> bool {
+    dir.join(flight_counter::store::DATABASE_FILE).exists()
+}

@@ -1,0 +1,7 @@
+//! Black-box tests of the service over HTTP, on a random loopback port.
+
+mod errors;
+mod helpers;
+mod lifecycle;
+mod store_contract;
+mod stores;
