@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# HTTP benchmark of the service, side by side with nginx in one run on this machine.
+#
+#   (a) embedded store, group commit on           POST, one hot route and many routes
+#   (b) embedded store, group commit off          POST, one durable commit per request
+#   (c) GET /version through the same poem-openapi stack: the service's own HTTP ceiling
+#   (n) nginx, one worker, `return 200` with the same JSON: the machine's HTTP ceiling
+#
+# Usage: bench/run.sh            (DURATION=10s CONNECTIONS=32 WORKERS=1 to change the load)
+# Installs wrk and nginx-light from Debian if missing. Loopback only; every run is bounded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-32}
+# Client and server share the machine's cores; one runtime thread leaves the other to wrk.
+WORKERS=${WORKERS:-1}
+BENCH_DIR=$(mktemp -d)
+PIDS=()
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$BENCH_DIR"
+}
+trap cleanup EXIT
+
+install_tools() {
+  local missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v nginx >/dev/null || missing+=(nginx-light)
+  if ((${#missing[@]})); then
+    echo "installing ${missing[*]}" >&2
+    local sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_ready() {
+  local url=$1
+  for _ in $(seq 1 200); do
+    if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "not ready: $url" >&2
+  return 1
+}
+
+# Runs wrk and prints "req/s p50 p99" (latencies in ms).
+load() {
+  local url=$1 script=${2:-}
+  local args=(-t1 "-c$CONNECTIONS" "-d$DURATION" --latency)
+  [[ -n "$script" ]] && args+=(-s "$script")
+  wrk "${args[@]}" "$url" | awk '
+    function ms(v) {
+      if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+      if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
+      return v
+    }
+    /Requests\/sec/ { rps = $2 }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    /Non-2xx/ { bad = $4 }
+    END {
+      if (bad > 0) { printf "non-2xx answers: %s\n", bad > "/dev/stderr" }
+      printf "%.0f %.2f %.2f\n", rps, p50, p99
+    }'
+}
+
+start_service() {
+  local port=$1; shift
+  RUST_LOG=warn ./target/release/flight-counter --bind "127.0.0.1:$port" \
+    --worker-threads "$WORKERS" "$@" >"$BENCH_DIR/service-$port.log" 2>&1 &
+  PIDS+=($!)
+  wait_ready "http://127.0.0.1:$port/readyz"
+}
+
+stop_last() {
+  local last=$((${#PIDS[@]} - 1))
+  kill -TERM "${PIDS[$last]}" 2>/dev/null || true
+  wait "${PIDS[$last]}" 2>/dev/null || true
+  unset "PIDS[$last]"
+}
+
+install_tools
+echo "building the release binary..." >&2
+cargo build --release --locked -p flight-counter >&2
+
+declare -A RPS P50 P99
+record() { # name "rps p50 p99"
+  read -r RPS[$1] P50[$1] P99[$1] <<<"$2"
+  printf '  %-28s %8s req/s  p50 %6s ms  p99 %6s ms\n' "$1" "${RPS[$1]}" "${P50[$1]}" "${P99[$1]}" >&2
+}
+
+echo "load: wrk, 1 thread, $CONNECTIONS connections, $DURATION per run; service: $WORKERS runtime thread(s)" >&2
+
+# (n) nginx
+NGINX_PORT=$(free_port)
+mkdir -p "$BENCH_DIR/nginx"
+sed -e "s#__DIR__#$BENCH_DIR/nginx#g" -e "s#__PORT__#$NGINX_PORT#g" bench/nginx.conf >"$BENCH_DIR/nginx/nginx.conf"
+nginx -c "$BENCH_DIR/nginx/nginx.conf" -p "$BENCH_DIR/nginx" &
+PIDS+=($!)
+wait_ready "http://127.0.0.1:$NGINX_PORT/"
+record "n nginx" "$(load "http://127.0.0.1:$NGINX_PORT/transactions/AR1133")"
+stop_last
+
+# (c) constant body through the service's stack
+PORT=$(free_port)
+start_service "$PORT" --store memory
+record "c GET /version" "$(load "http://127.0.0.1:$PORT/version")"
+stop_last
+
+# (a) embedded, group commit
+PORT=$(free_port)
+start_service "$PORT" --store embedded --data-dir "$BENCH_DIR/a"
+record "a hot, group commit" "$(load "http://127.0.0.1:$PORT" bench/wrk/post-hot.lua)"
+record "a many, group commit" "$(load "http://127.0.0.1:$PORT" bench/wrk/post-many.lua)"
+stop_last
+
+# (b) embedded, one commit per POST
+PORT=$(free_port)
+start_service "$PORT" --store embedded --data-dir "$BENCH_DIR/b" --group-commit false
+record "b hot, commit per POST" "$(load "http://127.0.0.1:$PORT" bench/wrk/post-hot.lua)"
+record "b many, commit per POST" "$(load "http://127.0.0.1:$PORT" bench/wrk/post-many.lua)"
+stop_last
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+echo
+echo "| run | req/s | p50 ms | p99 ms |"
+echo "|---|---:|---:|---:|"
+for name in "a hot, group commit" "a many, group commit" "b hot, commit per POST" \
+            "b many, commit per POST" "c GET /version" "n nginx"; do
+  echo "| $name | ${RPS[$name]} | ${P50[$name]} | ${P99[$name]} |"
+done
+echo
+echo "| ratio | value | target |"
+echo "|---|---:|---|"
+echo "| c / n (service stack vs nginx) | $(ratio "${RPS[c GET /version]}" "${RPS[n nginx]}") | >= 0.70 |"
+echo "| a hot / n | $(ratio "${RPS[a hot, group commit]}" "${RPS[n nginx]}") | >= 0.50 |"
+echo "| a hot / b hot (group commit gain) | $(ratio "${RPS[a hot, group commit]}" "${RPS[b hot, commit per POST]}") | >= 5 |"
