@@ -55,7 +55,7 @@ pub fn test_config(extra: &[&str]) -> Config {
 impl TestApp {
     /// Starts the service with the store its configuration names.
     pub async fn spawn(config: Config) -> TestApp {
-        let store = open_store(&config).expect("open store");
+        let store = open_store(&config).await.expect("open store");
         Self::spawn_with_store(config, store).await
     }
 
