@@ -127,7 +127,8 @@ pub struct Config {
     #[arg(long, env = "FLIGHT_COUNTER_DYNAMODB_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub dynamodb_connect_timeout: Duration,
 
-    /// How long one attempt of a DynamoDB call may take before it is retried.
+    /// How long one attempt of a DynamoDB call may take before it is retried (at most
+    /// --commit-timeout).
     #[arg(long, env = "FLIGHT_COUNTER_DYNAMODB_ATTEMPT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub dynamodb_attempt_timeout: Duration,
 
@@ -176,31 +177,21 @@ impl Config {
         if self.dynamodb_connect_timeout.is_zero() || self.dynamodb_attempt_timeout.is_zero() {
             return Err("--dynamodb-connect-timeout and --dynamodb-attempt-timeout must be greater than zero".into());
         }
-        if self.dynamodb_attempt_timeout > self.commit_timeout {
-            return Err(format!(
-                "--dynamodb-attempt-timeout ({:?}) must not exceed --commit-timeout ({:?})",
-                self.dynamodb_attempt_timeout, self.commit_timeout
-            ));
-        }
-        if self.dynamodb_connect_timeout > self.dynamodb_attempt_timeout {
-            return Err(format!(
-                "--dynamodb-connect-timeout ({:?}) must not exceed --dynamodb-attempt-timeout ({:?})",
-                self.dynamodb_connect_timeout, self.dynamodb_attempt_timeout
-            ));
-        }
         Ok(())
     }
 
     /// Settings of the dynamodb store. Every DynamoDB call, retries included, ends within the
-    /// commit timeout, so a caller's deadline is never spent waiting on a call already given up.
+    /// commit timeout, so a caller's deadline is never spent waiting on a call already given up;
+    /// an attempt never outlasts the commit timeout, nor a connect the attempt.
     pub fn dynamo_settings(&self) -> DynamoSettings {
+        let attempt_timeout = self.dynamodb_attempt_timeout.min(self.commit_timeout);
         DynamoSettings {
             table: self.table.clone(),
             endpoint_url: self.endpoint_url.clone(),
             create_table: self.create_table,
             max_in_flight: self.dynamodb_max_in_flight as usize,
-            connect_timeout: self.dynamodb_connect_timeout,
-            attempt_timeout: self.dynamodb_attempt_timeout,
+            connect_timeout: self.dynamodb_connect_timeout.min(attempt_timeout),
+            attempt_timeout,
             operation_timeout: self.commit_timeout,
             max_attempts: self.dynamodb_max_attempts,
         }
@@ -263,18 +254,13 @@ mod tests {
         assert!(!valid(&["--endpoint-url", "127.0.0.1:4567"]));
         assert!(!valid(&["--dynamodb-max-in-flight", "0"]));
         assert!(!valid(&["--dynamodb-max-attempts", "0"]));
-        assert!(!valid(&[
-            "--commit-timeout",
-            "1s",
-            "--dynamodb-attempt-timeout",
-            "2s"
-        ]));
-        assert!(!valid(&[
-            "--dynamodb-connect-timeout",
-            "2s",
-            "--dynamodb-attempt-timeout",
-            "1s"
-        ]));
+        assert!(!valid(&["--dynamodb-attempt-timeout", "0s"]));
+        // Per-attempt timeouts are capped by the commit timeout, whatever their own setting.
+        let config = Config::parse_from(["x", "--commit-timeout", "300ms"]);
+        assert!(config.validate().is_ok());
+        let dynamo = config.dynamo_settings();
+        assert_eq!(dynamo.attempt_timeout, Duration::from_millis(300));
+        assert_eq!(dynamo.connect_timeout, Duration::from_millis(300));
         let config = Config::parse_from(["x", "--create-table"]);
         assert!(config.create_table);
     }

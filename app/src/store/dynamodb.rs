@@ -13,7 +13,11 @@
 //! profile, web identity, EKS Pod Identity); `--endpoint-url` points at a local server. Every
 //! call has a connect timeout, a per-attempt timeout and an overall timeout no longer than the
 //! commit timeout; throttling, 5xx and network errors are retried with jittered backoff inside
-//! that overall timeout.
+//! that overall timeout. An `ADD` is not idempotent, though: an `UpdateItem` whose attempt timed
+//! out, lost its connection mid-flight or met a `500` may have been applied, and retrying it would
+//! count its transactions twice. Those are not retried; the callers get `503`, as for any
+//! commit whose outcome is unknown. Throttling, `503` and failures to connect, which leave the
+//! table untouched, are.
 //!
 //! IAM actions used, all on the one table: `dynamodb:UpdateItem` (commits), `dynamodb:GetItem`
 //! (reads), `dynamodb:DescribeTable` (readiness) and, only with `--create-table`,
@@ -40,7 +44,11 @@ use aws_sdk_dynamodb::{
     },
 };
 
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::{
+    interceptors::context::InterceptorContext,
+    orchestrator::Metadata,
+    retries::classifiers::{ClassifyRetry, RetryAction, RetryClassifierPriority},
+};
 
 use super::{CommitMode, Increment, Store, StoreError};
 use crate::{route::Route, telemetry::metrics as m};
@@ -80,7 +88,10 @@ pub struct DynamoSettings {
 }
 
 pub struct DynamoStore {
+    /// Reads, readiness and table creation: every failure the SDK deems transient is retried.
     client: Client,
+    /// Commits: retried only when the failed attempt cannot have been applied.
+    writer: Client,
     settings: DynamoSettings,
     /// When `DescribeTable` last found the table usable.
     table_confirmed: Mutex<Option<Instant>>,
@@ -133,11 +144,11 @@ impl DynamoStore {
             create_table = settings.create_table,
             "using DynamoDB"
         );
-        let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(CallCounter)
-            .build();
+        let config = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(CallCounter);
+        let writer = config.clone().retry_classifier(NoAmbiguousRetry).build();
         Ok(Self {
-            client: Client::from_conf(config),
+            client: Client::from_conf(config.build()),
+            writer: Client::from_conf(writer),
             settings,
             table_confirmed: Mutex::new(None),
             call_failed: AtomicBool::new(false),
@@ -327,7 +338,7 @@ impl Store for DynamoStore {
         };
         let Increment { route, delta } = *increment;
         let updated = self
-            .client
+            .writer
             .update_item()
             .table_name(self.table())
             .key(KEY_ATTRIBUTE, AttributeValue::S(route.as_str().to_owned()))
@@ -510,6 +521,62 @@ impl Intercept for CallCounter {
         m::dynamodb_call(operation, ok);
         Ok(())
     }
+}
+
+/// Forbids retrying an attempt that may have been applied: for an `ADD`, a retry of an attempt
+/// that landed but whose answer was lost counts its transactions twice. Throttling errors and
+/// `503`s (refused before anything was written) and failures to connect (nothing was sent) are
+/// left to the standard classifiers, which retry them.
+#[derive(Debug)]
+struct NoAmbiguousRetry;
+
+impl ClassifyRetry for NoAmbiguousRetry {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(Err(err)) = ctx.output_or_error() else {
+            return RetryAction::NoActionIndicated;
+        };
+        if let Some(response) = ctx.response() {
+            // DynamoDB's 500 (InternalServerError) leaves the outcome unknown.
+            return if response.status().as_u16() == 500 {
+                RetryAction::RetryForbidden
+            } else {
+                RetryAction::NoActionIndicated
+            };
+        }
+        if err.is_timeout_error() {
+            // The attempt timed out, possibly after DynamoDB applied it.
+            return RetryAction::RetryForbidden;
+        }
+        match err.as_connector_error() {
+            Some(connector) if never_connected(connector) => RetryAction::NoActionIndicated,
+            Some(_) => RetryAction::RetryForbidden,
+            None => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "NoAmbiguousRetry"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        // After the standard classifiers, so that a forbidden retry overrides theirs.
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
+    }
+}
+
+/// Whether the HTTP client failed to establish a connection (refused, unreachable, connect
+/// timeout): the request was never sent.
+fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(|e| e.is_connect())
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Operation names as static labels (metric labels must not come from the network unbounded).

@@ -391,3 +391,103 @@ async fn a_count_that_would_pass_u64_max_is_refused_and_left_unchanged() {
     assert_eq!(app.count("OV1", "OV0001").await, u64::MAX);
     app.stop().await;
 }
+
+/// A TCP proxy to `upstream` that delivers requests at once and holds every chunk of the
+/// answers for `delay`: DynamoDB applies each write, and its answer arrives late.
+async fn slow_answers_proxy(upstream: u16, delay: Duration) -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    return;
+                };
+                let (mut client_rx, mut client_tx) = client.into_split();
+                let (mut server_rx, mut server_tx) = server.into_split();
+                let requests = async {
+                    let _ = tokio::io::copy(&mut client_rx, &mut server_tx).await;
+                };
+                let answers = async {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = server_rx.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        tokio::time::sleep(delay).await;
+                        if client_tx.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                tokio::join!(requests, answers);
+            });
+        }
+    });
+    (port, task)
+}
+
+/// An `ADD` whose attempt timed out may have been applied: it must not be retried, or the
+/// transaction is counted twice (or three times, with three attempts). Every answer here comes
+/// after the attempt timeout, so every POST gets a 503, and each is applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_update_is_not_retried_into_a_double_count() {
+    let server = emulators::shared(Kind::Dynalite);
+    let table = emulators::unique_table("ambiguous");
+    let direct = server.endpoint();
+    let (proxy_port, proxy) = slow_answers_proxy(server.port(), Duration::from_millis(400)).await;
+    let slow = format!("http://127.0.0.1:{proxy_port}");
+
+    // The table, and a reader that sees it directly.
+    let reader = TestApp::spawn_with_store(
+        test_config(&dynamodb_args(&table, &direct, &["--create-table"])),
+        dynamodb_store(&test_config(&dynamodb_args(
+            &table,
+            &direct,
+            &["--create-table"],
+        )))
+        .await,
+    )
+    .await;
+    let config = test_config(&dynamodb_args(
+        &table,
+        &slow,
+        &[
+            "--dynamodb-attempt-timeout",
+            "150ms",
+            "--dynamodb-max-attempts",
+            "3",
+            "--commit-timeout",
+            "3s",
+        ],
+    ));
+    let store = dynamodb_store(&config).await;
+    let posts = 5;
+    for _ in 0..posts {
+        let started = Instant::now();
+        let applied = store
+            .apply(&[Increment {
+                route: Route::parse("AM1").expect("route"),
+                delta: 1,
+            }])
+            .await;
+        assert!(
+            applied.is_err(),
+            "the answer came after the attempt timeout"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "gave up after the first attempt, took {:?}",
+            started.elapsed()
+        );
+    }
+    // Let the last writes land, then read them directly.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(reader.count("AM1", "AM0001").await, posts);
+    proxy.abort();
+    reader.stop().await;
+}

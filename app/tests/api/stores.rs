@@ -68,6 +68,10 @@ async fn dynamodb(kind: Kind, extra: &[&str]) -> Fixture {
         "--endpoint-url",
         &endpoint,
         "--create-table",
+        // Every attempt may take the whole commit timeout: on a loaded test machine a slow
+        // attempt must not turn into a 503 (a timed-out UpdateItem is never retried).
+        "--dynamodb-attempt-timeout",
+        "5s",
     ];
     args.extend_from_slice(extra);
     let config = test_config(&args);
