@@ -95,7 +95,7 @@ cargo build --release --locked -p flight-counter >&2
 
 declare -A RPS P50 P99
 record() { # name "rps p50 p99"
-  read -r RPS[$1] P50[$1] P99[$1] <<<"$2"
+  read -r "RPS[$1]" "P50[$1]" "P99[$1]" <<<"$2"
   printf '  %-28s %8s req/s  p50 %6s ms  p99 %6s ms\n' "$1" "${RPS[$1]}" "${P50[$1]}" "${P99[$1]}" >&2
 }
 

@@ -21,8 +21,6 @@ use crate::{
 
 /// How often readiness asks the store whether it can commit.
 const READINESS_PROBE_INTERVAL: Duration = Duration::from_secs(2);
-/// Connections idle for longer than this are closed (bounds what slow clients can hold).
-const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A bound, not yet serving, instance of the service.
 pub struct Application {
@@ -152,7 +150,6 @@ impl Application {
         let app = api::app(Arc::clone(&ledger), Arc::clone(&lifecycle), metrics);
         let started_draining = tokio::time::Instant::now();
         Server::new_with_acceptor(acceptor)
-            .idle_timeout(IDLE_CONNECTION_TIMEOUT)
             .run_with_graceful_shutdown(app, signal, Some(drain_timeout))
             .await
             .context("server failed")?;
