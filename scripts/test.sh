@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit, property and black-box API tests on every store.
+# Runs the whole test suite: unit, property and black-box API tests on every store, the
+# DynamoDB store against two DynamoDB-compatible servers (dynalite and moto), which this
+# installs into .tools/ first (quick when already there).
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+scripts/install-emulators.sh
+
+# The service under test reaches the local servers with a region and dummy credentials, and
+# never asks an instance metadata endpoint for any.
+export AWS_EC2_METADATA_DISABLED=true
 
 cargo test --workspace --locked "$@"

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{ArgAction, Parser, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use crate::{ledger::LedgerSettings, telemetry::logging::LogFormat};
+use crate::{ledger::LedgerSettings, store::DynamoSettings, telemetry::logging::LogFormat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StoreKind {
@@ -14,6 +14,8 @@ pub enum StoreKind {
     Embedded,
     /// In memory only: counts vanish on exit. For tests and throwaway runs.
     Memory,
+    /// A DynamoDB table (--table), shared by every instance: for running several pods.
+    Dynamodb,
 }
 
 impl StoreKind {
@@ -21,12 +23,21 @@ impl StoreKind {
         match self {
             StoreKind::Embedded => "embedded",
             StoreKind::Memory => "memory",
+            StoreKind::Dynamodb => "dynamodb",
         }
     }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 10s, 2m)"))
+}
+
+/// DynamoDB's rule for table names.
+fn valid_table_name(name: &str) -> bool {
+    (3..=255).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 fn parse_log_filter(s: &str) -> Result<String, String> {
@@ -89,6 +100,43 @@ pub struct Config {
     /// Runtime worker threads (0: one per CPU; 1: a single-threaded runtime).
     #[arg(long, env = "FLIGHT_COUNTER_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: usize,
+
+    /// DynamoDB table of the dynamodb store (partition key `route`, a String).
+    #[arg(
+        long,
+        env = "FLIGHT_COUNTER_TABLE",
+        default_value = "flight-transactions"
+    )]
+    pub table: String,
+
+    /// DynamoDB endpoint, for a local DynamoDB-compatible server (e.g. http://127.0.0.1:4567).
+    /// Unset: the AWS configuration chain decides (AWS_ENDPOINT_URL, or the region's endpoint).
+    #[arg(long, env = "FLIGHT_COUNTER_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Create the DynamoDB table when it is missing. For local development only.
+    #[arg(long, env = "FLIGHT_COUNTER_CREATE_TABLE")]
+    pub create_table: bool,
+
+    /// Most DynamoDB commits (one route each) in flight at once.
+    #[arg(long, env = "FLIGHT_COUNTER_DYNAMODB_MAX_IN_FLIGHT", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub dynamodb_max_in_flight: u32,
+
+    /// How long connecting to DynamoDB may take.
+    #[arg(long, env = "FLIGHT_COUNTER_DYNAMODB_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub dynamodb_connect_timeout: Duration,
+
+    /// How long one attempt of a DynamoDB call may take before it is retried (at most
+    /// --commit-timeout).
+    #[arg(long, env = "FLIGHT_COUNTER_DYNAMODB_ATTEMPT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub dynamodb_attempt_timeout: Duration,
+
+    /// Attempts per DynamoDB call (1: no retries). Throttling, 5xx and network errors are
+    /// retried with jittered backoff, always within --commit-timeout.
+    #[arg(long, env = "FLIGHT_COUNTER_DYNAMODB_MAX_ATTEMPTS", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub dynamodb_max_attempts: u32,
 }
 
 impl Config {
@@ -113,7 +161,40 @@ impl Config {
                 self.max_pending, self.max_batch
             ));
         }
+        if !valid_table_name(&self.table) {
+            return Err(format!(
+                "--table {:?} is not a DynamoDB table name (3 to 255 letters, digits, _ . -)",
+                self.table
+            ));
+        }
+        if let Some(url) = &self.endpoint_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+                return Err(format!(
+                    "--endpoint-url {url:?} must be an http:// or https:// URL"
+                ));
+            }
+        }
+        if self.dynamodb_connect_timeout.is_zero() || self.dynamodb_attempt_timeout.is_zero() {
+            return Err("--dynamodb-connect-timeout and --dynamodb-attempt-timeout must be greater than zero".into());
+        }
         Ok(())
+    }
+
+    /// Settings of the dynamodb store. Every DynamoDB call, retries included, ends within the
+    /// commit timeout, so a caller's deadline is never spent waiting on a call already given up;
+    /// an attempt never outlasts the commit timeout, nor a connect the attempt.
+    pub fn dynamo_settings(&self) -> DynamoSettings {
+        let attempt_timeout = self.dynamodb_attempt_timeout.min(self.commit_timeout);
+        DynamoSettings {
+            table: self.table.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            create_table: self.create_table,
+            max_in_flight: self.dynamodb_max_in_flight as usize,
+            connect_timeout: self.dynamodb_connect_timeout.min(attempt_timeout),
+            attempt_timeout,
+            operation_timeout: self.commit_timeout,
+            max_attempts: self.dynamodb_max_attempts,
+        }
     }
 
     pub fn ledger_settings(&self) -> LedgerSettings {
@@ -149,6 +230,39 @@ mod tests {
         assert_eq!(config.store, StoreKind::Embedded);
         assert_eq!(config.drain_timeout, Duration::from_secs(10));
         assert!(config.group_commit);
+        assert_eq!(config.table, "flight-transactions");
+        assert!(!config.create_table);
+        assert_eq!(config.endpoint_url, None);
+        let dynamo = config.dynamo_settings();
+        assert_eq!(dynamo.operation_timeout, config.commit_timeout);
+        assert!(dynamo.attempt_timeout <= dynamo.operation_timeout);
+    }
+
+    #[test]
+    fn dynamodb_settings_are_checked() {
+        let valid = |args: &[&str]| {
+            let mut all = vec!["x", "--store", "dynamodb"];
+            all.extend_from_slice(args);
+            Config::try_parse_from(all)
+                .map(|c| c.validate().is_ok())
+                .unwrap_or(false)
+        };
+        assert!(valid(&["--table", "counts.v2", "--create-table"]));
+        assert!(valid(&["--endpoint-url", "http://127.0.0.1:4567"]));
+        assert!(!valid(&["--table", "ab"]));
+        assert!(!valid(&["--table", "bad/name"]));
+        assert!(!valid(&["--endpoint-url", "127.0.0.1:4567"]));
+        assert!(!valid(&["--dynamodb-max-in-flight", "0"]));
+        assert!(!valid(&["--dynamodb-max-attempts", "0"]));
+        assert!(!valid(&["--dynamodb-attempt-timeout", "0s"]));
+        // Per-attempt timeouts are capped by the commit timeout, whatever their own setting.
+        let config = Config::parse_from(["x", "--commit-timeout", "300ms"]);
+        assert!(config.validate().is_ok());
+        let dynamo = config.dynamo_settings();
+        assert_eq!(dynamo.attempt_timeout, Duration::from_millis(300));
+        assert_eq!(dynamo.connect_timeout, Duration::from_millis(300));
+        let config = Config::parse_from(["x", "--create-table"]);
+        assert!(config.create_table);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::{
     config::{Config, StoreKind},
     ledger::Ledger,
     lifecycle::{Lifecycle, Phase},
-    store::{EmbeddedStore, MemoryStore, SharedStore},
+    store::{DynamoStore, EmbeddedStore, MemoryStore, SharedStore},
     telemetry,
 };
 
@@ -33,7 +33,7 @@ pub struct Application {
 }
 
 /// Opens the configured store.
-pub fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
+pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
     Ok(match config.store {
         StoreKind::Embedded => {
             let store = EmbeddedStore::open(&config.data_dir)?;
@@ -41,13 +41,15 @@ pub fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
             Arc::new(store)
         }
         StoreKind::Memory => Arc::new(MemoryStore::new()),
+        // Makes no call: DynamoDB may come up after the service; readiness tells.
+        StoreKind::Dynamodb => Arc::new(DynamoStore::connect(config.dynamo_settings()).await?),
     })
 }
 
 impl Application {
     /// Opens the configured store and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let store = open_store(&config)?;
+        let store = open_store(&config).await?;
         Self::build_with_store(config, store).await
     }
 

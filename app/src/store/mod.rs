@@ -1,11 +1,13 @@
 //! Where counts live. Backends know nothing of HTTP: they take a batch of per-route increments
 //! and hand back the new totals. The ledger (group commit) is their only caller on the write path.
 
+mod dynamodb;
 mod embedded;
 mod memory;
 
 use std::sync::Arc;
 
+pub use dynamodb::{COUNT_ATTRIBUTE, DynamoSettings, DynamoStore, KEY_ATTRIBUTE};
 pub use embedded::{DATABASE_FILE, EmbeddedStore};
 pub use memory::MemoryStore;
 

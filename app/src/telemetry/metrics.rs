@@ -12,6 +12,7 @@ pub const COMMITS: &str = "flight_counter_store_commits_total";
 pub const COMMIT_DURATION: &str = "flight_counter_store_commit_duration_seconds";
 pub const BATCH_SIZE: &str = "flight_counter_store_commit_batch_size";
 pub const BUILD_INFO: &str = "flight_counter_build_info";
+pub const DYNAMODB_CALLS: &str = "flight_counter_dynamodb_calls_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -62,6 +63,10 @@ fn describe() {
     describe_histogram!(
         BATCH_SIZE,
         "Transactions per store commit (group commit batch size)"
+    );
+    describe_counter!(
+        DYNAMODB_CALLS,
+        "DynamoDB requests sent (every attempt, retries included), by operation and outcome"
     );
     describe_gauge!(
         BUILD_INFO,
@@ -126,5 +131,23 @@ pub fn request_finished(method: &'static str, path: &'static str, status: u16, e
         });
         count.increment(1);
         duration.record(elapsed);
+    });
+}
+
+/// Records one attempt of a DynamoDB call.
+pub fn dynamodb_call(operation: &'static str, ok: bool) {
+    type Key = (&'static str, bool);
+    thread_local! {
+        static HANDLES: RefCell<HashMap<Key, Counter>> = RefCell::new(HashMap::new());
+    }
+    HANDLES.with(|cache| {
+        cache
+            .borrow_mut()
+            .entry((operation, ok))
+            .or_insert_with(|| {
+                let outcome = if ok { "ok" } else { "error" };
+                counter!(DYNAMODB_CALLS, "operation" => operation, "outcome" => outcome)
+            })
+            .increment(1);
     });
 }

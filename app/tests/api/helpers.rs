@@ -6,14 +6,14 @@ use std::{
     net::SocketAddr,
     path::Path,
     process::{Child, Command, Stdio},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use flight_counter::{
     config::Config,
     startup::{Application, open_store},
-    store::SharedStore,
+    store::{DynamoStore, SharedStore},
 };
 use serde_json::Value;
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -55,7 +55,7 @@ pub fn test_config(extra: &[&str]) -> Config {
 impl TestApp {
     /// Starts the service with the store its configuration names.
     pub async fn spawn(config: Config) -> TestApp {
-        let store = open_store(&config).expect("open store");
+        let store = open_store(&config).await.expect("open store");
         Self::spawn_with_store(config, store).await
     }
 
@@ -185,30 +185,66 @@ pub async fn post_concurrently(
     (counts, failures)
 }
 
+/// What the service under test gets from the AWS configuration chain when it talks to a local
+/// DynamoDB-compatible server: a region, dummy credentials, and no instance metadata lookups.
+pub const AWS_TEST_ENV: [(&str, &str); 4] = [
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_ACCESS_KEY_ID", "test"),
+    ("AWS_SECRET_ACCESS_KEY", "test"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+/// The dynamodb store a configuration names, with the region and dummy credentials pinned in
+/// code (an in-process service cannot be given its own environment).
+pub async fn dynamodb_store(config: &Config) -> Arc<DynamoStore> {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    let loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"));
+    Arc::new(
+        DynamoStore::connect_with(config.dynamo_settings(), loader)
+            .await
+            .expect("dynamodb store"),
+    )
+}
+
 /// The real binary, run as a child process.
 pub struct ServiceProcess {
     pub child: Child,
     pub base: String,
+    /// Every line it logged so far (JSON, one event per line).
+    pub logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl ServiceProcess {
     /// Starts `flight-counter` with `args` (plus a random port and JSON logs) and waits until it
     /// says where it listens.
     pub fn start(args: &[&str]) -> ServiceProcess {
+        Self::start_with_env(args, &[])
+    }
+
+    /// As [`ServiceProcess::start`], with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> ServiceProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flight-counter"))
             .args(["--bind", "127.0.0.1:0", "--log-format", "json"])
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start flight-counter");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&logs);
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                kept.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(line.clone());
                 if !sent {
                     if let Ok(event) = serde_json::from_str::<Value>(&line) {
                         if event["message"]
@@ -232,7 +268,19 @@ impl ServiceProcess {
         ServiceProcess {
             child,
             base: format!("http://{addr}"),
+            logs,
         }
+    }
+
+    /// The logged events whose text contains `needle`.
+    pub fn logged(&self, needle: &str) -> Vec<String> {
+        self.logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|line| line.contains(needle))
+            .cloned()
+            .collect()
     }
 
     pub fn signal(&self, signal: &str) {

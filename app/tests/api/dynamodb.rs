@@ -1,0 +1,493 @@
+//! The dynamodb store beyond the shared contract, on real DynamoDB-compatible servers: several
+//! service processes sharing one table, DynamoDB going away and coming back under load, a
+//! service started before DynamoDB, a missing table, and the 64-bit limit.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use flight_counter::{
+    route::Route,
+    store::{Increment, Store},
+};
+use serde_json::Value;
+
+use crate::{
+    emulators::{self, Emulator, Kind},
+    helpers::{AWS_TEST_ENV, ServiceProcess, TestApp, client, dynamodb_store, test_config},
+};
+
+/// Arguments that put a service process on `table` of `server`.
+fn dynamodb_args<'a>(table: &'a str, endpoint: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--store",
+        "dynamodb",
+        "--table",
+        table,
+        "--endpoint-url",
+        endpoint,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+async fn readiness(base: &str) -> u16 {
+    match client().get(format!("{base}/readyz")).send().await {
+        Ok(resp) => resp.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// Polls `/readyz` until it answers `status`, for at most `limit`.
+async fn wait_for_readiness(base: &str, status: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let got = readiness(base).await;
+        if got == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{base}/readyz still answers {got}, not {status}, after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn count(base: &str, route: &str) -> u64 {
+    let resp = client()
+        .get(format!("{base}/transactions/{route}"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), 200, "GET {route}");
+    let body: Value = resp.json().await.expect("json");
+    body["transactions"].as_u64().expect("u64")
+}
+
+/// Two service processes on one table; 32 clients post to one route, alternating between the
+/// processes. Every POST is answered 200, the answers across both processes are exactly
+/// 1..=N (no count handed out twice, none skipped), and both read N.
+async fn processes_sharing_a_table_never_lose_or_repeat_a_count(kind: Kind) {
+    let server = emulators::shared(kind);
+    let table = emulators::unique_table("pods");
+    let endpoint = server.endpoint();
+    let args = dynamodb_args(&table, &endpoint, &["--create-table"]);
+    let pods = [
+        ServiceProcess::start_with_env(&args, &AWS_TEST_ENV),
+        ServiceProcess::start_with_env(&args, &AWS_TEST_ENV),
+    ];
+    for pod in &pods {
+        wait_for_readiness(&pod.base, 200, Duration::from_secs(15)).await;
+    }
+    let bases: Arc<Vec<String>> = Arc::new(pods.iter().map(|p| p.base.clone()).collect());
+    let (clients, per_client) = (32, 40);
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let bases = Arc::clone(&bases);
+            tokio::spawn(async move {
+                let http = client();
+                let mut answers = Vec::new();
+                for i in 0..per_client {
+                    let base = &bases[(c + i) % bases.len()];
+                    let resp = http
+                        .post(format!("{base}/transactions/PD1"))
+                        .send()
+                        .await
+                        .expect("sent");
+                    assert_eq!(resp.status(), 200, "POST through {base}");
+                    let body: Value = resp.json().await.expect("json");
+                    answers.push(body["transactions"].as_u64().expect("u64"));
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.extend(task.await.expect("client"));
+    }
+    let n = (clients * per_client) as u64;
+    answers.sort_unstable();
+    assert_eq!(answers, (1..=n).collect::<Vec<u64>>());
+    for pod in &pods {
+        assert_eq!(count(&pod.base, "PD0001").await, n);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_a_table_on_dynalite() {
+    processes_sharing_a_table_never_lose_or_repeat_a_count(Kind::Dynalite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_a_table_on_moto() {
+    processes_sharing_a_table_never_lose_or_repeat_a_count(Kind::Moto).await;
+}
+
+/// What the load generator saw.
+#[derive(Default)]
+struct Observed {
+    /// Counts answered with 200.
+    acknowledged: Vec<u64>,
+    /// Statuses other than 200 (0: no answer at all).
+    refused: Vec<u16>,
+    /// Slowest answer that was not a 200.
+    slowest_refusal: Duration,
+}
+
+/// DynamoDB dies (SIGKILL) while 16 clients post; POSTs turn 503 within the commit timeout and
+/// readiness turns 503. It comes back on the same port with its data (dynalite on disk): the
+/// service recovers without a restart, and every acknowledged count is in the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_going_away_under_load_gives_503_then_recovers_losing_nothing() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let server = Emulator::start(Kind::Dynalite, Some(data.path()));
+    let endpoint = server.endpoint();
+    let commit_timeout = Duration::from_secs(2);
+    let service = ServiceProcess::start_with_env(
+        &dynamodb_args(
+            "faults",
+            &endpoint,
+            &["--create-table", "--commit-timeout", "2s"],
+        ),
+        &AWS_TEST_ENV,
+    );
+    wait_for_readiness(&service.base, 200, Duration::from_secs(15)).await;
+
+    let observed = Arc::new(Mutex::new(Observed::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (observed, stop) = (Arc::clone(&observed), Arc::clone(&stop));
+            let url = format!("{}/transactions/FT1", service.base);
+            tokio::spawn(async move {
+                let http = client();
+                // Bounded whatever happens.
+                for _ in 0..20_000 {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let started = Instant::now();
+                    let answer = match http.post(&url).send().await {
+                        Ok(resp) if resp.status() == 200 => {
+                            let body: Value = resp.json().await.expect("json");
+                            Ok(body["transactions"].as_u64().expect("u64"))
+                        }
+                        Ok(resp) => Err(resp.status().as_u16()),
+                        Err(_) => Err(0),
+                    };
+                    let elapsed = started.elapsed();
+                    {
+                        let mut seen = observed.lock().unwrap_or_else(|p| p.into_inner());
+                        match answer {
+                            Ok(n) => seen.acknowledged.push(n),
+                            Err(status) => {
+                                seen.refused.push(status);
+                                seen.slowest_refusal = seen.slowest_refusal.max(elapsed);
+                            }
+                        }
+                    }
+                    if answer.is_err() {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    let acknowledged = || {
+        observed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .acknowledged
+            .len()
+    };
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let before = acknowledged();
+    assert!(before > 0, "load is running");
+
+    server.kill();
+    wait_for_readiness(&service.base, 503, commit_timeout * 3).await;
+    let ready: Value = client()
+        .get(format!("{}/readyz", service.base))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["status"], "store_unavailable");
+    // Keep it down a while, so that clients meet the outage on every path (retries included).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = observed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .refused
+        .len();
+    assert!(during > 0, "no POST was refused while DynamoDB was down");
+
+    server.launch().expect("dynalite restarts on its port");
+    wait_for_readiness(&service.base, 200, Duration::from_secs(15)).await;
+    let after_restart = acknowledged();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while acknowledged() < after_restart + 100 {
+        assert!(
+            Instant::now() < deadline,
+            "POSTs are not acknowledged again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await.expect("client");
+    }
+
+    let observed = std::mem::take(&mut *observed.lock().unwrap_or_else(|p| p.into_inner()));
+    assert!(
+        observed.refused.iter().all(|&s| s == 503),
+        "refusals other than 503: {:?}",
+        observed
+            .refused
+            .iter()
+            .filter(|&&s| s != 503)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        observed.slowest_refusal <= commit_timeout + Duration::from_millis(500),
+        "a POST waited {:?} for its 503 (commit timeout {commit_timeout:?})",
+        observed.slowest_refusal
+    );
+    let distinct: HashSet<u64> = observed.acknowledged.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        observed.acknowledged.len(),
+        "a count was handed out twice"
+    );
+    let highest = observed.acknowledged.iter().copied().max().unwrap_or(0);
+    let stored = count(&service.base, "FT1").await;
+    // A POST refused or cut off may still have been applied (its answer was lost), so the
+    // table may hold more than was acknowledged, never less.
+    assert!(
+        stored >= observed.acknowledged.len() as u64,
+        "stored {stored} < acknowledged {}",
+        observed.acknowledged.len()
+    );
+    assert!(
+        stored >= highest,
+        "stored {stored} < highest answer {highest}"
+    );
+}
+
+/// The service starts while nothing listens at the DynamoDB endpoint: it serves, readiness and
+/// POSTs answer 503 promptly, and once DynamoDB is up it becomes ready by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_starts_before_dynamodb_and_becomes_ready_with_it() {
+    let server = Emulator::on_port(Kind::Dynalite, emulators::free_port(), None);
+    let endpoint = server.endpoint();
+    let service = ServiceProcess::start_with_env(
+        &dynamodb_args(
+            "latecomer",
+            &endpoint,
+            &["--create-table", "--commit-timeout", "2s"],
+        ),
+        &AWS_TEST_ENV,
+    );
+    assert_eq!(readiness(&service.base).await, 503);
+    let started = Instant::now();
+    let resp = client()
+        .post(format!("{}/transactions/LT1", service.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let logged = service.logged("cannot reach DynamoDB");
+    assert!(!logged.is_empty(), "the log says DynamoDB is unreachable");
+
+    server.launch().expect("dynalite starts");
+    wait_for_readiness(&service.base, 200, Duration::from_secs(10)).await;
+    let resp = client()
+        .post(format!("{}/transactions/LT1", service.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["transactions"], 1);
+}
+
+/// Without --create-table a missing table keeps the service unready, and the log says so on
+/// one line; once the table exists the service becomes ready without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_table_is_reported_and_readiness_follows_its_creation() {
+    let server = emulators::shared(Kind::Dynalite);
+    let table = emulators::unique_table("missing");
+    let endpoint = server.endpoint();
+    let service =
+        ServiceProcess::start_with_env(&dynamodb_args(&table, &endpoint, &[]), &AWS_TEST_ENV);
+    assert_eq!(readiness(&service.base).await, 503);
+    let resp = client()
+        .post(format!("{}/transactions/MT1", service.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), 503);
+    let reports = service.logged("does not exist");
+    let report = reports.first().expect("a log line about the missing table");
+    let event: Value = serde_json::from_str(report).expect("one JSON event per line");
+    assert_eq!(event["level"], "WARN", "{report}");
+    assert!(report.contains(&table), "{report}");
+    assert!(report.contains("--create-table"), "{report}");
+
+    // Another instance (here one started with --create-table) creates it.
+    let creator = ServiceProcess::start_with_env(
+        &dynamodb_args(&table, &endpoint, &["--create-table"]),
+        &AWS_TEST_ENV,
+    );
+    wait_for_readiness(&creator.base, 200, Duration::from_secs(10)).await;
+    // The first instance checks again every 2 s.
+    wait_for_readiness(&service.base, 200, Duration::from_secs(10)).await;
+    let resp = client()
+        .post(format!("{}/transactions/MT1", service.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), 200);
+}
+
+/// DynamoDB numbers go beyond 64 bits; the store refuses, atomically, to pass u64::MAX.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_that_would_pass_u64_max_is_refused_and_left_unchanged() {
+    let server = emulators::shared(Kind::Dynalite);
+    let table = emulators::unique_table("overflow");
+    let endpoint = server.endpoint();
+    let config = test_config(&dynamodb_args(&table, &endpoint, &["--create-table"]));
+    let store = dynamodb_store(&config).await;
+    let route = Route::parse("OV1").expect("route");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.check_ready().await.is_err() {
+        assert!(Instant::now() < deadline, "table never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let preload = store
+        .apply(&[Increment {
+            route,
+            delta: u64::MAX - 1,
+        }])
+        .await
+        .expect("preload");
+    assert_eq!(preload, vec![u64::MAX - 1]);
+    let app = TestApp::spawn_with_store(config, store).await;
+    assert_eq!(app.record("OV1", "OV0001").await, u64::MAX);
+    let resp = app.post("OV1").await;
+    assert_eq!(resp.status(), 500);
+    assert_eq!(app.count("OV1", "OV0001").await, u64::MAX);
+    app.stop().await;
+}
+
+/// A TCP proxy to `upstream` that delivers requests at once and holds every chunk of the
+/// answers for `delay`: DynamoDB applies each write, and its answer arrives late.
+async fn slow_answers_proxy(upstream: u16, delay: Duration) -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    return;
+                };
+                let (mut client_rx, mut client_tx) = client.into_split();
+                let (mut server_rx, mut server_tx) = server.into_split();
+                let requests = async {
+                    let _ = tokio::io::copy(&mut client_rx, &mut server_tx).await;
+                };
+                let answers = async {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = server_rx.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        tokio::time::sleep(delay).await;
+                        if client_tx.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                tokio::join!(requests, answers);
+            });
+        }
+    });
+    (port, task)
+}
+
+/// An `ADD` whose attempt timed out may have been applied: it must not be retried, or the
+/// transaction is counted twice (or three times, with three attempts). Every answer here comes
+/// after the attempt timeout, so every POST gets a 503, and each is applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_update_is_not_retried_into_a_double_count() {
+    let server = emulators::shared(Kind::Dynalite);
+    let table = emulators::unique_table("ambiguous");
+    let direct = server.endpoint();
+    let (proxy_port, proxy) = slow_answers_proxy(server.port(), Duration::from_millis(400)).await;
+    let slow = format!("http://127.0.0.1:{proxy_port}");
+
+    // The table, and a reader that sees it directly.
+    let reader = TestApp::spawn_with_store(
+        test_config(&dynamodb_args(&table, &direct, &["--create-table"])),
+        dynamodb_store(&test_config(&dynamodb_args(
+            &table,
+            &direct,
+            &["--create-table"],
+        )))
+        .await,
+    )
+    .await;
+    let config = test_config(&dynamodb_args(
+        &table,
+        &slow,
+        &[
+            "--dynamodb-attempt-timeout",
+            "150ms",
+            "--dynamodb-max-attempts",
+            "3",
+            "--commit-timeout",
+            "3s",
+        ],
+    ));
+    let store = dynamodb_store(&config).await;
+    let posts = 5;
+    for _ in 0..posts {
+        let started = Instant::now();
+        let applied = store
+            .apply(&[Increment {
+                route: Route::parse("AM1").expect("route"),
+                delta: 1,
+            }])
+            .await;
+        assert!(
+            applied.is_err(),
+            "the answer came after the attempt timeout"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "gave up after the first attempt, took {:?}",
+            started.elapsed()
+        );
+    }
+    // Let the last writes land, then read them directly.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(reader.count("AM1", "AM0001").await, posts);
+    proxy.abort();
+    reader.stop().await;
+}
