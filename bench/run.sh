@@ -6,13 +6,14 @@
 #   (c) GET /version through the same poem-openapi stack: the service's own HTTP ceiling
 #   (n) nginx, one worker, `return 200` with the same JSON: the machine's HTTP ceiling
 #
-# Usage: bench/run.sh            (DURATION=10s CONNECTIONS=32 WORKERS=1 to change the load)
+# Usage: bench/run.sh   (DURATION=10s CONNECTION_COUNTS="32 128" WORKERS=1 change the load)
 # Installs wrk and nginx-light from Debian if missing. Loopback only; every run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-32}
+# Each load runs at every connection count: 32 clients, and 128 (many reservation systems).
+CONNECTION_COUNTS=${CONNECTION_COUNTS:-32 128}
 # Client and server share the machine's cores; one runtime thread leaves the other to wrk.
 WORKERS=${WORKERS:-1}
 BENCH_DIR=$(mktemp -d)
@@ -82,67 +83,63 @@ start_service() {
   wait_ready "http://127.0.0.1:$port/readyz"
 }
 
-stop_last() {
-  local last=$((${#PIDS[@]} - 1))
-  kill -TERM "${PIDS[$last]}" 2>/dev/null || true
-  wait "${PIDS[$last]}" 2>/dev/null || true
-  unset "PIDS[$last]"
-}
-
 install_tools
 echo "building the release binary..." >&2
 cargo build --release --locked -p flight-counter >&2
 
 declare -A RPS P50 P99
-record() { # name "rps p50 p99"
+record() { # key "rps p50 p99"
   read -r "RPS[$1]" "P50[$1]" "P99[$1]" <<<"$2"
-  printf '  %-28s %8s req/s  p50 %6s ms  p99 %6s ms\n' "$1" "${RPS[$1]}" "${P50[$1]}" "${P99[$1]}" >&2
+  printf '  %-34s %8s req/s  p50 %6s ms  p99 %6s ms\n' "$1" "${RPS[$1]}" "${P50[$1]}" "${P99[$1]}" >&2
 }
 
-echo "load: wrk, 1 thread, $CONNECTIONS connections, $DURATION per run; service: $WORKERS runtime thread(s)" >&2
-
-# (n) nginx
+# Every server runs for the whole benchmark; only the one under load does any work.
 NGINX_PORT=$(free_port)
 mkdir -p "$BENCH_DIR/nginx"
 sed -e "s#__DIR__#$BENCH_DIR/nginx#g" -e "s#__PORT__#$NGINX_PORT#g" bench/nginx.conf >"$BENCH_DIR/nginx/nginx.conf"
 nginx -c "$BENCH_DIR/nginx/nginx.conf" -p "$BENCH_DIR/nginx" &
 PIDS+=($!)
 wait_ready "http://127.0.0.1:$NGINX_PORT/"
-record "n nginx" "$(load "http://127.0.0.1:$NGINX_PORT/transactions/AR1133")"
-stop_last
+C_PORT=$(free_port)
+start_service "$C_PORT" --store memory
+A_PORT=$(free_port)
+start_service "$A_PORT" --store embedded --data-dir "$BENCH_DIR/a"
+B_PORT=$(free_port)
+start_service "$B_PORT" --store embedded --data-dir "$BENCH_DIR/b" --group-commit false
 
-# (c) constant body through the service's stack
-PORT=$(free_port)
-start_service "$PORT" --store memory
-record "c GET /version" "$(load "http://127.0.0.1:$PORT/version")"
-stop_last
-
-# (a) embedded, group commit
-PORT=$(free_port)
-start_service "$PORT" --store embedded --data-dir "$BENCH_DIR/a"
-record "a hot, group commit" "$(load "http://127.0.0.1:$PORT" bench/wrk/post-hot.lua)"
-record "a many, group commit" "$(load "http://127.0.0.1:$PORT" bench/wrk/post-many.lua)"
-stop_last
-
-# (b) embedded, one commit per POST
-PORT=$(free_port)
-start_service "$PORT" --store embedded --data-dir "$BENCH_DIR/b" --group-commit false
-record "b hot, commit per POST" "$(load "http://127.0.0.1:$PORT" bench/wrk/post-hot.lua)"
-record "b many, commit per POST" "$(load "http://127.0.0.1:$PORT" bench/wrk/post-many.lua)"
-stop_last
+RUNS=("a hot, group commit" "a many, group commit" "b hot, commit per POST"
+      "b many, commit per POST" "c GET /version" "n nginx")
+for CONNECTIONS in $CONNECTION_COUNTS; do
+  echo "wrk: 1 thread, $CONNECTIONS connections, $DURATION per run; service: $WORKERS runtime thread(s)" >&2
+  record "n nginx @$CONNECTIONS" "$(load "http://127.0.0.1:$NGINX_PORT/transactions/AR1133")"
+  record "c GET /version @$CONNECTIONS" "$(load "http://127.0.0.1:$C_PORT/version")"
+  record "a hot, group commit @$CONNECTIONS" "$(load "http://127.0.0.1:$A_PORT" bench/wrk/post-hot.lua)"
+  record "a many, group commit @$CONNECTIONS" "$(load "http://127.0.0.1:$A_PORT" bench/wrk/post-many.lua)"
+  record "b hot, commit per POST @$CONNECTIONS" "$(load "http://127.0.0.1:$B_PORT" bench/wrk/post-hot.lua)"
+  record "b many, commit per POST @$CONNECTIONS" "$(load "http://127.0.0.1:$B_PORT" bench/wrk/post-many.lua)"
+done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 echo
-echo "| run | req/s | p50 ms | p99 ms |"
-echo "|---|---:|---:|---:|"
-for name in "a hot, group commit" "a many, group commit" "b hot, commit per POST" \
-            "b many, commit per POST" "c GET /version" "n nginx"; do
-  echo "| $name | ${RPS[$name]} | ${P50[$name]} | ${P99[$name]} |"
+printf '| run |'; for c in $CONNECTION_COUNTS; do printf ' req/s @%s | p50 ms | p99 ms |' "$c"; done; echo
+printf '|---|'; for _ in $CONNECTION_COUNTS; do printf -- '---:|---:|---:|'; done; echo
+for name in "${RUNS[@]}"; do
+  printf '| %s |' "$name"
+  for c in $CONNECTION_COUNTS; do
+    k="$name @$c"
+    printf ' %s | %s | %s |' "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}"
+  done
+  echo
 done
 echo
-echo "| ratio | value | target |"
-echo "|---|---:|---|"
-echo "| c / n (service stack vs nginx) | $(ratio "${RPS[c GET /version]}" "${RPS[n nginx]}") | >= 0.70 |"
-echo "| a hot / n | $(ratio "${RPS[a hot, group commit]}" "${RPS[n nginx]}") | >= 0.50 |"
-echo "| a hot / b hot (group commit gain) | $(ratio "${RPS[a hot, group commit]}" "${RPS[b hot, commit per POST]}") | >= 5 |"
+printf '| ratio (same run) | target |'; for c in $CONNECTION_COUNTS; do printf ' @%s |' "$c"; done; echo
+printf '|---|---|'; for _ in $CONNECTION_COUNTS; do printf -- '---:|'; done; echo
+row() { # label target numerator-run denominator-run
+  printf '| %s | %s |' "$1" "$2"
+  for c in $CONNECTION_COUNTS; do printf ' %s |' "$(ratio "${RPS[$3 @$c]}" "${RPS[$4 @$c]}")"; done
+  echo
+}
+row "c / n: service stack vs nginx" ">= 0.70" "c GET /version" "n nginx"
+row "a hot / n: durable hot POST vs nginx" ">= 0.50" "a hot, group commit" "n nginx"
+row "a hot / b hot: group commit gain" ">= 5" "a hot, group commit" "b hot, commit per POST"

@@ -14,7 +14,7 @@
 //! route is never in two commits at once, so its callers are answered in order.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::VecDeque,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -22,6 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::{
     sync::{Mutex, mpsc, oneshot},
     task::JoinHandle,
@@ -226,12 +227,12 @@ struct Dispatcher {
     settings: LedgerSettings,
     health: Arc<StoreHealth>,
     /// Waiters per route, in arrival order.
-    waiting: HashMap<Route, VecDeque<Reply>>,
+    waiting: FxHashMap<Route, VecDeque<Reply>>,
     waiting_total: usize,
     /// Routes with waiters and no commit in flight, oldest first.
     ready: VecDeque<Route>,
     /// Routes that are part of a commit in flight.
-    committing: HashSet<Route>,
+    committing: FxHashSet<Route>,
     commits_in_flight: usize,
     finished_tx: mpsc::UnboundedSender<Vec<Route>>,
     finished_rx: mpsc::UnboundedReceiver<Vec<Route>>,
@@ -245,54 +246,83 @@ impl Dispatcher {
             store,
             settings,
             health,
-            waiting: HashMap::new(),
+            waiting: FxHashMap::default(),
             waiting_total: 0,
             ready: VecDeque::new(),
-            committing: HashSet::new(),
+            committing: FxHashSet::default(),
             commits_in_flight: 0,
             finished_tx,
             finished_rx,
         }
     }
 
-    fn max_commits_in_flight(&self) -> usize {
-        match self.mode {
-            CommitMode::WholeBatch => 1,
-            CommitMode::PerRoute { max_in_flight } => max_in_flight.max(1),
-        }
-    }
-
     async fn run(mut self, mut queue: mpsc::Receiver<Waiter>, stop: Arc<tokio::sync::Notify>) {
         let mut intake_open = true;
         loop {
-            self.dispatch();
+            // Everything that queued up meanwhile joins the next commit.
+            if intake_open {
+                intake_open = self.absorb(&mut queue);
+            }
+            match self.mode {
+                // One commit at a time: run it right here. Waiting for it in this task (rather
+                // than in a task of its own that reports back) saves two trips through the
+                // scheduler per commit, and the next batch is formed the moment it returns.
+                CommitMode::WholeBatch => {
+                    if let Some(batch) = self.next_batch(usize::MAX) {
+                        let routes = self.commit(batch).await;
+                        self.finished(routes);
+                        continue;
+                    }
+                }
+                CommitMode::PerRoute { max_in_flight } => {
+                    while self.commits_in_flight < max_in_flight.max(1) {
+                        let Some(batch) = self.next_batch(1) else {
+                            break;
+                        };
+                        self.commits_in_flight += 1;
+                        let commit = self.commit(batch);
+                        let finished = self.finished_tx.clone();
+                        tokio::spawn(async move {
+                            // The dispatcher outlives every commit it starts, unless the runtime
+                            // itself is going away, and then nobody is left to tell.
+                            let _ = finished.send(commit.await);
+                        });
+                    }
+                }
+            }
             if !intake_open && self.waiting_total == 0 && self.commits_in_flight == 0 {
                 break;
             }
             let room = self.waiting_total < self.settings.max_pending;
             tokio::select! {
                 biased;
-                Some(routes) = self.finished_rx.recv() => self.finished(routes),
+                Some(routes) = self.finished_rx.recv() => {
+                    self.commits_in_flight -= 1;
+                    self.finished(routes);
+                }
                 _ = stop.notified(), if intake_open => {
-                    // No new senders get in; what is already queued is still received below.
+                    // No new senders get in; what is already queued is still received.
                     queue.close();
                 }
                 waiter = queue.recv(), if intake_open && room => match waiter {
-                    Some(waiter) => {
-                        self.enqueue(waiter);
-                        // Take everything else already queued, up to the limit, so that it
-                        // joins the next commit.
-                        while self.waiting_total < self.settings.max_pending {
-                            match queue.try_recv() {
-                                Ok(waiter) => self.enqueue(waiter),
-                                Err(_) => break,
-                            }
-                        }
-                    }
+                    Some(waiter) => self.enqueue(waiter),
                     None => intake_open = false,
                 },
             }
         }
+    }
+
+    /// Takes every waiter already queued, up to the pending limit. Returns whether the intake
+    /// is still open.
+    fn absorb(&mut self, queue: &mut mpsc::Receiver<Waiter>) -> bool {
+        while self.waiting_total < self.settings.max_pending {
+            match queue.try_recv() {
+                Ok(waiter) => self.enqueue(waiter),
+                Err(mpsc::error::TryRecvError::Empty) => return true,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
     }
 
     fn enqueue(&mut self, waiter: Waiter) {
@@ -305,7 +335,6 @@ impl Dispatcher {
     }
 
     fn finished(&mut self, routes: Vec<Route>) {
-        self.commits_in_flight -= 1;
         for route in routes {
             self.committing.remove(&route);
             if self.waiting.get(&route).is_some_and(|w| !w.is_empty()) {
@@ -314,44 +343,41 @@ impl Dispatcher {
         }
     }
 
-    /// Starts as many commits as the mode allows.
-    fn dispatch(&mut self) {
-        while self.commits_in_flight < self.max_commits_in_flight() && !self.ready.is_empty() {
-            let routes_per_commit = match self.mode {
-                CommitMode::WholeBatch => usize::MAX,
-                CommitMode::PerRoute { .. } => 1,
-            };
-            let mut room = self.settings.max_batch.max(1);
-            let mut batch: Vec<(Route, Vec<Reply>)> = Vec::new();
-            while room > 0 && batch.len() < routes_per_commit {
-                let Some(route) = self.ready.pop_front() else {
-                    break;
-                };
-                let Some(replies) = self.waiting.get_mut(&route) else {
-                    continue;
-                };
-                let take = replies.len().min(room);
-                let taken: Vec<Reply> = replies.drain(..take).collect();
-                if replies.is_empty() {
-                    self.waiting.remove(&route);
-                }
-                room -= take;
-                self.waiting_total -= take;
-                self.committing.insert(route);
-                batch.push((route, taken));
-            }
-            if batch.is_empty() {
+    /// Takes the next batch: waiting routes that have no commit in flight, oldest first, up to
+    /// `max_routes` routes and `max_batch` transactions.
+    fn next_batch(&mut self, max_routes: usize) -> Option<Vec<(Route, Vec<Reply>)>> {
+        let mut room = self.settings.max_batch.max(1);
+        let mut batch: Vec<(Route, Vec<Reply>)> = Vec::new();
+        while room > 0 && batch.len() < max_routes {
+            let Some(route) = self.ready.pop_front() else {
                 break;
+            };
+            let Some(replies) = self.waiting.get_mut(&route) else {
+                continue;
+            };
+            let take = replies.len().min(room);
+            let taken: Vec<Reply> = replies.drain(..take).collect();
+            if replies.is_empty() {
+                self.waiting.remove(&route);
             }
-            self.commits_in_flight += 1;
-            tokio::spawn(commit(
-                Arc::clone(&self.store),
-                batch,
-                self.settings.commit_timeout,
-                Arc::clone(&self.health),
-                self.finished_tx.clone(),
-            ));
+            room -= take;
+            self.waiting_total -= take;
+            self.committing.insert(route);
+            batch.push((route, taken));
         }
+        (!batch.is_empty()).then_some(batch)
+    }
+
+    fn commit(
+        &self,
+        batch: Vec<(Route, Vec<Reply>)>,
+    ) -> impl std::future::Future<Output = Vec<Route>> + Send + 'static {
+        commit(
+            Arc::clone(&self.store),
+            batch,
+            self.settings.commit_timeout,
+            Arc::clone(&self.health),
+        )
     }
 }
 
@@ -361,8 +387,7 @@ async fn commit(
     batch: Vec<(Route, Vec<Reply>)>,
     timeout: Duration,
     health: Arc<StoreHealth>,
-    finished: mpsc::UnboundedSender<Vec<Route>>,
-) {
+) -> Vec<Route> {
     let increments: Vec<Increment> = batch
         .iter()
         .map(|(route, replies)| Increment {
@@ -403,9 +428,7 @@ async fn commit(
             }
         }
     }
-    // The dispatcher outlives every commit task it starts, except when the runtime itself is
-    // going away, in which case nobody is left to tell.
-    let _ = finished.send(routes);
+    routes
 }
 
 #[cfg(test)]
@@ -552,7 +575,8 @@ mod tests {
             .map(|i| route(&format!("XY{}", i % 8 + 1)))
             .collect();
         let results = record_many(&ledger, &routes).await;
-        let mut per_route: HashMap<Route, Vec<u64>> = HashMap::new();
+        let mut per_route: std::collections::HashMap<Route, Vec<u64>> =
+            std::collections::HashMap::new();
         for (r, res) in routes.iter().zip(results) {
             per_route.entry(*r).or_default().push(res.expect("ok"));
         }

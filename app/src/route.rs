@@ -30,7 +30,7 @@ pub const ROUTE_RULE: &str = "a route is an airline code (2 letters or digits, n
 
 /// A validated flight route in canonical form. It is small and `Copy`: the canonical spelling
 /// is at most eight ASCII bytes, kept inline.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Route {
     bytes: [u8; MAX_ROUTE_LEN],
     len: u8,
@@ -122,6 +122,14 @@ impl Route {
     pub fn as_str(&self) -> &str {
         // Only ASCII bytes are ever written by `parse`.
         std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
+    }
+}
+
+// Routes key the ledger's queues on every request. The canonical bytes (zero-padded) identify a
+// route on their own, so they hash as one integer instead of an array and a length.
+impl std::hash::Hash for Route {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(u64::from_le_bytes(self.bytes));
     }
 }
 

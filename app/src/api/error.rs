@@ -2,15 +2,13 @@
 //!
 //! Handlers return it through their `ApiResponse` enums. Everything poem answers on its own
 //! (unknown path, wrong method, undecodable path, oversized body, a panic) comes out as plain
-//! text; [`JsonErrors`] rewrites those into the same shape, so clients parse one format.
+//! text; [`into_json_error`] rewrites those into the same shape, so clients parse one format.
 
 use poem::{
-    Endpoint, IntoResponse, Middleware, Request, Response,
+    Request, Response,
     http::{HeaderValue, StatusCode, header},
 };
 use poem_openapi::Object;
-
-use crate::telemetry::path_template;
 
 /// Largest request body accepted. No operation takes a body; this only bounds what a client can
 /// make the server read.
@@ -38,7 +36,7 @@ impl ErrorBody {
 }
 
 /// The methods a path template answers, for the `Allow` header of a `405`.
-fn allowed_methods(template: &str) -> Option<&'static str> {
+pub fn allowed_methods(template: &str) -> Option<&'static str> {
     match template {
         "/transactions/{route}" => Some("GET, POST"),
         "unmatched" => None,
@@ -47,7 +45,7 @@ fn allowed_methods(template: &str) -> Option<&'static str> {
 }
 
 /// Builds the JSON error answer for a status poem produced on its own.
-fn json_error(status: StatusCode, template: &'static str) -> Response {
+pub fn json_error(status: StatusCode, template: &'static str) -> Response {
     let body = match status {
         StatusCode::NOT_FOUND => ErrorBody::new(
             "not_found",
@@ -115,39 +113,29 @@ fn is_json(resp: &Response) -> bool {
         .is_some_and(|v| v.starts_with("application/json"))
 }
 
-/// Rewrites every non-JSON error answer into the JSON error shape.
-pub struct JsonErrors;
-
-impl<E: Endpoint> Middleware<E> for JsonErrors {
-    type Output = JsonErrorsEndpoint<E>;
-
-    fn transform(&self, inner: E) -> Self::Output {
-        JsonErrorsEndpoint { inner }
+/// Rewrites a non-JSON error answer (one poem produced on its own) into the JSON error shape.
+pub fn into_json_error(resp: Response, template: &'static str) -> Response {
+    let status = resp.status();
+    if (status.is_client_error() || status.is_server_error()) && !is_json(&resp) {
+        return json_error(status, template);
     }
+    resp
 }
 
-pub struct JsonErrorsEndpoint<E> {
-    inner: E,
-}
-
-impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
-    type Output = Response;
-
-    async fn call(&self, req: Request) -> poem::Result<Self::Output> {
-        let template = path_template(req.uri().path());
-        let resp = match self.inner.call(req).await {
-            Ok(resp) => resp.into_response(),
-            Err(err) => {
-                if err.status().is_server_error() {
-                    tracing::error!(error = %err, "request failed");
-                }
-                err.into_response()
-            }
-        };
-        let status = resp.status();
-        if (status.is_client_error() || status.is_server_error()) && !is_json(&resp) {
-            return Ok(json_error(status, template));
-        }
-        Ok(resp)
+/// Refuses a request that announces a body larger than the service accepts. No operation
+/// reads a body, so this only stops clients from making the server receive large uploads.
+/// (poem's own `SizeLimit` also rejects every request without `Content-Length`.)
+pub fn check_body_size(req: &Request) -> Result<(), StatusCode> {
+    let Some(length) = req.headers().get(header::CONTENT_LENGTH) else {
+        return Ok(());
+    };
+    match length
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        Some(n) if n <= MAX_BODY_BYTES as u64 => Ok(()),
+        Some(_) => Err(StatusCode::PAYLOAD_TOO_LARGE),
+        None => Err(StatusCode::BAD_REQUEST),
     }
 }

@@ -1,18 +1,20 @@
 //! The HTTP surface: the OpenAPI operations, Swagger UI, the OpenAPI document and `/metrics`,
 //! assembled into one endpoint with the JSON error shape and request telemetry around it.
 
-mod body_limit;
 pub mod error;
+mod json;
 pub mod operations;
 pub mod transactions;
 
-use std::sync::Arc;
+use std::{panic::AssertUnwindSafe, sync::Arc};
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use poem::{
-    Endpoint, EndpointExt, IntoEndpoint, Route as Router, endpoint::make_sync, get, http::header,
-    middleware::CatchPanic,
+    Endpoint, IntoEndpoint, Request, Response,
+    endpoint::BoxEndpoint,
+    http::{Method, StatusCode, header},
 };
 use poem_openapi::{OpenApiService, Tags};
 
@@ -46,48 +48,98 @@ pub fn openapi(ledger: Arc<Ledger>, lifecycle: Arc<Lifecycle>) -> OpenApiService
     )
 }
 
+/// The service's whole HTTP endpoint.
+///
+/// One hand-written endpoint in front of the OpenAPI service instead of a router plus a stack of
+/// middleware: every layer of poem's router and middleware moves the request into a future of
+/// its own, and on a request that does little else those copies were a large share of the CPU.
+/// It serves the three fixed documents itself, hands everything else to the OpenAPI service,
+/// and wraps every answer the same way: body-size limit, JSON errors, panic guard, telemetry.
+pub struct ServiceEndpoint {
+    api: BoxEndpoint<'static>,
+    swagger_ui: Bytes,
+    spec: Bytes,
+    metrics: PrometheusHandle,
+}
+
 /// Builds the service's whole HTTP endpoint.
 pub fn app(
     ledger: Arc<Ledger>,
     lifecycle: Arc<Lifecycle>,
     metrics: PrometheusHandle,
-) -> impl Endpoint + 'static {
+) -> ServiceEndpoint {
     let service = openapi(ledger, lifecycle);
     // Rendered once; `Bytes` clones are reference counted, so serving them copies nothing.
     let spec = Bytes::from(service.spec());
     let swagger_ui = Bytes::from(service.swagger_ui_html());
-    let metrics_endpoint = make_sync(move |_| {
-        poem::Response::builder()
-            .content_type("text/plain; version=0.0.4; charset=utf-8")
-            .body(metrics.render())
-    });
-    let spec_endpoint = make_sync(move |_| {
-        poem::Response::builder()
-            .content_type("application/json; charset=utf-8")
-            .header(header::CACHE_CONTROL, "no-cache")
-            .body(spec.clone())
-    });
+    ServiceEndpoint {
+        api: service.into_endpoint(),
+        swagger_ui,
+        spec,
+        metrics,
+    }
+}
 
-    // The operations are mounted without stripping their prefix (no `nest("/")` catch-all in
-    // front of the API): each request is routed once, and paths stay as the document says.
-    let api = Arc::new(service.into_endpoint());
-    Router::new()
-        .at(
-            "/",
-            get(make_sync(move |_| {
-                poem::Response::builder()
-                    .content_type("text/html; charset=utf-8")
-                    .body(swagger_ui.clone())
-            })),
-        )
-        .at("/openapi.json", get(spec_endpoint))
-        .at("/metrics", get(metrics_endpoint))
-        .nest_no_strip("/transactions", api.clone())
-        .nest_no_strip("/healthz", api.clone())
-        .nest_no_strip("/readyz", api.clone())
-        .nest_no_strip("/version", api)
-        .with(body_limit::BodyLimit::new(error::MAX_BODY_BYTES))
-        .with(CatchPanic::new())
-        .with(error::JsonErrors)
-        .with(RequestTelemetry)
+fn document(content_type: &'static str, body: Bytes) -> Response {
+    Response::builder()
+        .content_type(content_type)
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(body)
+}
+
+impl ServiceEndpoint {
+    async fn route(&self, req: Request, template: &'static str) -> Response {
+        if let Err(status) = error::check_body_size(&req) {
+            return error::json_error(status, template);
+        }
+        let fixed = match req.uri().path() {
+            "/" => Some(document(
+                "text/html; charset=utf-8",
+                self.swagger_ui.clone(),
+            )),
+            "/openapi.json" => Some(document(json::JSON_CONTENT_TYPE, self.spec.clone())),
+            "/metrics" => Some(document(
+                "text/plain; version=0.0.4; charset=utf-8",
+                Bytes::from(self.metrics.render()),
+            )),
+            _ => None,
+        };
+        if let Some(resp) = fixed {
+            return if req.method() == Method::GET || req.method() == Method::HEAD {
+                resp
+            } else {
+                error::json_error(StatusCode::METHOD_NOT_ALLOWED, template)
+            };
+        }
+        match self.api.call(req).await {
+            Ok(resp) => error::into_json_error(resp, template),
+            Err(err) => {
+                if err.status().is_server_error() {
+                    tracing::error!(error = %err, "request failed");
+                }
+                error::into_json_error(err.into_response(), template)
+            }
+        }
+    }
+}
+
+impl Endpoint for ServiceEndpoint {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let telemetry = RequestTelemetry::start(req.method(), req.uri().path());
+        let template = telemetry.template();
+        let resp = match AssertUnwindSafe(self.route(req, template))
+            .catch_unwind()
+            .await
+        {
+            Ok(resp) => resp,
+            Err(_) => {
+                tracing::error!(path = template, "request handler panicked");
+                error::json_error(StatusCode::INTERNAL_SERVER_ERROR, template)
+            }
+        };
+        telemetry.finish(resp.status().as_u16());
+        Ok(resp)
+    }
 }

@@ -3,20 +3,20 @@
 
 use std::sync::Arc;
 
-use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::ApiTags;
+use super::{ApiTags, json::JsonBody as Json};
 use crate::lifecycle::Lifecycle;
 
 /// State of the instance.
-#[derive(Debug, Clone, Object, serde::Deserialize)]
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
 pub struct Status {
     /// `ok`/`ready`, or why not: `starting`, `draining`, `store_unavailable`.
     pub status: String,
 }
 
 /// Name and version of the running service.
-#[derive(Debug, Clone, Object, serde::Deserialize)]
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
 pub struct Version {
     pub name: String,
     pub version: String,

@@ -2,9 +2,13 @@
 
 use std::sync::Arc;
 
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json, types::Example};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, types::Example};
 
-use super::{ApiTags, error::ErrorBody, error::RETRY_AFTER_SECONDS};
+use super::{
+    ApiTags,
+    error::{ErrorBody, RETRY_AFTER_SECONDS},
+    json::JsonBody as Json,
+};
 use crate::{
     ledger::{Ledger, LedgerError},
     route::Route,
@@ -12,7 +16,7 @@ use crate::{
 };
 
 /// A route's count of confirmed booking transactions.
-#[derive(Debug, Clone, Object, serde::Deserialize)]
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
 #[oai(example)]
 pub struct TransactionCount {
     /// The route in canonical form (upper case, flight number padded to 4 digits).

@@ -1,7 +1,9 @@
 //! A store that keeps counts in memory only: for tests and throwaway runs. Counts are lost when
 //! the process exits.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::sync::Mutex;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use super::{CommitMode, Increment, Store, StoreError};
 use crate::route::Route;

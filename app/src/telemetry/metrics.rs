@@ -1,6 +1,8 @@
 //! Metric names, their buckets, and cheap handles to them. The one place that owns metric names.
 
-use std::{cell::RefCell, collections::HashMap, sync::Mutex, time::Duration};
+use std::{cell::RefCell, sync::Mutex, time::Duration};
+
+use rustc_hash::FxHashMap;
 
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -114,7 +116,8 @@ pub fn commit_finished(elapsed: Duration, transactions: u64, ok: bool) {
 pub fn request_finished(method: &'static str, path: &'static str, status: u16, elapsed: Duration) {
     type Key = (&'static str, &'static str, u16);
     thread_local! {
-        static HANDLES: RefCell<HashMap<Key, (Counter, Histogram)>> = RefCell::new(HashMap::new());
+        static HANDLES: RefCell<FxHashMap<Key, (Counter, Histogram)>> =
+            RefCell::new(FxHashMap::default());
     }
     HANDLES.with(|cache| {
         let mut cache = cache.borrow_mut();
@@ -138,7 +141,7 @@ pub fn request_finished(method: &'static str, path: &'static str, status: u16, e
 pub fn dynamodb_call(operation: &'static str, ok: bool) {
     type Key = (&'static str, bool);
     thread_local! {
-        static HANDLES: RefCell<HashMap<Key, Counter>> = RefCell::new(HashMap::new());
+        static HANDLES: RefCell<FxHashMap<Key, Counter>> = RefCell::new(FxHashMap::default());
     }
     HANDLES.with(|cache| {
         cache

@@ -2,23 +2,15 @@
 
 use std::time::Instant;
 
-use poem::{Endpoint, IntoResponse, Middleware, Request, Response, http::Method};
+use poem::http::Method;
 
 use super::{metrics, path_template};
 
-/// Wraps the whole app: times each request, logs it, counts it.
-pub struct RequestTelemetry;
-
-impl<E: Endpoint> Middleware<E> for RequestTelemetry {
-    type Output = RequestTelemetryEndpoint<E>;
-
-    fn transform(&self, inner: E) -> Self::Output {
-        RequestTelemetryEndpoint { inner }
-    }
-}
-
-pub struct RequestTelemetryEndpoint<E> {
-    inner: E,
+/// Started when a request arrives; finished with the status of its answer.
+pub struct RequestTelemetry {
+    started: Instant,
+    method: &'static str,
+    path: &'static str,
 }
 
 fn method_label(method: &Method) -> &'static str {
@@ -34,27 +26,29 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-impl<E: Endpoint> Endpoint for RequestTelemetryEndpoint<E> {
-    type Output = Response;
+impl RequestTelemetry {
+    pub fn start(method: &Method, path: &str) -> Self {
+        Self {
+            started: Instant::now(),
+            method: method_label(method),
+            path: path_template(path),
+        }
+    }
 
-    async fn call(&self, req: Request) -> poem::Result<Self::Output> {
-        let started = Instant::now();
-        let method = method_label(req.method());
-        let path = path_template(req.uri().path());
-        let response = match self.inner.call(req).await {
-            Ok(resp) => resp.into_response(),
-            Err(err) => err.into_response(),
-        };
-        let elapsed = started.elapsed();
-        let status = response.status().as_u16();
-        metrics::request_finished(method, path, status, elapsed);
+    /// The route template this request is known by.
+    pub fn template(&self) -> &'static str {
+        self.path
+    }
+
+    pub fn finish(self, status: u16) {
+        let elapsed = self.started.elapsed();
+        metrics::request_finished(self.method, self.path, status, elapsed);
         tracing::info!(
-            method,
-            path,
+            method = self.method,
+            path = self.path,
             status,
             latency_us = elapsed.as_micros() as u64,
             "request"
         );
-        Ok(response)
     }
 }

@@ -197,7 +197,7 @@ async fn graceful_shutdown_under_load_loses_no_acknowledged_transaction() {
 /// With a shutdown delay, readiness turns 503 at once while requests are still served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_turns_503_as_soon_as_draining_starts() {
-    let mut service = ServiceProcess::start(&["--store", "memory", "--shutdown-delay", "2s"]);
+    let mut service = ServiceProcess::start(&["--store", "memory", "--shutdown-delay", "5s"]);
     let http = client();
     let ready = http
         .get(format!("{}/readyz", service.base))
@@ -206,14 +206,20 @@ async fn readiness_turns_503_as_soon_as_draining_starts() {
         .expect("sent");
     assert_eq!(ready.status(), 200);
     service.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let ready = http
-        .get(format!("{}/readyz", service.base))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(ready.status(), 503);
-    let body: Value = ready.json().await.expect("json");
+    // The signal is handled asynchronously: poll, bounded, until readiness reports draining.
+    let mut body = Value::Null;
+    for _ in 0..100 {
+        let ready = http
+            .get(format!("{}/readyz", service.base))
+            .send()
+            .await
+            .expect("sent");
+        if ready.status() == 503 {
+            body = ready.json().await.expect("json");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(body["status"], "draining");
     // Still serving traffic during the delay.
     let resp = http
