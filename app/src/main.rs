@@ -49,8 +49,10 @@ fn main() -> ExitCode {
     };
 
     let result = runtime.block_on(async {
+        let shutdown = shutdown_signal()
+            .map_err(|err| anyhow::anyhow!("cannot listen for shutdown signals: {err}"))?;
         let app = Application::build(config).await?;
-        app.run_until_stopped(shutdown_signal()).await
+        app.run_until_stopped(shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
