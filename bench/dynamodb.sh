@@ -29,54 +29,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk" >&2
-  sudo=""
-  [[ $(id -u) -eq 0 ]] || sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk >/dev/null
-fi
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+install_debian_tools wrk:wrk
 scripts/install-emulators.sh
 cargo build --release --locked -p flight-counter >&2
 
 export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
 export AWS_EC2_METADATA_DISABLED=true
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_for() {
-  local url=$1
-  for _ in $(seq 1 300); do
-    if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "not ready: $url" >&2
-  return 1
-}
-
-wait_port() {
-  for _ in $(seq 1 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "nothing listens on $1" >&2
-  return 1
-}
-
-cat >"$WORK/hot.lua" <<'LUA'
-wrk.method = "POST"
-wrk.path = "/transactions/AR1133"
-LUA
-cat >"$WORK/many.lua" <<'LUA'
-wrk.method = "POST"
-math.randomseed(os.time())
-request = function()
-  local route = "R" .. string.char(65 + math.random(0, 25)) .. math.random(1, 9999)
-  return wrk.format("POST", "/transactions/" .. route)
-end
-LUA
 
 # Sum of the samples of one metric whose line matches a pattern.
 metric() {
@@ -93,21 +53,7 @@ load() {
   posts0=$(metric "$base" "$posts")
   updates0=$(metric "$base" "$updates")
   local stats
-  stats=$(wrk -t1 "-c$CONNECTIONS" "-d$DURATION" --latency -s "$script" "$base" | awk '
-    function ms(v) {
-      if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
-      if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
-      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
-      return v
-    }
-    /Requests\/sec/ { rps = $2 }
-    $1 == "50%" { p50 = ms($2) }
-    $1 == "99%" { p99 = ms($2) }
-    /Non-2xx/ { bad = $4 }
-    END {
-      if (bad > 0) { printf "non-2xx answers: %s\n", bad > "/dev/stderr" }
-      printf "%.0f %.2f %.2f\n", rps, p50, p99
-    }')
+  stats=$(wrk_summary -t1 "-c$CONNECTIONS" "-d$DURATION" --latency -s "$script" "$base")
   posts1=$(metric "$base" "$posts")
   updates1=$(metric "$base" "$updates")
   local per_thousand
@@ -138,12 +84,12 @@ run_case() {
     --group-commit "$group" >"$WORK/service-$port.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
-  wait_for "http://127.0.0.1:$port/readyz" || { cat "$WORK/service-$port.log" >&2; exit 1; }
+  wait_http "http://127.0.0.1:$port/readyz" || { cat "$WORK/service-$port.log" >&2; exit 1; }
   local label
   [[ $group == true ]] && label="on" || label="off (1 UpdateItem per POST)"
   for routes in hot many; do
     echo "running: $path, group commit $label, $routes" >&2
-    read -r rps p50 p99 per <<<"$(load "http://127.0.0.1:$port" "$WORK/$routes.lua")"
+    read -r rps p50 p99 per <<<"$(load "http://127.0.0.1:$port" "bench/wrk/post-$routes.lua")"
     local what="one hot route"
     [[ $routes == many ]] && what="many routes"
     ROWS+=("| $path | $label | $what | $rps | $p50 | $p99 | $per |")

@@ -26,53 +26,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-install_tools() {
-  local missing=()
-  command -v wrk >/dev/null || missing+=(wrk)
-  command -v nginx >/dev/null || missing+=(nginx-light)
-  if ((${#missing[@]})); then
-    echo "installing ${missing[*]}" >&2
-    local sudo=""
-    [[ $(id -u) -eq 0 ]] || sudo=sudo
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_ready() {
-  local url=$1
-  for _ in $(seq 1 200); do
-    if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "not ready: $url" >&2
-  return 1
-}
-
-# Runs wrk and prints "req/s p50 p99" (latencies in ms).
+# Runs wrk at the current connection count and prints "req/s p50 p99".
 load() {
   local url=$1 script=${2:-}
   local args=(-t1 "-c$CONNECTIONS" "-d$DURATION" --latency)
   [[ -n "$script" ]] && args+=(-s "$script")
-  wrk "${args[@]}" "$url" | awk '
-    function ms(v) {
-      if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
-      if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
-      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
-      return v
-    }
-    /Requests\/sec/ { rps = $2 }
-    $1 == "50%" { p50 = ms($2) }
-    $1 == "99%" { p99 = ms($2) }
-    /Non-2xx/ { bad = $4 }
-    END {
-      if (bad > 0) { printf "non-2xx answers: %s\n", bad > "/dev/stderr" }
-      printf "%.0f %.2f %.2f\n", rps, p50, p99
-    }'
+  wrk_summary "${args[@]}" "$url"
 }
 
 start_service() {
@@ -80,10 +42,10 @@ start_service() {
   RUST_LOG=warn ./target/release/flight-counter --bind "127.0.0.1:$port" \
     --worker-threads "$WORKERS" "$@" >"$BENCH_DIR/service-$port.log" 2>&1 &
   PIDS+=($!)
-  wait_ready "http://127.0.0.1:$port/readyz"
+  wait_http "http://127.0.0.1:$port/readyz"
 }
 
-install_tools
+install_debian_tools wrk:wrk nginx:nginx-light
 echo "building the release binary..." >&2
 cargo build --release --locked -p flight-counter >&2
 
@@ -99,7 +61,7 @@ mkdir -p "$BENCH_DIR/nginx"
 sed -e "s#__DIR__#$BENCH_DIR/nginx#g" -e "s#__PORT__#$NGINX_PORT#g" bench/nginx.conf >"$BENCH_DIR/nginx/nginx.conf"
 nginx -c "$BENCH_DIR/nginx/nginx.conf" -p "$BENCH_DIR/nginx" &
 PIDS+=($!)
-wait_ready "http://127.0.0.1:$NGINX_PORT/"
+wait_http "http://127.0.0.1:$NGINX_PORT/"
 C_PORT=$(free_port)
 start_service "$C_PORT" --store memory
 A_PORT=$(free_port)

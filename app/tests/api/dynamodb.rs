@@ -17,6 +17,7 @@ use flight_counter::{
 };
 use serde_json::Value;
 
+use crate::helpers::send_json;
 use crate::{
     emulators::{self, Emulator, Kind},
     helpers::{AWS_TEST_ENV, ServiceProcess, TestApp, client, dynamodb_store, test_config},
@@ -214,14 +215,7 @@ async fn dynamodb_going_away_under_load_gives_503_then_recovers_losing_nothing()
 
     server.kill();
     wait_for_readiness(&service.base, 503, commit_timeout * 3).await;
-    let ready: Value = client()
-        .get(format!("{}/readyz", service.base))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let ready: Value = send_json(client().get(format!("{}/readyz", service.base))).await;
     assert_eq!(ready["status"], "store_unavailable");
     // Keep it down a while, so that clients meet the outage on every path (retries included).
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -15,7 +15,7 @@ use flight_counter::{
 };
 use serde_json::Value;
 
-use crate::helpers::{TestApp, test_config};
+use crate::helpers::{TestApp, send_json, test_config};
 
 async fn memory_app() -> TestApp {
     TestApp::spawn(test_config(&[])).await
@@ -199,35 +199,11 @@ async fn swagger_ui_is_served_at_the_root() {
 #[tokio::test]
 async fn health_readiness_and_version() {
     let app = memory_app().await;
-    let health: Value = app
-        .client
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let health: Value = send_json(app.client.get(app.url("/healthz"))).await;
     assert_eq!(health, serde_json::json!({"status": "ok"}));
-    let ready: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let ready: Value = send_json(app.client.get(app.url("/readyz"))).await;
     assert_eq!(ready, serde_json::json!({"status": "ready"}));
-    let version: Value = app
-        .client
-        .get(app.url("/version"))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let version: Value = send_json(app.client.get(app.url("/version"))).await;
     assert_eq!(version["name"], "flight-counter");
     assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(version["store"], "memory");

@@ -318,3 +318,14 @@ impl Drop for ServiceProcess {
 pub fn has_database(dir: &Path) -> bool {
     dir.join(flight_counter::store::DATABASE_FILE).exists()
 }
+
+/// Sends a request and returns its JSON body (whatever the status).
+pub async fn send_json(request: reqwest::RequestBuilder) -> Value {
+    request
+        .send()
+        .await
+        .expect("request sent")
+        .json()
+        .await
+        .expect("JSON body")
+}

@@ -12,21 +12,14 @@ use std::{
 
 use serde_json::Value;
 
-use crate::helpers::{ServiceProcess, client, has_database};
+use crate::helpers::{ServiceProcess, client, has_database, send_json};
 
 fn data_dir_arg(dir: &tempfile::TempDir) -> String {
     dir.path().to_str().expect("utf-8 path").to_owned()
 }
 
 async fn count(base: &str, route: &str) -> u64 {
-    let body: Value = client()
-        .get(format!("{base}/transactions/{route}"))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let body: Value = send_json(client().get(format!("{base}/transactions/{route}"))).await;
     body["transactions"].as_u64().expect("u64")
 }
 
@@ -85,14 +78,7 @@ async fn counts_survive_a_restart_and_the_store_is_locked_while_open() {
     let mut first = ServiceProcess::start(&["--data-dir", &data_dir]);
     let http = client();
     for expected in 1..=7u64 {
-        let body: Value = http
-            .post(format!("{}/transactions/DU77", first.base))
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+        let body: Value = send_json(http.post(format!("{}/transactions/DU77", first.base))).await;
         assert_eq!(body["transactions"], expected);
     }
     assert!(has_database(dir.path()));
@@ -114,14 +100,7 @@ async fn counts_survive_a_restart_and_the_store_is_locked_while_open() {
 
     let second = ServiceProcess::start(&["--data-dir", &data_dir]);
     assert_eq!(count(&second.base, "DU0077").await, 7);
-    let body: Value = http
-        .post(format!("{}/transactions/du77", second.base))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let body: Value = send_json(http.post(format!("{}/transactions/du77", second.base))).await;
     assert_eq!(body["transactions"], 8);
 }
 
