@@ -260,11 +260,13 @@ impl ServiceProcess {
                 }
             }
         });
-        let addr: SocketAddr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("service reported its address")
-            .parse()
-            .expect("address");
+        let reported = rx.recv_timeout(Duration::from_secs(20));
+        let Some(addr) = reported.ok().and_then(|a| a.parse::<SocketAddr>().ok()) else {
+            // Never leave the child behind when the test gives up on it.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("flight-counter did not report a listening address within 20 s");
+        };
         ServiceProcess {
             child,
             base: format!("http://{addr}"),
