@@ -21,6 +21,9 @@ use crate::{
 
 /// How often readiness asks the store whether it can commit.
 const READINESS_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// Longest time between two sweeps of expired idempotency keys (a short retention window
+/// sweeps more often: every half window, but not more than ten times a second).
+const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A bound, not yet serving, instance of the service.
 pub struct Application {
@@ -125,6 +128,25 @@ impl Application {
                 }
             }
         });
+        let sweeper = tokio::spawn({
+            let ledger = Arc::clone(&ledger);
+            let every = (config.idempotency_retention / 2)
+                .clamp(Duration::from_millis(100), MAX_SWEEP_INTERVAL);
+            async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    match ledger.sweep_expired_keys().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(keys = n, "deleted expired idempotency keys"),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "cannot delete expired idempotency keys")
+                        }
+                    }
+                }
+            }
+        });
         ledger.probe().await;
         lifecycle.set_phase(Phase::Serving);
         tracing::info!(
@@ -168,6 +190,7 @@ impl Application {
         }
         prober.abort();
         upkeep.abort();
+        sweeper.abort();
         tracing::info!("stopped");
         Ok(())
     }
