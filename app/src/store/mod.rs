@@ -1,5 +1,6 @@
 //! Where counts live. Backends know nothing of HTTP: they take a batch of per-route increments
-//! and hand back the new totals. The ledger (group commit) is their only caller on the write path.
+//! and hand back the new totals, and record keyed transactions (idempotency keys) atomically with
+//! their counts. The ledger (group commit) is their only caller on the write path.
 
 mod dynamodb;
 mod embedded;
