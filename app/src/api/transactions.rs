@@ -144,22 +144,24 @@ fn bad_request(err: poem::Error) -> CountResponse {
 /// Turns a parameter parse failure of a POST into the documented `400`.
 fn record_bad_request(err: poem::Error) -> RecordResponse {
     let body = match parse_failure(&err) {
-        (Some(IDEMPOTENCY_KEY_HEADER), reason) => {
-            tracing::debug!(%reason, "invalid idempotency key");
-            // The header did not match the published pattern; say which rule it broke.
-            ErrorBody::new(
-                "invalid_idempotency_key",
-                format!("invalid Idempotency-Key: {}", crate::idempotency::KEY_RULE),
-            )
-        }
+        (Some(IDEMPOTENCY_KEY_HEADER), reason) => ErrorBody::new(
+            "invalid_idempotency_key",
+            reason
+                .trim_start_matches("failed to parse \"IdempotencyKey\": ")
+                .to_owned(),
+        ),
         (_, reason) => invalid_route(&reason),
     };
     RecordResponse::BadRequest(Json(body))
 }
 
-/// The `Idempotency-Key` of a request, read from the raw header: a value that is not UTF-8 must
-/// be refused, not taken for a missing key.
-fn idempotency_key(req: &poem::Request) -> Result<Option<IdempotencyKey>, KeyError> {
+/// The `Idempotency-Key` of a request. poem-openapi parses the first header value that is
+/// UTF-8 and skips the others, so the raw headers are checked too: a value that is not UTF-8
+/// must be refused, not taken for a missing key, and two keys on one request are ambiguous.
+fn idempotency_key(
+    req: &poem::Request,
+    parsed: Option<IdempotencyKey>,
+) -> Result<Option<IdempotencyKey>, KeyError> {
     let mut values = req.headers().get_all(IDEMPOTENCY_KEY_HEADER).iter();
     let Some(first) = values.next() else {
         return Ok(None);
@@ -167,7 +169,10 @@ fn idempotency_key(req: &poem::Request) -> Result<Option<IdempotencyKey>, KeyErr
     if values.next().is_some() {
         return Err(KeyError::Repeated);
     }
-    IdempotencyKey::parse(first.as_bytes()).map(Some)
+    match parsed {
+        Some(key) => Ok(Some(key)),
+        None => IdempotencyKey::parse(first.as_bytes()).map(Some),
+    }
 }
 
 impl RecordResponse {
@@ -258,14 +263,11 @@ impl TransactionsApi {
         /// first POST with it is counted, later ones with the same key and route are answered
         /// the first POST's count and count nothing. 1 to 255 visible ASCII characters, taken
         /// verbatim. Reusing a key on another route is refused with `422`.
-        #[oai(
-            name = "Idempotency-Key",
-            validator(min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7E]{1,255}$")
-        )]
-        _idempotency_key: Header<Option<String>>,
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key_header: Header<Option<IdempotencyKey>>,
     ) -> RecordResponse {
         let route = route.0;
-        let key = match idempotency_key(req) {
+        let key = match idempotency_key(req, idempotency_key_header.0) {
             Ok(Some(key)) => key,
             Ok(None) => {
                 return match self.ledger.record(route).await {

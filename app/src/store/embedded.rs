@@ -114,6 +114,8 @@ fn record_keys(
     let mut keys = txn.open_table(KEYS).map_err(unavailable)?;
     let mut expiry = txn.open_table(EXPIRY).map_err(unavailable)?;
     let mut outcomes = Vec::with_capacity(keyed.len());
+    // Each route's running total in this batch, read from the table once.
+    let mut totals: rustc_hash::FxHashMap<Route, u64> = rustc_hash::FxHashMap::default();
     for k in keyed {
         let key = k.key.as_str();
         // Reads see this transaction's own writes: a key twice in one batch is counted once.
@@ -134,21 +136,28 @@ fn record_keys(
             // Expired but not swept yet: the key starts afresh.
             expiry.remove((expires_at, key)).map_err(unavailable)?;
         }
-        let route = k.route.as_str();
-        let total = counts
-            .get(route)
-            .map_err(unavailable)?
-            .map(|v| v.value())
-            .unwrap_or(0)
+        let current = match totals.get(&k.route) {
+            Some(total) => *total,
+            None => counts
+                .get(k.route.as_str())
+                .map_err(unavailable)?
+                .map(|v| v.value())
+                .unwrap_or(0),
+        };
+        let total = current
             .checked_add(1)
             .ok_or(StoreError::Overflow(k.route))?;
-        counts.insert(route, total).map_err(unavailable)?;
-        keys.insert(key, (route, total, k.expires_at))
+        totals.insert(k.route, total);
+        keys.insert(key, (k.route.as_str(), total, k.expires_at))
             .map_err(unavailable)?;
         expiry
             .insert((k.expires_at, key), ())
             .map_err(unavailable)?;
         outcomes.push(KeyedOutcome::recorded(k.route, total));
+    }
+    // Each route's new total, written once however many keys it got.
+    for (route, total) in totals {
+        counts.insert(route.as_str(), total).map_err(unavailable)?;
     }
     Ok(outcomes)
 }
