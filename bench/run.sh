@@ -2,6 +2,8 @@
 # HTTP benchmark of the service, side by side with nginx in one run on this machine.
 #
 #   (a) embedded store, group commit on           POST, one hot route and many routes
+#                                                 keyless, and with a unique Idempotency-Key
+#                                                 on every request (each a new transaction)
 #   (b) embedded store, group commit off          POST, one durable commit per request
 #   (c) GET /version through the same poem-openapi stack: the service's own HTTP ceiling
 #   (n) nginx, one worker, `return 200` with the same JSON: the machine's HTTP ceiling
@@ -69,14 +71,16 @@ start_service "$A_PORT" --store embedded --data-dir "$BENCH_DIR/a"
 B_PORT=$(free_port)
 start_service "$B_PORT" --store embedded --data-dir "$BENCH_DIR/b" --group-commit false
 
-RUNS=("a hot, group commit" "a many, group commit" "b hot, commit per POST"
-      "b many, commit per POST" "c GET /version" "n nginx")
+RUNS=("a hot, group commit" "a many, group commit" "a hot, keyed" "a many, keyed"
+      "b hot, commit per POST" "b many, commit per POST" "c GET /version" "n nginx")
 for CONNECTIONS in $CONNECTION_COUNTS; do
   echo "wrk: 1 thread, $CONNECTIONS connections, $DURATION per run; service: $WORKERS runtime thread(s)" >&2
   record "n nginx @$CONNECTIONS" "$(load "http://127.0.0.1:$NGINX_PORT/transactions/AR1133")"
   record "c GET /version @$CONNECTIONS" "$(load "http://127.0.0.1:$C_PORT/version")"
   record "a hot, group commit @$CONNECTIONS" "$(load "http://127.0.0.1:$A_PORT" bench/wrk/post-hot.lua)"
   record "a many, group commit @$CONNECTIONS" "$(load "http://127.0.0.1:$A_PORT" bench/wrk/post-many.lua)"
+  record "a hot, keyed @$CONNECTIONS" "$(load "http://127.0.0.1:$A_PORT" bench/wrk/post-hot-keyed.lua)"
+  record "a many, keyed @$CONNECTIONS" "$(load "http://127.0.0.1:$A_PORT" bench/wrk/post-many-keyed.lua)"
   record "b hot, commit per POST @$CONNECTIONS" "$(load "http://127.0.0.1:$B_PORT" bench/wrk/post-hot.lua)"
   record "b many, commit per POST @$CONNECTIONS" "$(load "http://127.0.0.1:$B_PORT" bench/wrk/post-many.lua)"
 done
@@ -105,3 +109,5 @@ row() { # label target numerator-run denominator-run
 row "c / n: service stack vs nginx" ">= 0.70" "c GET /version" "n nginx"
 row "a hot / n: durable hot POST vs nginx" ">= 0.50" "a hot, group commit" "n nginx"
 row "a hot / b hot: group commit gain" ">= 5" "a hot, group commit" "b hot, commit per POST"
+row "keyed / keyless (hot route)" ">= 0.5" "a hot, keyed" "a hot, group commit"
+row "keyed / keyless (many routes)" "none" "a many, keyed" "a many, group commit"

@@ -28,6 +28,9 @@ impl StoreKind {
     }
 }
 
+/// Longest idempotency retention accepted.
+const MAX_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 10s, 2m)"))
 }
@@ -96,6 +99,11 @@ pub struct Config {
     /// How long a POST or GET waits for the store before answering 503.
     #[arg(long, env = "FLIGHT_COUNTER_COMMIT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub commit_timeout: Duration,
+
+    /// How long an Idempotency-Key is honoured after its first POST: a retry within it is
+    /// answered with the stored outcome and not counted again. Expired keys are deleted.
+    #[arg(long, env = "FLIGHT_COUNTER_IDEMPOTENCY_RETENTION", default_value = "24h", value_parser = parse_duration)]
+    pub idempotency_retention: Duration,
 
     /// Runtime worker threads (0: one per CPU; 1: a single-threaded runtime).
     #[arg(long, env = "FLIGHT_COUNTER_WORKER_THREADS", default_value_t = 0)]
@@ -174,6 +182,14 @@ impl Config {
                 ));
             }
         }
+        if self.idempotency_retention < Duration::from_secs(1)
+            || self.idempotency_retention > MAX_IDEMPOTENCY_RETENTION
+        {
+            return Err(format!(
+                "--idempotency-retention must be between 1s and 365d, not {}",
+                humantime::format_duration(self.idempotency_retention)
+            ));
+        }
         if self.dynamodb_connect_timeout.is_zero() || self.dynamodb_attempt_timeout.is_zero() {
             return Err("--dynamodb-connect-timeout and --dynamodb-attempt-timeout must be greater than zero".into());
         }
@@ -203,6 +219,7 @@ impl Config {
             max_batch: self.max_batch as usize,
             max_pending: self.max_pending as usize,
             commit_timeout: self.commit_timeout,
+            idempotency_retention: self.idempotency_retention,
         }
     }
 
@@ -230,6 +247,10 @@ mod tests {
         assert_eq!(config.store, StoreKind::Embedded);
         assert_eq!(config.drain_timeout, Duration::from_secs(10));
         assert!(config.group_commit);
+        assert_eq!(
+            config.idempotency_retention,
+            Duration::from_secs(24 * 60 * 60)
+        );
         assert_eq!(config.table, "flight-transactions");
         assert!(!config.create_table);
         assert_eq!(config.endpoint_url, None);
@@ -274,5 +295,14 @@ mod tests {
         assert!(Config::try_parse_from(["x", "--log-level", "[[["]).is_err());
         let config = Config::parse_from(["x", "--max-batch", "100", "--max-pending", "10"]);
         assert!(config.validate().is_err());
+        for (retention, ok) in [
+            ("0s", false),
+            ("500ms", false),
+            ("1s", true),
+            ("366d", false),
+        ] {
+            let config = Config::parse_from(["x", "--idempotency-retention", retention]);
+            assert_eq!(config.validate().is_ok(), ok, "{retention}");
+        }
     }
 }

@@ -12,6 +12,14 @@
 //! [`CommitMode`] allows (one whole batch at a time for a local database; one commit per route,
 //! several routes at once, for a networked store) and hears back from them when they finish. A
 //! route is never in two commits at once, so its callers are answered in order.
+//!
+//! Keyed transactions (an `Idempotency-Key`) take one of two paths. A store that takes keys in
+//! its batches (a local database) gets them in the same group commit as everything else, each
+//! key in the same write transaction as its count. Any other store gets each keyed transaction
+//! as a commit of its own ([`Store::apply_keyed`]), while keyless POSTs keep their batched path.
+//! Either way, concurrent POSTs with one key in this process are committed once: the first one
+//! commits, the others wait for it and answer its outcome. Duplicates in other processes are
+//! resolved by the store's atomic key insert.
 
 use std::{
     collections::VecDeque,
@@ -24,15 +32,19 @@ use std::{
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::{
-    sync::{Mutex, mpsc, oneshot},
+    sync::{Mutex, mpsc, oneshot, watch},
     task::JoinHandle,
 };
 
 use crate::{
+    idempotency::{IdempotencyKey, KeyedIncrement, KeyedOutcome, epoch_seconds, expiry},
     route::Route,
     store::{CommitMode, Increment, SharedStore, StoreError},
     telemetry::metrics as m,
 };
+
+/// Most expired keys deleted in one sweep transaction.
+const SWEEP_CHUNK: usize = 1000;
 
 /// Tuning of the ledger; validated by the configuration layer.
 #[derive(Debug, Clone)]
@@ -45,6 +57,8 @@ pub struct LedgerSettings {
     pub max_pending: usize,
     /// How long a caller waits for its transaction to be committed before it gets `503`.
     pub commit_timeout: Duration,
+    /// How long an idempotency key is honoured after its first POST.
+    pub idempotency_retention: Duration,
 }
 
 impl Default for LedgerSettings {
@@ -54,6 +68,7 @@ impl Default for LedgerSettings {
             max_batch: 4096,
             max_pending: 65_536,
             commit_timeout: Duration::from_secs(5),
+            idempotency_retention: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -99,19 +114,42 @@ impl StoreHealth {
 }
 
 type Reply = oneshot::Sender<Result<u64, LedgerError>>;
+type KeyedReply = oneshot::Sender<Result<KeyedOutcome, LedgerError>>;
+type KeyedResult = Result<KeyedOutcome, LedgerError>;
 
-struct Waiter {
-    route: Route,
-    reply: Reply,
+enum Waiter {
+    Plain { route: Route, reply: Reply },
+    Keyed(KeyedIncrement, KeyedReply),
 }
+
+/// Keys being committed in this process: the first caller's outcome, once it has one.
+type InFlight = std::sync::Mutex<FxHashMap<IdempotencyKey, watch::Receiver<Option<KeyedResult>>>>;
 
 pub struct Ledger {
     store: SharedStore,
     settings: LedgerSettings,
+    /// Keyed transactions join the group commit (the store takes keys in its batches).
+    batch_keys: bool,
     intake: mpsc::Sender<Waiter>,
     health: Arc<StoreHealth>,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
     stop: Arc<tokio::sync::Notify>,
+    in_flight: InFlight,
+}
+
+/// Takes a key out of the in-flight map when its first caller finishes or gives up.
+struct InFlightEntry<'a> {
+    in_flight: &'a InFlight,
+    key: &'a IdempotencyKey,
+}
+
+impl Drop for InFlightEntry<'_> {
+    fn drop(&mut self) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(self.key);
+    }
 }
 
 impl Ledger {
@@ -123,12 +161,16 @@ impl Ledger {
         let dispatcher = Dispatcher::new(Arc::clone(&store), settings.clone(), Arc::clone(&health));
         let handle = tokio::spawn(dispatcher.run(queue, Arc::clone(&stop)));
         Arc::new(Self {
+            batch_keys: settings.group_commit
+                && store.batches_keys()
+                && store.commit_mode() == CommitMode::WholeBatch,
             store,
             settings,
             intake,
             health,
             dispatcher: Mutex::new(Some(handle)),
             stop,
+            in_flight: std::sync::Mutex::new(FxHashMap::default()),
         })
     }
 
@@ -150,7 +192,7 @@ impl Ledger {
         let (reply, answer) = oneshot::channel();
         let queued_and_committed = async {
             self.intake
-                .send(Waiter { route, reply })
+                .send(Waiter::Plain { route, reply })
                 .await
                 .map_err(|_| LedgerError::ShuttingDown)?;
             // A dropped reply means the dispatcher is gone: only happens at shutdown.
@@ -175,9 +217,118 @@ impl Ledger {
             Ok(Err(err)) => Err(LedgerError::Store(err)),
             Err(_) => Err(LedgerError::TimedOut(deadline)),
         };
-        m::commit_finished(started.elapsed(), 1, result.is_ok());
+        m::commit_finished(
+            started.elapsed(),
+            1,
+            u64::from(result.is_ok()),
+            result.is_ok(),
+        );
         self.health.set(result.is_ok());
         result
+    }
+
+    /// Records one transaction on `route` under an idempotency key, exactly once: the first
+    /// POST with the key (within the retention window) is counted and its outcome stored with
+    /// the key; every later one, here or in another process, gets that outcome back with
+    /// `replayed` set, and records nothing. The outcome's route is the one the key was first
+    /// used with, which may not be `route`.
+    pub async fn record_keyed(&self, route: Route, key: IdempotencyKey) -> KeyedResult {
+        let deadline = self.settings.commit_timeout;
+        tokio::time::timeout(deadline, self.record_keyed_once(route, key))
+            .await
+            .map_err(|_| LedgerError::TimedOut(deadline))?
+    }
+
+    async fn record_keyed_once(&self, route: Route, key: IdempotencyKey) -> KeyedResult {
+        loop {
+            // Either another caller's pending outcome to wait for, or the sender to publish ours.
+            let turn = {
+                let mut in_flight = self
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                match in_flight.get(&key) {
+                    Some(first) => Err(first.clone()),
+                    None => {
+                        let (outcome_tx, outcome_rx) = watch::channel(None);
+                        in_flight.insert(key.clone(), outcome_rx);
+                        Ok(outcome_tx)
+                    }
+                }
+            };
+            let mut first = match turn {
+                Err(first) => first,
+                Ok(outcome_tx) => {
+                    let _entry = InFlightEntry {
+                        in_flight: &self.in_flight,
+                        key: &key,
+                    };
+                    let result = self.commit_keyed(route, key.clone()).await;
+                    // Whoever waits for this key gets the same outcome.
+                    outcome_tx.send_replace(Some(result.clone()));
+                    return result;
+                }
+            };
+            // Another caller in this process is committing this key: wait for its outcome.
+            if let Ok(outcome) = first.wait_for(Option::is_some).await {
+                if let Some(result) = outcome.as_ref() {
+                    return result
+                        .clone()
+                        .map(|o| KeyedOutcome::replay(o.route, o.count));
+                }
+            }
+            // It gave up without an outcome (its client went away): try again, maybe first.
+        }
+    }
+
+    async fn commit_keyed(&self, route: Route, key: IdempotencyKey) -> KeyedResult {
+        let now = epoch_seconds();
+        let increment = KeyedIncrement {
+            key,
+            route,
+            now,
+            expires_at: expiry(now, self.settings.idempotency_retention),
+        };
+        if self.batch_keys {
+            let (reply, answer) = oneshot::channel();
+            self.intake
+                .send(Waiter::Keyed(increment, reply))
+                .await
+                .map_err(|_| LedgerError::ShuttingDown)?;
+            return answer.await.map_err(|_| LedgerError::ShuttingDown)?;
+        }
+        let started = Instant::now();
+        let result = self
+            .store
+            .apply_keyed(&increment)
+            .await
+            .map_err(LedgerError::from);
+        let recorded = result.as_ref().map_or(0, |o| u64::from(!o.replayed));
+        m::commit_finished(started.elapsed(), 1, recorded, result.is_ok());
+        self.health.set(result.is_ok());
+        if let Err(err) = &result {
+            tracing::error!(store = self.store.kind(), error = %err, "keyed commit failed");
+        }
+        result
+    }
+
+    /// Deletes the idempotency keys that have expired, in bounded chunks (one commit each), and
+    /// returns how many. Stores that expire keys themselves (DynamoDB TTL) delete nothing here.
+    pub async fn sweep_expired_keys(&self) -> Result<usize, LedgerError> {
+        let deadline = self.settings.commit_timeout;
+        let now = epoch_seconds();
+        let mut swept = 0;
+        loop {
+            let chunk =
+                tokio::time::timeout(deadline, self.store.sweep_expired_keys(now, SWEEP_CHUNK))
+                    .await
+                    .map_err(|_| LedgerError::TimedOut(deadline))??;
+            swept += chunk;
+            if chunk < SWEEP_CHUNK {
+                m::keys_swept(swept as u64);
+                return Ok(swept);
+            }
+        }
     }
 
     /// The current count of `route`.
@@ -233,6 +384,8 @@ struct Dispatcher {
     ready: VecDeque<Route>,
     /// Routes that are part of a commit in flight.
     committing: FxHashSet<Route>,
+    /// Keyed transactions waiting, in arrival order (whole-batch stores only).
+    keyed: VecDeque<(KeyedIncrement, KeyedReply)>,
     commits_in_flight: usize,
     finished_tx: mpsc::UnboundedSender<Vec<Route>>,
     finished_rx: mpsc::UnboundedReceiver<Vec<Route>>,
@@ -250,6 +403,7 @@ impl Dispatcher {
             waiting_total: 0,
             ready: VecDeque::new(),
             committing: FxHashSet::default(),
+            keyed: VecDeque::new(),
             commits_in_flight: 0,
             finished_tx,
             finished_rx,
@@ -268,15 +422,25 @@ impl Dispatcher {
                 // than in a task of its own that reports back) saves two trips through the
                 // scheduler per commit, and the next batch is formed the moment it returns.
                 CommitMode::WholeBatch => {
-                    if let Some(batch) = self.next_batch(usize::MAX) {
-                        let routes = self.commit(batch).await;
+                    let keyed = self.next_keyed();
+                    let room = self.settings.max_batch.max(1).saturating_sub(keyed.len());
+                    let batch = self.next_batch(usize::MAX, room);
+                    if batch.is_some() || !keyed.is_empty() {
+                        let routes = commit(
+                            Arc::clone(&self.store),
+                            batch.unwrap_or_default(),
+                            keyed,
+                            self.settings.commit_timeout,
+                            Arc::clone(&self.health),
+                        )
+                        .await;
                         self.finished(routes);
                         continue;
                     }
                 }
                 CommitMode::PerRoute { max_in_flight } => {
                     while self.commits_in_flight < max_in_flight.max(1) {
-                        let Some(batch) = self.next_batch(1) else {
+                        let Some(batch) = self.next_batch(1, self.settings.max_batch) else {
                             break;
                         };
                         self.commits_in_flight += 1;
@@ -326,12 +490,37 @@ impl Dispatcher {
     }
 
     fn enqueue(&mut self, waiter: Waiter) {
-        let replies = self.waiting.entry(waiter.route).or_default();
-        if replies.is_empty() && !self.committing.contains(&waiter.route) {
-            self.ready.push_back(waiter.route);
+        let (route, reply) = match waiter {
+            Waiter::Plain { route, reply } => (route, reply),
+            Waiter::Keyed(increment, reply) => {
+                self.keyed.push_back((increment, reply));
+                self.waiting_total += 1;
+                return;
+            }
+        };
+        let replies = self.waiting.entry(route).or_default();
+        if replies.is_empty() && !self.committing.contains(&route) {
+            self.ready.push_back(route);
         }
-        replies.push_back(waiter.reply);
+        replies.push_back(reply);
         self.waiting_total += 1;
+    }
+
+    /// Takes the keyed transactions of the next batch: all that wait, up to the batch limit,
+    /// but no more than half of it while keyless ones wait too, so neither kind starves.
+    fn next_keyed(&mut self) -> Vec<(KeyedIncrement, KeyedReply)> {
+        if self.keyed.is_empty() {
+            return Vec::new();
+        }
+        let room = self.settings.max_batch.max(1);
+        let plain_waiting = self.waiting_total - self.keyed.len();
+        let take = self
+            .keyed
+            .len()
+            .min(room - plain_waiting.min(room / 2))
+            .max(1);
+        self.waiting_total -= take;
+        self.keyed.drain(..take).collect()
     }
 
     fn finished(&mut self, routes: Vec<Route>) {
@@ -344,9 +533,12 @@ impl Dispatcher {
     }
 
     /// Takes the next batch: waiting routes that have no commit in flight, oldest first, up to
-    /// `max_routes` routes and `max_batch` transactions.
-    fn next_batch(&mut self, max_routes: usize) -> Option<Vec<(Route, Vec<Reply>)>> {
-        let mut room = self.settings.max_batch.max(1);
+    /// `max_routes` routes and `room` transactions.
+    fn next_batch(
+        &mut self,
+        max_routes: usize,
+        mut room: usize,
+    ) -> Option<Vec<(Route, Vec<Reply>)>> {
         let mut batch: Vec<(Route, Vec<Reply>)> = Vec::new();
         while room > 0 && batch.len() < max_routes {
             let Some(route) = self.ready.pop_front() else {
@@ -375,6 +567,7 @@ impl Dispatcher {
         commit(
             Arc::clone(&self.store),
             batch,
+            Vec::new(),
             self.settings.commit_timeout,
             Arc::clone(&self.health),
         )
@@ -385,6 +578,7 @@ impl Dispatcher {
 async fn commit(
     store: SharedStore,
     batch: Vec<(Route, Vec<Reply>)>,
+    keyed: Vec<(KeyedIncrement, KeyedReply)>,
     timeout: Duration,
     health: Arc<StoreHealth>,
 ) -> Vec<Route> {
@@ -395,22 +589,46 @@ async fn commit(
             delta: replies.len() as u64,
         })
         .collect();
-    let transactions: u64 = increments.iter().map(|i| i.delta).sum();
+    let keyless: u64 = increments.iter().map(|i| i.delta).sum();
+    let transactions = keyless + keyed.len() as u64;
     let started = Instant::now();
-    let outcome = match tokio::time::timeout(timeout, store.apply(&increments)).await {
-        Ok(Ok(totals)) if totals.len() == increments.len() => Ok(totals),
+    let applied = if keyed.is_empty() {
+        tokio::time::timeout(timeout, store.apply(&increments))
+            .await
+            .map(|result| result.map(|totals| (totals, Vec::new())))
+    } else {
+        let increments_keyed: Vec<KeyedIncrement> = keyed.iter().map(|(k, _)| k.clone()).collect();
+        tokio::time::timeout(
+            timeout,
+            store.apply_with_keys(&increments, &increments_keyed),
+        )
+        .await
+    };
+    let outcome = match applied {
+        Ok(Ok((totals, outcomes)))
+            if totals.len() == increments.len() && outcomes.len() == keyed.len() =>
+        {
+            Ok((totals, outcomes))
+        }
         Ok(Ok(_)) => Err(LedgerError::Store(StoreError::Unavailable(
             "store returned a wrong number of totals".into(),
         ))),
         Ok(Err(err)) => Err(LedgerError::Store(err)),
         Err(_) => Err(LedgerError::TimedOut(timeout)),
     };
-    m::commit_finished(started.elapsed(), transactions, outcome.is_ok());
+    let recorded = match &outcome {
+        Ok((_, outcomes)) => keyless + outcomes.iter().filter(|o| !o.replayed).count() as u64,
+        Err(_) => 0,
+    };
+    m::commit_finished(started.elapsed(), transactions, recorded, outcome.is_ok());
     health.set(outcome.is_ok());
 
     let routes = batch.iter().map(|(route, _)| *route).collect();
     match outcome {
-        Ok(totals) => {
+        Ok((totals, outcomes)) => {
+            for ((_, reply), outcome) in keyed.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
             for ((_, replies), total) in batch.into_iter().zip(totals) {
                 let first = total.saturating_sub(replies.len() as u64) + 1;
                 for (offset, reply) in replies.into_iter().enumerate() {
@@ -425,6 +643,9 @@ async fn commit(
                 for reply in replies {
                     let _ = reply.send(Err(err.clone()));
                 }
+            }
+            for (_, reply) in keyed {
+                let _ = reply.send(Err(err.clone()));
             }
         }
     }
@@ -473,6 +694,21 @@ mod tests {
                 return Err(StoreError::Unavailable("injected".into()));
             }
             self.inner.apply(batch).await
+        }
+        fn batches_keys(&self) -> bool {
+            self.mode == CommitMode::WholeBatch
+        }
+        async fn apply_with_keys(
+            &self,
+            batch: &[Increment],
+            keyed: &[KeyedIncrement],
+        ) -> Result<(Vec<u64>, Vec<KeyedOutcome>), StoreError> {
+            tokio::time::sleep(self.delay).await;
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("injected".into()));
+            }
+            self.inner.apply_with_keys(batch, keyed).await
         }
         async fn get(&self, route: Route) -> Result<u64, StoreError> {
             self.inner.get(route).await
@@ -623,5 +859,76 @@ mod tests {
         let results = record_many(&ledger, &vec![route("AR1"); 40]).await;
         assert!(results.iter().all(|r| r.is_ok()));
         assert_eq!(store.commits.load(Ordering::SeqCst), 40);
+    }
+
+    /// 20 keys, each sent 5 times at once: every key counted once, its copies answered alike.
+    async fn keyed_duplicates_are_counted_once(mode: CommitMode) -> usize {
+        let store = Observed::new(mode, Duration::from_millis(5));
+        let ledger = Ledger::start(store.clone(), LedgerSettings::default());
+        let hot = route("AR1");
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                let ledger = Arc::clone(&ledger);
+                let key = IdempotencyKey::parse(format!("key-{}", i % 20).as_bytes()).expect("key");
+                tokio::spawn(async move { (i % 20, ledger.record_keyed(hot, key).await) })
+            })
+            .collect();
+        let mut per_key: std::collections::HashMap<usize, Vec<KeyedOutcome>> =
+            std::collections::HashMap::new();
+        for t in tasks {
+            let (k, outcome) = t.await.expect("task");
+            per_key
+                .entry(k)
+                .or_default()
+                .push(outcome.expect("recorded"));
+        }
+        let mut counts = Vec::new();
+        for (k, outcomes) in per_key {
+            assert_eq!(outcomes.len(), 5);
+            assert!(
+                outcomes.iter().all(|o| o.count == outcomes[0].count),
+                "key {k}"
+            );
+            assert_eq!(
+                outcomes.iter().filter(|o| !o.replayed).count(),
+                1,
+                "key {k}"
+            );
+            counts.push(outcomes[0].count);
+        }
+        counts.sort_unstable();
+        assert_eq!(counts, (1..=20).collect::<Vec<u64>>());
+        assert_eq!(ledger.count(hot).await.expect("count"), 20);
+        store.commits.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn keyed_duplicates_in_a_whole_batch_store_share_group_commits() {
+        let commits = keyed_duplicates_are_counted_once(CommitMode::WholeBatch).await;
+        assert!(commits < 20, "100 keyed POSTs took {commits} commits");
+    }
+
+    #[tokio::test]
+    async fn keyed_duplicates_in_a_per_route_store_are_committed_alone_and_once() {
+        let commits =
+            keyed_duplicates_are_counted_once(CommitMode::PerRoute { max_in_flight: 4 }).await;
+        assert!((20..=100).contains(&commits), "{commits} commits");
+    }
+
+    #[tokio::test]
+    async fn a_failed_keyed_commit_records_nothing_and_the_retry_counts() {
+        let store = Observed::new(CommitMode::WholeBatch, Duration::ZERO);
+        let ledger = Ledger::start(store.clone(), LedgerSettings::default());
+        let key = IdempotencyKey::parse(b"retry-me").expect("key");
+        store.fail.store(true, Ordering::SeqCst);
+        assert!(
+            ledger
+                .record_keyed(route("AR1"), key.clone())
+                .await
+                .is_err()
+        );
+        store.fail.store(false, Ordering::SeqCst);
+        let outcome = ledger.record_keyed(route("AR1"), key).await.expect("ok");
+        assert_eq!(outcome, KeyedOutcome::recorded(route("AR1"), 1));
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod config;
+pub mod idempotency;
 pub mod ledger;
 pub mod lifecycle;
 pub mod route;

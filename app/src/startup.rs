@@ -21,6 +21,11 @@ use crate::{
 
 /// How often readiness asks the store whether it can commit.
 const READINESS_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// Longest time between two sweeps of expired idempotency keys (a short retention window
+/// sweeps more often: every half window, but not more than ten times a second).
+const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How long shutdown waits for a background task to finish its round.
+const BACKGROUND_STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// A bound, not yet serving, instance of the service.
 pub struct Application {
@@ -104,13 +109,21 @@ impl Application {
         } = self;
 
         // The service serves even when the store is not reachable yet; readiness tells.
+        // Background tasks that use the store stop between two rounds, never in the middle of
+        // one, so that the store is closed once they are awaited (a restart in the same process
+        // can open the file again).
+        let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
         let prober = tokio::spawn({
             let ledger = Arc::clone(&ledger);
+            let mut stopped = background_stopped.clone();
             async move {
                 let mut tick = tokio::time::interval(READINESS_PROBE_INTERVAL);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
-                    tick.tick().await;
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stopped.wait_for(|stop| *stop) => return,
+                    }
                     ledger.probe().await;
                 }
             }
@@ -122,6 +135,29 @@ impl Application {
                 loop {
                     tick.tick().await;
                     metrics.run_upkeep();
+                }
+            }
+        });
+        let sweeper = tokio::spawn({
+            let ledger = Arc::clone(&ledger);
+            let every = (config.idempotency_retention / 2)
+                .clamp(Duration::from_millis(100), MAX_SWEEP_INTERVAL);
+            let mut stopped = background_stopped;
+            async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stopped.wait_for(|stop| *stop) => return,
+                    }
+                    match ledger.sweep_expired_keys().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(keys = n, "deleted expired idempotency keys"),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "cannot delete expired idempotency keys")
+                        }
+                    }
                 }
             }
         });
@@ -166,7 +202,15 @@ impl Application {
         {
             tracing::error!("the last commit did not finish within the drain timeout");
         }
-        prober.abort();
+        stop_background.send_replace(true);
+        for mut task in [prober, sweeper] {
+            match tokio::time::timeout(BACKGROUND_STOP_WAIT, &mut task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(error = %err, "a background task ended abnormally"),
+                // A store call that hangs (a network store) must not hold up the exit.
+                Err(_) => task.abort(),
+            }
+        }
         upkeep.abort();
         tracing::info!("stopped");
         Ok(())

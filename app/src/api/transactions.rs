@@ -2,7 +2,11 @@
 
 use std::sync::Arc;
 
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, types::Example};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Header, Path},
+    types::Example,
+};
 
 use super::{
     ApiTags,
@@ -10,9 +14,11 @@ use super::{
     json::JsonBody as Json,
 };
 use crate::{
+    idempotency::{IDEMPOTENCY_KEY_HEADER, IdempotencyKey, KeyError},
     ledger::{Ledger, LedgerError},
     route::Route,
     store::StoreError,
+    telemetry::metrics as m,
 };
 
 /// A route's count of confirmed booking transactions.
@@ -62,22 +68,126 @@ pub enum CountResponse {
     ),
 }
 
-/// Turns a path-parameter parse failure into the documented `400`.
-fn bad_request(err: poem::Error) -> CountResponse {
+/// The answer to a POST: a count (maybe replayed), or why not.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "record_bad_request")]
+pub enum RecordResponse {
+    /// The transaction is recorded; the body is the route's count including it. With an
+    /// `Idempotency-Key` already used on this route within the retention window, nothing is
+    /// recorded and the body is the first POST's answer, marked by `Idempotent-Replayed: true`.
+    #[oai(status = 200)]
+    Ok(
+        Json<TransactionCount>,
+        /// `true` when the answer is the stored outcome of an earlier POST with the same
+        /// `Idempotency-Key` (nothing was recorded this time); absent otherwise.
+        #[oai(header = "Idempotent-Replayed")]
+        Option<bool>,
+    ),
+    /// The route is not a valid flight designator (`invalid_route`), or the `Idempotency-Key`
+    /// is not 1 to 255 visible ASCII characters (`invalid_idempotency_key`).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The request body is larger than the service accepts (`payload_too_large`); no operation
+    /// takes a body. Produced before the operation runs.
+    #[oai(status = 413)]
+    #[allow(dead_code)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The `Idempotency-Key` was first used with another route (`idempotency_key_reused`);
+    /// nothing was recorded. A key identifies one transaction on one route.
+    #[oai(status = 422)]
+    KeyReused(Json<ErrorBody>),
+    /// Unexpected failure (`internal`); nothing about it is exposed.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// The store cannot commit or answer right now (`store_unavailable`); nothing was recorded
+    /// unless a later read shows it. Retry after the given number of seconds (with the same
+    /// `Idempotency-Key`, a retry is never counted twice).
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u32,
+    ),
+}
+
+fn parse_failure(err: &poem::Error) -> (Option<&'static str>, String) {
     use poem_openapi::error::{ParseParamError, ParsePathError};
-    let reason = if let Some(path) = err.downcast_ref::<ParsePathError>() {
-        path.reason.clone()
+    if let Some(path) = err.downcast_ref::<ParsePathError>() {
+        (None, path.reason.clone())
     } else if let Some(param) = err.downcast_ref::<ParseParamError>() {
-        param.reason.clone()
+        (Some(param.name), param.reason.clone())
     } else {
-        err.to_string()
-    };
+        (None, err.to_string())
+    }
+}
+
+fn invalid_route(reason: &str) -> ErrorBody {
     // poem-openapi prefixes the type name; the route's own reason is what helps the caller.
     let message = format!(
         "invalid route: {}",
         reason.trim_start_matches("failed to parse \"Route\": ")
     );
-    CountResponse::BadRequest(Json(ErrorBody::new("invalid_route", message)))
+    ErrorBody::new("invalid_route", message)
+}
+
+fn invalid_key(err: &KeyError) -> ErrorBody {
+    ErrorBody::new("invalid_idempotency_key", err.to_string())
+}
+
+/// Turns a path-parameter parse failure into the documented `400`.
+fn bad_request(err: poem::Error) -> CountResponse {
+    let (_, reason) = parse_failure(&err);
+    CountResponse::BadRequest(Json(invalid_route(&reason)))
+}
+
+/// Turns a parameter parse failure of a POST into the documented `400`.
+fn record_bad_request(err: poem::Error) -> RecordResponse {
+    let body = match parse_failure(&err) {
+        (Some(IDEMPOTENCY_KEY_HEADER), reason) => ErrorBody::new(
+            "invalid_idempotency_key",
+            reason
+                .trim_start_matches("failed to parse \"IdempotencyKey\": ")
+                .to_owned(),
+        ),
+        (_, reason) => invalid_route(&reason),
+    };
+    RecordResponse::BadRequest(Json(body))
+}
+
+/// The `Idempotency-Key` of a request. poem-openapi parses the first header value that is
+/// UTF-8 and skips the others, so the raw headers are checked too: a value that is not UTF-8
+/// must be refused, not taken for a missing key, and two keys on one request are ambiguous.
+fn idempotency_key(
+    req: &poem::Request,
+    parsed: Option<IdempotencyKey>,
+) -> Result<Option<IdempotencyKey>, KeyError> {
+    let mut values = req.headers().get_all(IDEMPOTENCY_KEY_HEADER).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(KeyError::Repeated);
+    }
+    match parsed {
+        Some(key) => Ok(Some(key)),
+        None => IdempotencyKey::parse(first.as_bytes()).map(Some),
+    }
+}
+
+impl RecordResponse {
+    fn failed(route: Route, err: LedgerError) -> Self {
+        match CountResponse::failed(route, err) {
+            CountResponse::Internal(body) => RecordResponse::Internal(body),
+            CountResponse::Unavailable(body, retry) => RecordResponse::Unavailable(body, retry),
+            CountResponse::Ok(_)
+            | CountResponse::BadRequest(_)
+            | CountResponse::PayloadTooLarge(_) => RecordResponse::Internal(Json(ErrorBody::new(
+                "internal",
+                "internal error; it has been logged",
+            ))),
+        }
+    }
 }
 
 impl CountResponse {
@@ -134,6 +244,10 @@ impl TransactionsApi {
     /// Call once per confirmed booking transaction, however many seats it holds. Answers after
     /// the transaction is durably stored, with the route's count including it. Concurrent calls
     /// each get a distinct count, as if applied one after another.
+    ///
+    /// Send an `Idempotency-Key` to make retries safe: each key is counted once, however often
+    /// it is sent and whichever instance answers; repeats within the retention window (24 h by
+    /// default) get the first answer again, with `Idempotent-Replayed: true`.
     #[oai(
         path = "/transactions/:route",
         method = "post",
@@ -141,14 +255,60 @@ impl TransactionsApi {
     )]
     async fn record(
         &self,
+        req: &poem::Request,
         /// Flight route, e.g. `AR1133` (any case; `ar1` means `AR0001`).
         #[oai(name = "route")]
         route: Path<Route>,
-    ) -> CountResponse {
+        /// A key of the client's choosing (a UUID, say) that identifies this transaction: the
+        /// first POST with it is counted, later ones with the same key and route are answered
+        /// the first POST's count and count nothing. 1 to 255 visible ASCII characters, taken
+        /// verbatim. Reusing a key on another route is refused with `422`.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key_header: Header<Option<IdempotencyKey>>,
+    ) -> RecordResponse {
         let route = route.0;
-        match self.ledger.record(route).await {
-            Ok(count) => CountResponse::counted(route, count),
-            Err(err) => CountResponse::failed(route, err),
+        let key = match idempotency_key(req, idempotency_key_header.0) {
+            Ok(Some(key)) => key,
+            Ok(None) => {
+                return match self.ledger.record(route).await {
+                    Ok(count) => RecordResponse::Ok(
+                        Json(TransactionCount {
+                            route: route.to_string(),
+                            transactions: count,
+                        }),
+                        None,
+                    ),
+                    Err(err) => RecordResponse::failed(route, err),
+                };
+            }
+            Err(err) => return RecordResponse::BadRequest(Json(invalid_key(&err))),
+        };
+        match self.ledger.record_keyed(route, key).await {
+            Ok(outcome) if outcome.route != route => {
+                m::idempotency_conflict();
+                RecordResponse::KeyReused(Json(ErrorBody::new(
+                    "idempotency_key_reused",
+                    format!(
+                        "this Idempotency-Key was first used for route {}, not {route}; a key \
+                         identifies one transaction on one route: use a new key for a new \
+                         transaction",
+                        outcome.route
+                    ),
+                )))
+            }
+            Ok(outcome) => {
+                if outcome.replayed {
+                    m::idempotent_replay();
+                }
+                RecordResponse::Ok(
+                    Json(TransactionCount {
+                        route: route.to_string(),
+                        transactions: outcome.count,
+                    }),
+                    outcome.replayed.then_some(true),
+                )
+            }
+            Err(err) => RecordResponse::failed(route, err),
         }
     }
 

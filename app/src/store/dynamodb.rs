@@ -19,9 +19,25 @@
 //! commit whose outcome is unknown. Throttling, `503` and failures to connect, which leave the
 //! table untouched, are.
 //!
+//! Keyed transactions (an `Idempotency-Key`) are committed one at a time, each in a
+//! `TransactWriteItems` of two writes that succeed or fail together: a `Put` of the key record
+//! (partition key `idem#<key>`: no canonical route contains `#`; attributes `target_route`,
+//! `count`, `expires_at`) on condition that no unexpired record of the key exists, and an
+//! `Update` that sets the counter to the count the key record holds, on condition that the
+//! counter still holds the value read just before. A transaction cannot return values, so the
+//! count is read first (consistent `GetItem`) and the condition makes that read part of the
+//! atomic write: if anything changed the counter in between, nothing is written and the store
+//! reads and tries again (bounded, with jittered backoff). If the key's condition failed, another
+//! request (here or in another pod) recorded the key first, and its stored outcome is answered.
+//! So a count is never stored without its key nor a key without its count, and a key is counted
+//! once. Key records expire through DynamoDB TTL on `expires_at` (epoch seconds); until TTL
+//! deletes one (it may take a while), the condition treats an expired record as absent. Keyless
+//! POSTs keep the `ADD` path above.
+//!
 //! IAM actions used, all on the one table: `dynamodb:UpdateItem` (commits), `dynamodb:GetItem`
-//! (reads), `dynamodb:DescribeTable` (readiness) and, only with `--create-table`,
-//! `dynamodb:CreateTable`.
+//! (reads), `dynamodb:PutItem` and `dynamodb:UpdateItem` inside `TransactWriteItems` (keyed
+//! commits), `dynamodb:DescribeTable` (readiness) and, only with `--create-table`,
+//! `dynamodb:CreateTable` and `dynamodb:UpdateTimeToLive`.
 
 use std::{
     sync::{
@@ -39,8 +55,9 @@ use aws_sdk_dynamodb::{
     },
     error::{BoxError, ProvideErrorMetadata, SdkError},
     types::{
-        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
-        ScalarAttributeType, TableStatus,
+        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
+        ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TransactWriteItem,
+        Update,
     },
 };
 
@@ -51,12 +68,27 @@ use aws_smithy_runtime_api::client::{
 };
 
 use super::{CommitMode, Increment, Store, StoreError};
-use crate::{route::Route, telemetry::metrics as m};
+use crate::{
+    idempotency::{KeyedIncrement, KeyedOutcome},
+    route::Route,
+    telemetry::metrics as m,
+};
 
 /// The partition key: the canonical route.
 pub const KEY_ATTRIBUTE: &str = "route";
 /// The count of a route.
 pub const COUNT_ATTRIBUTE: &str = "transactions";
+/// Partition key prefix of idempotency key records; no canonical route contains `#`.
+pub const KEY_RECORD_PREFIX: &str = "idem#";
+/// A key record's route, count and expiry (epoch seconds; the table's TTL attribute).
+pub const KEY_ROUTE_ATTRIBUTE: &str = "target_route";
+pub const KEY_COUNT_ATTRIBUTE: &str = "count";
+pub const EXPIRES_AT_ATTRIBUTE: &str = "expires_at";
+/// Most optimistic attempts of one keyed commit when the counter keeps changing under it.
+const KEYED_ATTEMPTS: u32 = 32;
+/// Keyed commits of one route in this process go one at a time (they would only make each
+/// other's counter condition fail); routes are spread over this many locks.
+const KEYED_LOCKS: usize = 64;
 
 /// How long a confirmed `ACTIVE` table is taken on trust by readiness, as long as reads and
 /// commits keep succeeding. `DescribeTable` is a control-plane call with its own, lower, rate
@@ -97,6 +129,9 @@ pub struct DynamoStore {
     table_confirmed: Mutex<Option<Instant>>,
     /// A read or commit failed since then: readiness must ask DynamoDB again.
     call_failed: AtomicBool,
+    /// This instance created the table and has not yet turned TTL on for it.
+    ttl_pending: AtomicBool,
+    keyed_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl DynamoStore {
@@ -152,6 +187,10 @@ impl DynamoStore {
             settings,
             table_confirmed: Mutex::new(None),
             call_failed: AtomicBool::new(false),
+            ttl_pending: AtomicBool::new(false),
+            keyed_locks: (0..KEYED_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         })
     }
 
@@ -267,6 +306,7 @@ impl DynamoStore {
                     table = self.table(),
                     "created DynamoDB table (--create-table)"
                 );
+                self.ttl_pending.store(true, Ordering::Relaxed);
                 Ok(())
             }
             // Another instance created it first.
@@ -301,6 +341,164 @@ impl DynamoStore {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+impl DynamoStore {
+    /// Turns on TTL on `expires_at` for a table this instance created, so that expired key
+    /// records are deleted. Servers without TTL (dynalite) are tolerated: the service works the
+    /// same, and an expired key is treated as absent whether or not it was deleted yet.
+    async fn enable_ttl(&self) {
+        let spec = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name(EXPIRES_AT_ATTRIBUTE)
+            .build();
+        let spec = match spec {
+            Ok(spec) => spec,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot describe the TTL setting");
+                return;
+            }
+        };
+        match self
+            .client
+            .update_time_to_live()
+            .table_name(self.table())
+            .time_to_live_specification(spec)
+            .send()
+            .await
+        {
+            Ok(_) => tracing::info!(
+                table = self.table(),
+                attribute = EXPIRES_AT_ATTRIBUTE,
+                "turned on TTL for idempotency keys (--create-table)"
+            ),
+            Err(err) => tracing::info!(
+                table = self.table(),
+                error = %error_chain(&err),
+                "the DynamoDB server did not turn on TTL; expired idempotency keys will be \
+                 ignored but not deleted"
+            ),
+        }
+    }
+
+    /// The stored, unexpired outcome of a key, if any.
+    async fn stored_key(&self, record: &str, now: u64) -> Result<Option<KeyedOutcome>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(self.table())
+            .key(KEY_ATTRIBUTE, AttributeValue::S(record.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| self.failed("GetItem", err))?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let number = |name: &str| {
+            item.get(name)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<u64>().ok())
+        };
+        let route = item
+            .get(KEY_ROUTE_ATTRIBUTE)
+            .and_then(|v| v.as_s().ok())
+            .and_then(|s| Route::parse(s).ok());
+        match (
+            route,
+            number(KEY_COUNT_ATTRIBUTE),
+            number(EXPIRES_AT_ATTRIBUTE),
+        ) {
+            (Some(route), Some(count), Some(expires_at)) => {
+                Ok((expires_at > now).then(|| KeyedOutcome::replay(route, count)))
+            }
+            _ => Err(StoreError::Unavailable(format!(
+                "DynamoDB table {} holds a malformed idempotency record {record:?}",
+                self.table()
+            ))),
+        }
+    }
+
+    /// One optimistic attempt: the key record and the counter, from `current` to `next`,
+    /// written together or not at all. `Ok(false)`: a condition failed (or the transaction
+    /// conflicted with another), nothing was written.
+    async fn transact_keyed(
+        &self,
+        keyed: &KeyedIncrement,
+        record: &str,
+        current: u64,
+        next: u64,
+    ) -> Result<bool, StoreError> {
+        let invalid =
+            |e: aws_sdk_dynamodb::error::BuildError| StoreError::Unavailable(e.to_string());
+        let put = Put::builder()
+            .table_name(self.table())
+            .item(KEY_ATTRIBUTE, AttributeValue::S(record.to_owned()))
+            .item(
+                KEY_ROUTE_ATTRIBUTE,
+                AttributeValue::S(keyed.route.as_str().to_owned()),
+            )
+            .item(KEY_COUNT_ATTRIBUTE, AttributeValue::N(next.to_string()))
+            .item(
+                EXPIRES_AT_ATTRIBUTE,
+                AttributeValue::N(keyed.expires_at.to_string()),
+            )
+            .condition_expression("attribute_not_exists(#key) OR #expires <= :now")
+            .expression_attribute_names("#key", KEY_ATTRIBUTE)
+            .expression_attribute_names("#expires", EXPIRES_AT_ATTRIBUTE)
+            .expression_attribute_values(":now", AttributeValue::N(keyed.now.to_string()))
+            .build()
+            .map_err(invalid)?;
+        let mut update = Update::builder()
+            .table_name(self.table())
+            .key(
+                KEY_ATTRIBUTE,
+                AttributeValue::S(keyed.route.as_str().to_owned()),
+            )
+            .update_expression("SET #count = :next")
+            .expression_attribute_names("#count", COUNT_ATTRIBUTE)
+            .expression_attribute_values(":next", AttributeValue::N(next.to_string()));
+        update = if current == 0 {
+            update.condition_expression("attribute_not_exists(#count)")
+        } else {
+            update
+                .condition_expression("#count = :current")
+                .expression_attribute_values(":current", AttributeValue::N(current.to_string()))
+        };
+        let update = update.build().map_err(invalid)?;
+        // Retries inside the SDK are safe here: the call carries a client request token (filled
+        // in by the SDK, the same on every attempt), and an attempt that was applied makes a
+        // repeat of it fail its conditions anyway.
+        let sent = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err.as_service_error().is_some_and(|e| {
+                    e.is_transaction_canceled_exception()
+                        || e.is_transaction_in_progress_exception()
+                }) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(self.failed("TransactWriteItems", err)),
+        }
+    }
+}
+
+/// A short, jittered pause before optimistic attempt `attempt` (1-based) is retried.
+fn contention_backoff(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let ceiling_ms = 2u64 << attempt.min(5);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_millis(1 + random % ceiling_ms)
 }
 
 enum DescribeError {
@@ -378,6 +576,38 @@ impl Store for DynamoStore {
         Ok(vec![count_value(total, route, self.table())?])
     }
 
+    async fn apply_keyed(&self, keyed: &KeyedIncrement) -> Result<KeyedOutcome, StoreError> {
+        let record = format!("{KEY_RECORD_PREFIX}{}", keyed.key);
+        let lock = {
+            use std::hash::{BuildHasher, BuildHasherDefault};
+            let hash = BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(keyed.route);
+            &self.keyed_locks[(hash as usize) % self.keyed_locks.len()]
+        };
+        let _turn = lock.lock().await;
+        for attempt in 1..=KEYED_ATTEMPTS {
+            // A retry of a key already recorded costs one read, no write.
+            if attempt > 1 {
+                if let Some(stored) = self.stored_key(&record, keyed.now).await? {
+                    return Ok(stored);
+                }
+            }
+            let current = self.get(keyed.route).await?;
+            let next = current
+                .checked_add(1)
+                .ok_or(StoreError::Overflow(keyed.route))?;
+            if self.transact_keyed(keyed, &record, current, next).await? {
+                return Ok(KeyedOutcome::recorded(keyed.route, next));
+            }
+            if attempt > 1 {
+                tokio::time::sleep(contention_backoff(attempt)).await;
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "route {} kept changing during {KEYED_ATTEMPTS} attempts of a keyed commit",
+            keyed.route
+        )))
+    }
+
     async fn get(&self, route: Route) -> Result<u64, StoreError> {
         let out = self
             .client
@@ -427,6 +657,9 @@ impl Store for DynamoStore {
         };
         if result.is_ok() {
             self.confirm();
+            if self.ttl_pending.swap(false, Ordering::Relaxed) {
+                self.enable_ttl().await;
+            }
         }
         result
     }
@@ -586,6 +819,8 @@ fn operation_label(name: &str) -> &'static str {
         "GetItem" => "GetItem",
         "DescribeTable" => "DescribeTable",
         "CreateTable" => "CreateTable",
+        "TransactWriteItems" => "TransactWriteItems",
+        "UpdateTimeToLive" => "UpdateTimeToLive",
         _ => "other",
     }
 }

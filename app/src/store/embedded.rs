@@ -1,18 +1,33 @@
 //! The default store: a redb file on local disk. Each batch is one write transaction, made
 //! durable (fsync) before it returns, so a batch of any size costs one commit.
+//!
+//! Idempotency keys live in the same file, in the table `idempotency_keys` (key → route, count,
+//! expiry), written in the same write transaction as the counts of their batch, plus an index by
+//! expiry (`idempotency_expiry`) from which a periodic sweep deletes expired keys in bounded
+//! chunks.
 
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 
 use super::{CommitMode, Increment, Store, StoreError};
-use crate::route::Route;
+use crate::{
+    idempotency::{KeyedIncrement, KeyedOutcome},
+    route::Route,
+};
 
 /// Canonical route → number of transactions.
 const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("transactions");
+/// Idempotency key → (canonical route, count it answered, expiry in epoch seconds).
+const KEYS: TableDefinition<&str, (&str, u64, u64)> = TableDefinition::new("idempotency_keys");
+/// (expiry in epoch seconds, idempotency key): the sweep's index.
+const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("idempotency_expiry");
 
 /// The file the store lives in, inside the configured data directory.
 pub const DATABASE_FILE: &str = "flight-counter.redb";
@@ -40,6 +55,8 @@ impl EmbeddedStore {
         // Create the table up front so that reads never meet a missing table.
         let txn = db.begin_write()?;
         txn.open_table(COUNTS)?;
+        txn.open_table(KEYS)?;
+        txn.open_table(EXPIRY)?;
         txn.commit()?;
         Ok(Self {
             db: Arc::new(db),
@@ -50,6 +67,18 @@ impl EmbeddedStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// How many idempotency key records are stored, expired or not.
+    pub fn key_records(&self) -> anyhow::Result<u64> {
+        let txn = self.db.begin_read()?;
+        let keys = txn.open_table(KEYS)?.len()?;
+        let index = txn.open_table(EXPIRY)?.len()?;
+        anyhow::ensure!(
+            keys == index,
+            "{keys} key records but {index} expiry index entries"
+        );
+        Ok(keys)
+    }
 }
 
 fn unavailable(err: impl std::fmt::Display) -> StoreError {
@@ -58,6 +87,118 @@ fn unavailable(err: impl std::fmt::Display) -> StoreError {
 
 fn commit_batch(db: &Database, batch: &[Increment]) -> Result<Vec<u64>, StoreError> {
     let txn = db.begin_write().map_err(unavailable)?;
+    let totals = add_counts(&txn, batch)?;
+    // Returning early above drops the transaction, which aborts it: nothing half-applied.
+    txn.commit().map_err(unavailable)?;
+    Ok(totals)
+}
+
+/// One batch with keyed transactions: counts and keys in one write transaction.
+fn commit_batch_with_keys(
+    db: &Database,
+    batch: &[Increment],
+    keyed: &[KeyedIncrement],
+) -> Result<(Vec<u64>, Vec<KeyedOutcome>), StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    let totals = add_counts(&txn, batch)?;
+    let outcomes = record_keys(&txn, keyed)?;
+    txn.commit().map_err(unavailable)?;
+    Ok((totals, outcomes))
+}
+
+fn record_keys(
+    txn: &WriteTransaction,
+    keyed: &[KeyedIncrement],
+) -> Result<Vec<KeyedOutcome>, StoreError> {
+    let mut counts = txn.open_table(COUNTS).map_err(unavailable)?;
+    let mut keys = txn.open_table(KEYS).map_err(unavailable)?;
+    let mut expiry = txn.open_table(EXPIRY).map_err(unavailable)?;
+    let mut outcomes = Vec::with_capacity(keyed.len());
+    // Each route's running total in this batch, read from the table once.
+    let mut totals: rustc_hash::FxHashMap<Route, u64> = rustc_hash::FxHashMap::default();
+    for k in keyed {
+        let key = k.key.as_str();
+        // Reads see this transaction's own writes: a key twice in one batch is counted once.
+        let stored = keys.get(key).map_err(unavailable)?.map(|guard| {
+            let (route, count, expires_at) = guard.value();
+            (route.to_owned(), count, expires_at)
+        });
+        if let Some((route, count, expires_at)) = stored {
+            if expires_at > k.now {
+                let route = Route::parse(&route).map_err(|_| {
+                    unavailable(format!(
+                        "idempotency key record holds {route:?}, not a route"
+                    ))
+                })?;
+                outcomes.push(KeyedOutcome::replay(route, count));
+                continue;
+            }
+            // Expired but not swept yet: the key starts afresh.
+            expiry.remove((expires_at, key)).map_err(unavailable)?;
+        }
+        let current = match totals.get(&k.route) {
+            Some(total) => *total,
+            None => counts
+                .get(k.route.as_str())
+                .map_err(unavailable)?
+                .map(|v| v.value())
+                .unwrap_or(0),
+        };
+        let total = current
+            .checked_add(1)
+            .ok_or(StoreError::Overflow(k.route))?;
+        totals.insert(k.route, total);
+        keys.insert(key, (k.route.as_str(), total, k.expires_at))
+            .map_err(unavailable)?;
+        expiry
+            .insert((k.expires_at, key), ())
+            .map_err(unavailable)?;
+        outcomes.push(KeyedOutcome::recorded(k.route, total));
+    }
+    // Each route's new total, written once however many keys it got.
+    for (route, total) in totals {
+        counts.insert(route.as_str(), total).map_err(unavailable)?;
+    }
+    Ok(outcomes)
+}
+
+/// Deletes up to `limit` keys that expired at or before `now`, in one write transaction.
+fn sweep(db: &Database, now: u64, limit: usize) -> Result<usize, StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    let swept;
+    {
+        let mut keys = txn.open_table(KEYS).map_err(unavailable)?;
+        let mut expiry = txn.open_table(EXPIRY).map_err(unavailable)?;
+        let doomed: Vec<(u64, String)> = expiry
+            .range((0, "")..=(now, MAX_KEY_SENTINEL))
+            .map_err(unavailable)?
+            .take(limit)
+            .map(|entry| {
+                entry.map(|(k, _)| {
+                    let (at, key) = k.value();
+                    (at, key.to_owned())
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)?;
+        for (at, key) in &doomed {
+            expiry.remove((*at, key.as_str())).map_err(unavailable)?;
+            keys.remove(key.as_str()).map_err(unavailable)?;
+        }
+        swept = doomed.len();
+    }
+    if swept == 0 {
+        txn.abort().map_err(unavailable)?;
+    } else {
+        txn.commit().map_err(unavailable)?;
+    }
+    Ok(swept)
+}
+
+/// Sorts after every valid key (keys are visible ASCII, below 0x7F).
+const MAX_KEY_SENTINEL: &str = "\u{7f}";
+
+fn add_counts(txn: &WriteTransaction, batch: &[Increment]) -> Result<Vec<u64>, StoreError> {
     let mut totals = Vec::with_capacity(batch.len());
     {
         let mut table = txn.open_table(COUNTS).map_err(unavailable)?;
@@ -72,8 +213,6 @@ fn commit_batch(db: &Database, batch: &[Increment]) -> Result<Vec<u64>, StoreErr
             totals.push(total);
         }
     }
-    // Returning early above drops the transaction, which aborts it: nothing half-applied.
-    txn.commit().map_err(unavailable)?;
     Ok(totals)
 }
 
@@ -99,6 +238,30 @@ impl Store for EmbeddedStore {
         let batch = batch.to_vec();
         // The commit blocks on fsync: keep it off the async workers.
         tokio::task::spawn_blocking(move || commit_batch(&db, &batch))
+            .await
+            .map_err(unavailable)?
+    }
+
+    fn batches_keys(&self) -> bool {
+        true
+    }
+
+    async fn apply_with_keys(
+        &self,
+        batch: &[Increment],
+        keyed: &[KeyedIncrement],
+    ) -> Result<(Vec<u64>, Vec<KeyedOutcome>), StoreError> {
+        let db = Arc::clone(&self.db);
+        let batch = batch.to_vec();
+        let keyed = keyed.to_vec();
+        tokio::task::spawn_blocking(move || commit_batch_with_keys(&db, &batch, &keyed))
+            .await
+            .map_err(unavailable)?
+    }
+
+    async fn sweep_expired_keys(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || sweep(&db, now, limit))
             .await
             .map_err(unavailable)?
     }

@@ -1,5 +1,6 @@
 //! Where counts live. Backends know nothing of HTTP: they take a batch of per-route increments
-//! and hand back the new totals. The ledger (group commit) is their only caller on the write path.
+//! and hand back the new totals, and record keyed transactions (idempotency keys) atomically with
+//! their counts. The ledger (group commit) is their only caller on the write path.
 
 mod dynamodb;
 mod embedded;
@@ -7,11 +8,17 @@ mod memory;
 
 use std::sync::Arc;
 
-pub use dynamodb::{COUNT_ATTRIBUTE, DynamoSettings, DynamoStore, KEY_ATTRIBUTE};
+pub use dynamodb::{
+    COUNT_ATTRIBUTE, DynamoSettings, DynamoStore, EXPIRES_AT_ATTRIBUTE, KEY_ATTRIBUTE,
+    KEY_COUNT_ATTRIBUTE, KEY_RECORD_PREFIX, KEY_ROUTE_ATTRIBUTE,
+};
 pub use embedded::{DATABASE_FILE, EmbeddedStore};
 pub use memory::MemoryStore;
 
-use crate::route::Route;
+use crate::{
+    idempotency::{KeyedIncrement, KeyedOutcome},
+    route::Route,
+};
 
 /// One route's share of a batch: how many transactions to add to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +69,49 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store can take commits now (cheap; called by readiness checks).
     async fn check_ready(&self) -> Result<(), StoreError>;
+
+    /// Whether [`Store::apply_with_keys`] takes whole batches with keyed transactions in them
+    /// (a local database). Otherwise the ledger commits keyed transactions one at a time through
+    /// [`Store::apply_keyed`].
+    fn batches_keys(&self) -> bool {
+        false
+    }
+
+    /// As [`Store::apply`], plus keyed transactions, all in one atomic commit: the keyless
+    /// increments first (their totals are returned as by `apply`), then each keyed transaction
+    /// in order. A keyed transaction whose key is stored and unexpired records nothing and
+    /// returns the stored outcome; otherwise it adds one to its route and stores its key with
+    /// the count it produced. Never a count without its key, nor a key without its count.
+    async fn apply_with_keys(
+        &self,
+        batch: &[Increment],
+        keyed: &[KeyedIncrement],
+    ) -> Result<(Vec<u64>, Vec<KeyedOutcome>), StoreError> {
+        let _ = (batch, keyed);
+        Err(StoreError::Unavailable(format!(
+            "the {} store does not take keyed batches",
+            self.kind()
+        )))
+    }
+
+    /// One keyed transaction in a commit of its own (see [`Store::apply_with_keys`]).
+    async fn apply_keyed(&self, keyed: &KeyedIncrement) -> Result<KeyedOutcome, StoreError> {
+        let (_, outcomes) = self
+            .apply_with_keys(&[], std::slice::from_ref(keyed))
+            .await?;
+        outcomes
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Unavailable("store returned no outcome".into()))
+    }
+
+    /// Deletes up to `limit` key records that expired at or before `now` (epoch seconds) and
+    /// returns how many it deleted. Stores that expire keys on their own (DynamoDB TTL) do
+    /// nothing here.
+    async fn sweep_expired_keys(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
+        let _ = (now, limit);
+        Ok(0)
+    }
 }
 
 /// A shared handle to whichever backend was configured.

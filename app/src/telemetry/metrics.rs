@@ -15,6 +15,9 @@ pub const COMMIT_DURATION: &str = "flight_counter_store_commit_duration_seconds"
 pub const BATCH_SIZE: &str = "flight_counter_store_commit_batch_size";
 pub const BUILD_INFO: &str = "flight_counter_build_info";
 pub const DYNAMODB_CALLS: &str = "flight_counter_dynamodb_calls_total";
+pub const IDEMPOTENT_REPLAYS: &str = "flight_counter_idempotent_replays_total";
+pub const IDEMPOTENCY_CONFLICTS: &str = "flight_counter_idempotency_conflicts_total";
+pub const IDEMPOTENCY_KEYS_SWEPT: &str = "flight_counter_idempotency_keys_swept_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -70,6 +73,18 @@ fn describe() {
         DYNAMODB_CALLS,
         "DynamoDB requests sent (every attempt, retries included), by operation and outcome"
     );
+    describe_counter!(
+        IDEMPOTENT_REPLAYS,
+        "POSTs answered with the stored outcome of their Idempotency-Key (nothing recorded)"
+    );
+    describe_counter!(
+        IDEMPOTENCY_CONFLICTS,
+        "POSTs refused with 422: their Idempotency-Key was first used with another route"
+    );
+    describe_counter!(
+        IDEMPOTENCY_KEYS_SWEPT,
+        "Expired idempotency keys deleted by the periodic sweep (embedded and memory stores)"
+    );
     describe_gauge!(
         BUILD_INFO,
         "Always 1; labels carry the version and the store in use"
@@ -81,8 +96,9 @@ pub fn build_info(store: &'static str) {
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "store" => store).set(1.0);
 }
 
-/// Records one finished commit of `transactions` transactions.
-pub fn commit_finished(elapsed: Duration, transactions: u64, ok: bool) {
+/// Records one finished commit of `transactions` transactions, `recorded` of which were counted
+/// (the others were replays of idempotency keys).
+pub fn commit_finished(elapsed: Duration, transactions: u64, recorded: u64, ok: bool) {
     struct Handles {
         ok: Counter,
         failed: Counter,
@@ -104,7 +120,7 @@ pub fn commit_finished(elapsed: Duration, transactions: u64, ok: bool) {
         h.batch.record(transactions as f64);
         if ok {
             h.ok.increment(1);
-            h.recorded.increment(transactions);
+            h.recorded.increment(recorded);
         } else {
             h.failed.increment(1);
         }
@@ -153,4 +169,19 @@ pub fn dynamodb_call(operation: &'static str, ok: bool) {
             })
             .increment(1);
     });
+}
+
+/// A keyed POST answered with its stored outcome.
+pub fn idempotent_replay() {
+    counter!(IDEMPOTENT_REPLAYS).increment(1);
+}
+
+/// A keyed POST refused because its key belongs to another route.
+pub fn idempotency_conflict() {
+    counter!(IDEMPOTENCY_CONFLICTS).increment(1);
+}
+
+/// Expired keys deleted by one sweep.
+pub fn keys_swept(n: u64) {
+    counter!(IDEMPOTENCY_KEYS_SWEPT).increment(n);
 }

@@ -167,6 +167,28 @@ async fn openapi_document_describes_the_contract() {
         );
     }
     assert!(path["post"]["responses"]["413"].is_object());
+    // The idempotency contract: the header, its bounds, the replay marker and the 422.
+    let key = &path["post"]["parameters"][1];
+    assert_eq!(key["name"], "Idempotency-Key");
+    assert_eq!(key["in"], "header");
+    assert_eq!(key["required"], false);
+    assert_eq!(key["schema"]["maxLength"], 255);
+    assert_eq!(key["schema"]["minLength"], 1);
+    assert_eq!(
+        key["schema"]["pattern"],
+        flight_counter::idempotency::KEY_PATTERN
+    );
+    assert!(path["post"]["responses"]["422"].is_object());
+    assert!(path["get"]["responses"]["422"].is_null());
+    let replayed = &path["post"]["responses"]["200"]["headers"];
+    assert!(
+        replayed
+            .as_object()
+            .expect("headers")
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("idempotent-replayed")),
+        "{replayed}"
+    );
     let schema = &doc["components"]["schemas"]["TransactionCount"];
     assert_eq!(schema["properties"]["transactions"]["type"], "integer");
     assert_eq!(schema["properties"]["route"]["type"], "string");

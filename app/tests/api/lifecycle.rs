@@ -66,6 +66,7 @@ fn help_lists_every_setting_with_its_environment_variable() {
         "FLIGHT_COUNTER_DRAIN_TIMEOUT",
         "FLIGHT_COUNTER_GROUP_COMMIT",
         "FLIGHT_COUNTER_MAX_BATCH",
+        "FLIGHT_COUNTER_IDEMPOTENCY_RETENTION",
     ] {
         assert!(help.contains(env), "--help lacks {env}");
     }

@@ -4,6 +4,7 @@ mod dynamodb;
 mod emulators;
 mod errors;
 mod helpers;
+mod idempotency;
 mod lifecycle;
 mod store_contract;
 mod stores;

@@ -56,7 +56,7 @@ store_contract_tests!(
 );
 
 /// The dynamodb store on a fresh table of a shared DynamoDB-compatible server.
-async fn dynamodb(kind: Kind, extra: &[&str]) -> Fixture {
+pub async fn dynamodb(kind: Kind, extra: &[&str]) -> Fixture {
     let server = emulators::shared(kind);
     let table = emulators::unique_table(kind.name());
     let endpoint = server.endpoint();
