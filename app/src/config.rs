@@ -131,6 +131,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub dynamodb_max_in_flight: u32,
 
+    /// Most DynamoDB commits in flight on one route: more than one lets the next batch of a
+    /// hot route travel while the previous one is still on the wire.
+    #[arg(long, env = "FLIGHT_COUNTER_DYNAMODB_COMMITS_PER_ROUTE", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub dynamodb_commits_per_route: u32,
+
     /// How long connecting to DynamoDB may take.
     #[arg(long, env = "FLIGHT_COUNTER_DYNAMODB_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub dynamodb_connect_timeout: Duration,
@@ -206,6 +212,7 @@ impl Config {
             endpoint_url: self.endpoint_url.clone(),
             create_table: self.create_table,
             max_in_flight: self.dynamodb_max_in_flight as usize,
+            commits_per_route: self.dynamodb_commits_per_route as usize,
             connect_timeout: self.dynamodb_connect_timeout.min(attempt_timeout),
             attempt_timeout,
             operation_timeout: self.commit_timeout,

@@ -11,7 +11,10 @@
 //! One dispatcher task owns the queue. It hands batches to commit tasks as the store's
 //! [`CommitMode`] allows (one whole batch at a time for a local database; one commit per route,
 //! several routes at once, for a networked store) and hears back from them when they finish. A
-//! route is never in two commits at once, so its callers are answered in order.
+//! local database never has a route in two commits at once. A networked store may have a hot
+//! route in a few overlapping commits (each an atomic add that returns its own total), so the
+//! next batch travels while the previous one is on the wire; counts stay distinct, though a
+//! later batch may then be handed lower numbers than an earlier one.
 //!
 //! Keyed transactions (an `Idempotency-Key`) take one of two paths. A store that takes keys in
 //! its batches (a local database) gets them in the same group commit as everything else, each
@@ -30,7 +33,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use tokio::{
     sync::{Mutex, mpsc, oneshot, watch},
     task::JoinHandle,
@@ -383,7 +386,8 @@ struct Dispatcher {
     /// Routes with waiters and no commit in flight, oldest first.
     ready: VecDeque<Route>,
     /// Routes that are part of a commit in flight.
-    committing: FxHashSet<Route>,
+    /// Commits in flight per route.
+    committing: FxHashMap<Route, usize>,
     /// Keyed transactions waiting, in arrival order (whole-batch stores only).
     keyed: VecDeque<(KeyedIncrement, KeyedReply)>,
     commits_in_flight: usize,
@@ -402,7 +406,7 @@ impl Dispatcher {
             waiting: FxHashMap::default(),
             waiting_total: 0,
             ready: VecDeque::new(),
-            committing: FxHashSet::default(),
+            committing: FxHashMap::default(),
             keyed: VecDeque::new(),
             commits_in_flight: 0,
             finished_tx,
@@ -438,7 +442,7 @@ impl Dispatcher {
                         continue;
                     }
                 }
-                CommitMode::PerRoute { max_in_flight } => {
+                CommitMode::PerRoute { max_in_flight, .. } => {
                     while self.commits_in_flight < max_in_flight.max(1) {
                         let Some(batch) = self.next_batch(1, self.settings.max_batch) else {
                             break;
@@ -498,8 +502,9 @@ impl Dispatcher {
                 return;
             }
         };
+        let eligible = self.can_commit(route);
         let replies = self.waiting.entry(route).or_default();
-        if replies.is_empty() && !self.committing.contains(&route) {
+        if replies.is_empty() && eligible {
             self.ready.push_back(route);
         }
         replies.push_back(reply);
@@ -523,17 +528,35 @@ impl Dispatcher {
         self.keyed.drain(..take).collect()
     }
 
+    /// How many commits may be in flight on one route at once.
+    fn per_route_limit(&self) -> usize {
+        match self.mode {
+            CommitMode::WholeBatch => 1,
+            CommitMode::PerRoute { per_route, .. } => per_route.max(1),
+        }
+    }
+
+    fn can_commit(&self, route: Route) -> bool {
+        self.committing.get(&route).copied().unwrap_or(0) < self.per_route_limit()
+    }
+
     fn finished(&mut self, routes: Vec<Route>) {
         for route in routes {
-            self.committing.remove(&route);
+            if let Some(in_flight) = self.committing.get_mut(&route) {
+                *in_flight -= 1;
+                if *in_flight == 0 {
+                    self.committing.remove(&route);
+                }
+            }
             if self.waiting.get(&route).is_some_and(|w| !w.is_empty()) {
+                // It may already be queued as ready; `next_batch` skips stale entries.
                 self.ready.push_back(route);
             }
         }
     }
 
-    /// Takes the next batch: waiting routes that have no commit in flight, oldest first, up to
-    /// `max_routes` routes and `room` transactions.
+    /// Takes the next batch: waiting routes below their limit of commits in flight, oldest
+    /// first, up to `max_routes` routes and `room` transactions.
     fn next_batch(
         &mut self,
         max_routes: usize,
@@ -544,6 +567,10 @@ impl Dispatcher {
             let Some(route) = self.ready.pop_front() else {
                 break;
             };
+            if !self.can_commit(route) {
+                // Queued again when one of its commits finishes.
+                continue;
+            }
             let Some(replies) = self.waiting.get_mut(&route) else {
                 continue;
             };
@@ -554,7 +581,7 @@ impl Dispatcher {
             }
             room -= take;
             self.waiting_total -= take;
-            self.committing.insert(route);
+            *self.committing.entry(route).or_insert(0) += 1;
             batch.push((route, taken));
         }
         (!batch.is_empty()).then_some(batch)
@@ -665,6 +692,8 @@ mod tests {
         fail: AtomicBool,
         mode: CommitMode,
         delay: Duration,
+        in_flight: AtomicUsize,
+        most_in_flight: AtomicUsize,
     }
 
     impl Observed {
@@ -675,6 +704,8 @@ mod tests {
                 fail: AtomicBool::new(false),
                 mode,
                 delay,
+                in_flight: AtomicUsize::new(0),
+                most_in_flight: AtomicUsize::new(0),
             })
         }
     }
@@ -688,7 +719,10 @@ mod tests {
             self.mode
         }
         async fn apply(&self, batch: &[Increment]) -> Result<Vec<u64>, StoreError> {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(self.delay).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
             self.commits.fetch_add(1, Ordering::SeqCst);
             if self.fail.load(Ordering::SeqCst) {
                 return Err(StoreError::Unavailable("injected".into()));
@@ -803,7 +837,10 @@ mod tests {
     #[tokio::test]
     async fn per_route_stores_commit_routes_independently() {
         let store = Observed::new(
-            CommitMode::PerRoute { max_in_flight: 4 },
+            CommitMode::PerRoute {
+                max_in_flight: 4,
+                per_route: 2,
+            },
             Duration::from_millis(5),
         );
         let ledger = Ledger::start(store.clone(), LedgerSettings::default());
@@ -820,6 +857,36 @@ mod tests {
             counts.sort_unstable();
             assert_eq!(counts, (1..=50).collect::<Vec<u64>>(), "route {r}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_hot_route_overlaps_commits_up_to_its_limit_with_distinct_counts() {
+        let store = Observed::new(
+            CommitMode::PerRoute {
+                max_in_flight: 8,
+                per_route: 2,
+            },
+            Duration::from_millis(5),
+        );
+        let ledger = Ledger::start(store.clone(), LedgerSettings::default());
+        let hot = route("PL1");
+        let mut counts: Vec<u64> = Vec::new();
+        // Arrivals spread over time, so that commits of the one route overlap.
+        let tasks: Vec<_> = (0..300u64)
+            .map(|i| {
+                let ledger = Arc::clone(&ledger);
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_micros(i * 100)).await;
+                    ledger.record(hot).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            counts.push(task.await.expect("task").expect("ok"));
+        }
+        counts.sort_unstable();
+        assert_eq!(counts, (1..=300).collect::<Vec<u64>>());
+        assert_eq!(store.most_in_flight.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
@@ -910,8 +977,11 @@ mod tests {
 
     #[tokio::test]
     async fn keyed_duplicates_in_a_per_route_store_are_committed_alone_and_once() {
-        let commits =
-            keyed_duplicates_are_counted_once(CommitMode::PerRoute { max_in_flight: 4 }).await;
+        let commits = keyed_duplicates_are_counted_once(CommitMode::PerRoute {
+            max_in_flight: 4,
+            per_route: 2,
+        })
+        .await;
         assert!((20..=100).contains(&commits), "{commits} commits");
     }
 

@@ -110,6 +110,9 @@ pub struct DynamoSettings {
     pub create_table: bool,
     /// Most commits (one route each) in flight at once.
     pub max_in_flight: usize,
+    /// Most of those on one route. Each is an atomic `ADD` that returns its own total, so
+    /// overlapping commits on a route still hand out distinct counts.
+    pub commits_per_route: usize,
     pub connect_timeout: Duration,
     /// One attempt of a call; a timed-out attempt is retried.
     pub attempt_timeout: Duration,
@@ -523,6 +526,7 @@ impl Store for DynamoStore {
     fn commit_mode(&self) -> CommitMode {
         CommitMode::PerRoute {
             max_in_flight: self.settings.max_in_flight,
+            per_route: self.settings.commits_per_route,
         }
     }
 

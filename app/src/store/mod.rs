@@ -33,10 +33,14 @@ pub enum CommitMode {
     /// Everything pending goes into one atomic commit, one commit at a time (a local database
     /// with a single writer: one transaction and one fsync per batch).
     WholeBatch,
-    /// Each route is committed on its own, up to `max_in_flight` routes at once, at most one
-    /// commit per route in flight (a networked store with per-item atomic updates, where a slow
-    /// route must not hold up the others).
-    PerRoute { max_in_flight: usize },
+    /// Each route is committed on its own, up to `max_in_flight` commits at once and up to
+    /// `per_route` of them on one route (a networked store with per-item atomic updates, where
+    /// a slow route must not hold up the others, and where a second commit on a hot route can
+    /// travel while the first is still on the wire).
+    PerRoute {
+        max_in_flight: usize,
+        per_route: usize,
+    },
 }
 
 /// Why a store could not do what was asked. Every variant means nothing was applied.
