@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# Checks flight-counter with real clients, on loopback only:
+#   - swagger-ui: a headless Chromium (Debian's chromium, driven by playwright-core) uses the
+#     Swagger UI at / to POST and GET a route and reads the counts the page renders;
+#   - openapi-spec: the served /openapi.json is a valid OpenAPI 3 document
+#     (openapi-spec-validator) and passes a small Spectral ruleset (.ci/clients/spectral.yaml);
+#   - schemathesis: every documented operation fuzzed with all checks, bounded in examples
+#     and time;
+#   - promtool / prometheus: `promtool check metrics` accepts /metrics, and a real Prometheus
+#     scrapes the service and answers a PromQL query on the request counter;
+#   - crash-sigkill / crash-sigterm: keyed POSTs under load while the embedded-store service
+#     is killed; no acknowledged transaction or key is lost;
+#   - hostile: hostile paths, headers and slow connections; no crash, no unexpected 5xx,
+#     bounded memory.
+#
+#   bash .ci/check-clients.sh
+#
+# Installs its tools idempotently: chromium and prometheus from Debian (apt), playwright-core
+# and Spectral from npm into .tools/clients/, schemathesis and openapi-spec-validator from PyPI
+# into a virtualenv (FLIGHT_COUNTER_CLIENTS_VENV, default ${TMPDIR:-/tmp}/flight-counter-clients-venv).
+# Uses the release binary (built here if needed). Screenshots go to ci-artifacts/.
+# Prints PASS/FAIL per check and exits non-zero if any check fails.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO="$PWD"
+CLIENTS="$REPO/.ci/clients"
+TOOLS="$REPO/.tools/clients"
+ARTIFACTS="$REPO/ci-artifacts"
+VENV="${FLIGHT_COUNTER_CLIENTS_VENV:-${TMPDIR:-/tmp}/flight-counter-clients-venv}"
+BIN="$REPO/target/release/flight-counter"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/flight-counter-clients.XXXXXX")"
+SERVICE_PID=""
+PROM_PID=""
+cleanup() {
+  [[ -n $SERVICE_PID ]] && kill -KILL "$SERVICE_PID" 2>/dev/null || true
+  [[ -n $PROM_PID ]] && kill -KILL "$PROM_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+started=$SECONDS
+passed=0
+failed=0
+failed_names=()
+
+log() { printf '%s\n' "$*"; }
+
+# run NAME COMMAND...: run one check, print PASS/FAIL, show its output (tail on failure).
+run() {
+  local name="$1"; shift
+  local out="$WORK/${name//[^A-Za-z0-9_.-]/_}.log"
+  local t0=$SECONDS
+  # In the background so that `set -e` holds inside the check (an `if` would suspend it).
+  ("$@") >"$out" 2>&1 &
+  if wait "$!"; then
+    passed=$((passed + 1))
+    log "PASS  $name ($((SECONDS - t0))s)"
+    sed -e 's/^/      | /' "$out" | tail -n 8
+  else
+    failed=$((failed + 1))
+    failed_names+=("$name")
+    log "FAIL  $name ($((SECONDS - t0))s)"
+    sed -e 's/^/      | /' "$out" | tail -n 60
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# Tools
+
+as_root() {
+  if [[ "$(id -u)" == 0 ]]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi
+}
+
+apt_updated=0
+apt_install() { # apt_install PACKAGE...: install the Debian packages not yet installed
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  ((${#missing[@]})) || return 0
+  if ((apt_updated == 0)); then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+setup() {
+  local pkgs=(chromium)
+  command -v node >/dev/null || pkgs+=(nodejs)
+  command -v npm >/dev/null || pkgs+=(npm)
+  command -v curl >/dev/null || pkgs+=(curl)
+  python3 -c 'import ensurepip' 2>/dev/null || pkgs+=(python3-venv)
+  apt_install "${pkgs[@]}"
+  if ! command -v promtool >/dev/null; then
+    # The Debian package would start a system-wide server on all interfaces; this script
+    # runs its own on loopback, so no service is started while it installs.
+    local policy=/usr/sbin/policy-rc.d placed=0
+    if [[ ! -e $policy ]]; then
+      printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+      as_root chmod +x "$policy"
+      placed=1
+    fi
+    apt_install prometheus
+    ((placed)) && as_root rm -f "$policy"
+  fi
+
+  local npm_want; npm_want="$(cat "$CLIENTS/package.json" "$CLIENTS/package-lock.json" | sha256sum | cut -d' ' -f1)"
+  if [[ "$(cat "$TOOLS/.stamp" 2>/dev/null)" != "$npm_want" || ! -d $TOOLS/node_modules/playwright-core ]]; then
+    mkdir -p "$TOOLS"
+    cp "$CLIENTS/package.json" "$CLIENTS/package-lock.json" "$TOOLS/"
+    # Playwright's own browser download is not used: the system chromium is.
+    (cd "$TOOLS" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+    echo "$npm_want" >"$TOOLS/.stamp"
+  fi
+
+  local py_want; py_want="$(sha256sum <"$CLIENTS/requirements.txt" | cut -d' ' -f1) $(python3 -c 'import sys; print(sys.version.split()[0])')"
+  if [[ ! -x "$VENV/bin/python" || "$(cat "$VENV/.stamp" 2>/dev/null)" != "$py_want" ]]; then
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$CLIENTS/requirements.txt"
+    echo "$py_want" >"$VENV/.stamp"
+  fi
+
+  if [[ ! -x $BIN || -n "${CI:-}" ]]; then
+    cargo build --release --locked -p flight-counter
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# The service
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_service ARGS...: start the release binary on a free loopback port; sets PORT, BASE,
+# SERVICE_PID; waits for /readyz.
+start_service() {
+  PORT="$(free_port)"
+  BASE="http://127.0.0.1:$PORT"
+  "$BIN" --bind "127.0.0.1:$PORT" --log-level warn "$@" >>"$WORK/service.log" 2>&1 &
+  SERVICE_PID=$!
+  for _ in $(seq 1 200); do
+    curl -fsS -o /dev/null "$BASE/readyz" 2>/dev/null && return 0
+    kill -0 "$SERVICE_PID" 2>/dev/null || { echo "service exited at start"; tail "$WORK/service.log"; return 1; }
+    sleep 0.05
+  done
+  echo "service not ready after 10s"; return 1
+}
+
+stop_service() {
+  if [[ -n $SERVICE_PID ]]; then
+    kill -TERM "$SERVICE_PID" 2>/dev/null || true
+    wait "$SERVICE_PID" 2>/dev/null || true
+    SERVICE_PID=""
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# Checks
+
+check_swagger_ui() {
+  mkdir -p "$ARTIFACTS"
+  CLIENTS_NODE_MODULES="$TOOLS/node_modules" timeout 120 node "$CLIENTS/swagger-ui.mjs" "$BASE" "ua2024" "$ARTIFACTS"
+}
+
+check_openapi_spec() {
+  "$VENV/bin/python" "$CLIENTS/spec.py" "$BASE" "$WORK/openapi.json"
+  "$TOOLS/node_modules/.bin/spectral" lint --quiet --fail-severity warn \
+    --ruleset "$CLIENTS/spectral.yaml" "$WORK/openapi.json"
+  echo "spectral: no warnings or errors (ruleset .ci/clients/spectral.yaml)"
+}
+
+check_schemathesis() {
+  # Every check, a bounded number of examples per operation, bounded in time as a whole.
+  (cd "$WORK" && timeout 600 "$VENV/bin/st" run "$BASE/openapi.json" \
+    --checks all --hypothesis-max-examples 200 --hypothesis-deadline None \
+    --hypothesis-database none --hypothesis-seed 20261121 --request-timeout 10000 \
+    --no-color --show-trace)
+}
+
+check_promtool() {
+  curl -fsS "$BASE/metrics" -o "$WORK/metrics.txt"
+  promtool check metrics <"$WORK/metrics.txt"
+  echo "promtool: $(grep -c '^# TYPE' "$WORK/metrics.txt") metric families accepted"
+}
+
+check_prometheus() {
+  local pport; pport="$(free_port)"
+  mkdir -p "$WORK/prom-data"
+  cat >"$WORK/prometheus.yml" <<YAML
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: flight-counter
+    static_configs:
+      - targets: ["127.0.0.1:$PORT"]
+YAML
+  promtool check config "$WORK/prometheus.yml"
+  prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prom-data" \
+    --web.listen-address="127.0.0.1:$pport" >"$WORK/prometheus.log" 2>&1 &
+  PROM_PID=$!
+  local rc=0
+  "$VENV/bin/python" "$CLIENTS/prom.py" "$BASE" "http://127.0.0.1:$pport" || rc=$?
+  kill -TERM "$PROM_PID" 2>/dev/null || true
+  wait "$PROM_PID" 2>/dev/null || true
+  PROM_PID=""
+  ((rc == 0)) || tail -n 20 "$WORK/prometheus.log"
+  return "$rc"
+}
+
+check_crash() {
+  mkdir -p "$WORK/crash-data"
+  timeout 300 "$VENV/bin/python" "$CLIENTS/crash.py" "$BIN" "$WORK/crash-data" 3
+}
+
+check_hostile() {
+  timeout 300 "$VENV/bin/python" "$CLIENTS/hostile.py" 127.0.0.1 "$PORT" "$SERVICE_PID" 256
+}
+
+# ---------------------------------------------------------------------------
+
+if ! setup >"$WORK/setup.log" 2>&1; then
+  log "FAIL  setup"; sed -e 's/^/      | /' "$WORK/setup.log" | tail -n 60; exit 1
+fi
+log "PASS  setup ($((SECONDS - started))s)"
+
+start_service --store memory
+run swagger-ui check_swagger_ui
+run openapi-spec check_openapi_spec
+stop_service
+
+start_service --store memory
+run schemathesis check_schemathesis
+stop_service
+
+start_service --store memory
+run promtool check_promtool
+run prometheus check_prometheus
+stop_service
+
+run crash-safety check_crash
+
+mkdir -p "$WORK/hostile-data"
+start_service --store embedded --data-dir "$WORK/hostile-data"
+run hostile check_hostile
+stop_service
+
+log ""
+log "real clients: $passed passed, $failed failed ($((SECONDS - started))s)"
+if ((failed)); then
+  log "failed: ${failed_names[*]}"
+  exit 1
+fi

@@ -1,0 +1,158 @@
+"""Hostile input at scale: odd paths, huge headers, odd methods, many slow connections.
+The service must stay up, answer no 5xx other than the documented 503, keep serving others
+while slow clients hold connections, and keep its memory bounded (peak RSS, VmHWM).
+
+    python hostile.py <host> <port> <pid> [max-peak-rss-mib]
+"""
+import os
+import socket
+import sys
+import threading
+import time
+
+HOST, PORT, PID = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+MAX_HWM_MIB = int(sys.argv[4]) if len(sys.argv) > 4 else 256
+problems = []
+statuses = {}
+
+
+def alive():
+    try:
+        os.kill(PID, 0)
+    except OSError:
+        return False
+    with open(f"/proc/{PID}/status") as f:
+        return "zombie" not in f.read()
+
+
+def raw(data, timeout=10):
+    """Sends raw bytes, returns the status code (None if the connection closed unanswered)."""
+    s = socket.create_connection((HOST, PORT), timeout=timeout)
+    try:
+        s.sendall(data)
+        buf = b""
+        while b"\r\n" not in buf:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        return None
+    finally:
+        s.close()
+    if not buf.startswith(b"HTTP/1."):
+        return None
+    return int(buf.split(b" ", 2)[1])
+
+
+def probe(label, data):
+    status = raw(data)
+    statuses[status] = statuses.get(status, 0) + 1
+    if status is not None and status >= 500 and status != 503:
+        problems.append(f"{label}: {status}")
+    if not alive():
+        problems.append(f"{label}: the service died")
+        report()
+
+
+def req(method, target, headers=(), body=b""):
+    lines = [f"{method} ".encode() + target + b" HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close"]
+    lines += list(headers)
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def report():
+    with open(f"/proc/{PID}/status") as f:
+        hwm = next(line.split()[1] for line in f if line.startswith("VmHWM"))
+    hwm_mib = int(hwm) / 1024
+    print(f"answers by status: { {str(k): v for k, v in sorted(statuses.items(), key=str)} }")
+    print(f"peak RSS (VmHWM): {hwm_mib:.1f} MiB (limit {MAX_HWM_MIB} MiB)")
+    if hwm_mib > MAX_HWM_MIB:
+        problems.append(f"peak RSS {hwm_mib:.1f} MiB over {MAX_HWM_MIB} MiB")
+    for p in problems:
+        print("problem:", p)
+    sys.exit(1 if problems else 0)
+
+
+# Paths: long, percent-encoded, Unicode, traversal, control bytes.
+paths = [b"/transactions/" + b"A" * n for n in (5, 64, 1024, 8192, 65536, 200000)]
+paths += [b"/transactions/" + p.encode() if isinstance(p, str) else b"/transactions/" + p for p in [
+    "%41R1133", "%2e%2e%2fmetrics", "..%2f..%2fetc%2fpasswd", "../../etc/passwd", "%00", "AR1%00",
+    "%ZZ", "%", "%C0%AF", "%EF%BC%A1%EF%BC%B21133", "%E2%80%AEAR1133", "A%CC%8AR1133",
+    "AR1133%2F", "AR1133/", "AR1133/extra", "AR1133;x=1", "AR1133?q=" + "x" * 4000, "AR1133#frag",
+    "%F0%9F%9B%AB", "%FF%FE", "AR%20133", "AR1133%0d%0aX-Injected:%201", "~root", "%252e%252e",
+]]
+paths += [b"//transactions//AR1133", b"/transactions", b"/transactions/", b"/../../../etc/passwd",
+          b"/%2e%2e/%2e%2e/etc/passwd", b"*", b"http://127.0.0.1/transactions/AR1133",
+          b"/\xff\xfe", "/transactions/ＡＲ１１３３".encode(), b"/transactions/AR1\x01"]
+for method in ("GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH", "TRACE", "FOO"):
+    for p in paths:
+        probe(f"{method} {p[:40]!r}", req(method, p))
+
+# Headers: huge values, many headers, odd lengths and encodings.
+big = b"x" * 1_000_000
+header_sets = [
+    [b"X-Big: " + b"x" * 16384], [b"X-Big: " + b"x" * 1_000_000], [b"Cookie: " + big],
+    [f"X-H{i}: {i}".encode() for i in range(500)],
+    [b"Idempotency-Key: " + b"k" * 100000], [b"Idempotency-Key: a", b"Idempotency-Key: b"],
+    [b"Idempotency-Key: \xff\xfe"], [b"Idempotency-Key:"], [b"Content-Length: -1"],
+    [b"Content-Length: 99999999999999999999999"], [b"Content-Length: 5", b"Content-Length: 6"],
+    [b"Transfer-Encoding: chunked, identity"], [b"Transfer-Encoding: gzip"],
+    [b"Content-Type: application/json; charset=\xff"], [b"Accept: " + b"a/b," * 5000],
+    [b"Host: " + b"h" * 50000], [b"Expect: 100-continue"], [b"Connection: upgrade", b"Upgrade: h2c"],
+]
+for i, hs in enumerate(header_sets):
+    for method in ("GET", "POST"):
+        probe(f"{method} header set {i}", req(method, b"/transactions/AR1133", hs))
+probe("body over the limit", req("POST", b"/transactions/AR1133", [b"Content-Length: 17000"], b"x" * 17000))
+probe("chunked body", req("POST", b"/transactions/AR1133", [b"Transfer-Encoding: chunked"], b"4\r\nabcd\r\n0\r\n\r\n"))
+probe("garbage request line", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 500)
+probe("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+
+# Many concurrent slow connections (slowloris): each sends a partial request a byte at a time,
+# bounded in count and time; meanwhile a normal client must still be answered.
+SLOW, SLOW_SECONDS = 300, 6
+stop = threading.Event()
+socks = []
+for _ in range(SLOW):
+    try:
+        s = socket.create_connection((HOST, PORT), timeout=5)
+        s.sendall(b"POST /transactions/SL0001 HTTP/1.1\r\nHost: x\r\n")
+        socks.append(s)
+    except OSError:
+        break
+
+
+def drip():
+    end = time.monotonic() + SLOW_SECONDS
+    while time.monotonic() < end and not stop.is_set():
+        for s in socks:
+            try:
+                s.sendall(b"X-a: b\r\n")
+            except OSError:
+                pass
+        time.sleep(0.5)
+
+
+t = threading.Thread(target=drip)
+t.start()
+worst = 0.0
+for _ in range(SLOW_SECONDS * 4):
+    t0 = time.monotonic()
+    status = raw(req("GET", b"/healthz"), timeout=5)
+    worst = max(worst, time.monotonic() - t0)
+    if status != 200:
+        problems.append(f"/healthz answered {status} while {len(socks)} slow connections were open")
+        break
+    time.sleep(0.25)
+stop.set()
+t.join()
+for s in socks:
+    s.close()
+print(f"{len(socks)} slow connections held for {SLOW_SECONDS}s; /healthz slowest answer {worst * 1000:.0f} ms")
+if not alive():
+    problems.append("the service died")
+status = raw(req("GET", b"/transactions/AR1133"))
+if status != 200:
+    problems.append(f"after everything, GET answered {status}")
+report()
