@@ -38,6 +38,8 @@ def raw(data, timeout=10):
             buf += chunk
     except (ConnectionResetError, BrokenPipeError):
         return None
+    except TimeoutError:
+        return "timeout"
     finally:
         s.close()
     if not buf.startswith(b"HTTP/1."):
@@ -48,7 +50,7 @@ def raw(data, timeout=10):
 def probe(label, data):
     status = raw(data)
     statuses[status] = statuses.get(status, 0) + 1
-    if status is not None and status >= 500 and status != 503:
+    if isinstance(status, int) and status >= 500 and status != 503:
         problems.append(f"{label}: {status}")
     if not alive():
         problems.append(f"{label}: the service died")
