@@ -7,6 +7,7 @@
 #   (b) embedded store, group commit off          POST, one durable commit per request
 #   (c) GET /version through the same poem-openapi stack: the service's own HTTP ceiling
 #   (n) nginx, one worker, `return 200` with the same JSON: the machine's HTTP ceiling
+# and then the footprint: peak RSS of (a) under that load, start-up time to /readyz, binary sizes.
 #
 # Usage: bench/run.sh   (DURATION=10s CONNECTION_COUNTS="32 128" WORKERS=1 change the load)
 # Installs wrk and nginx-light from Debian if missing. Loopback only; every run is bounded.
@@ -68,6 +69,7 @@ C_PORT=$(free_port)
 start_service "$C_PORT" --store memory
 A_PORT=$(free_port)
 start_service "$A_PORT" --store embedded --data-dir "$BENCH_DIR/a"
+A_PID=${PIDS[-1]}
 # Keyed POSTs get their own instance, so the keys they store never weigh on the keyless runs.
 K_PORT=$(free_port)
 start_service "$K_PORT" --store embedded --data-dir "$BENCH_DIR/k"
@@ -114,3 +116,19 @@ row "a hot / n: durable hot POST vs nginx" ">= 0.50" "a hot, group commit" "n ng
 row "a hot / b hot: group commit gain" ">= 5" "a hot, group commit" "b hot, commit per POST"
 row "keyed / keyless (hot route)" ">= 0.5" "a hot, keyed" "a hot, group commit"
 row "keyed / keyless (many routes)" "none" "a many, keyed" "a many, group commit"
+
+# Footprint: memory high-water mark of (a) after all its load, start-up time, binary sizes.
+peak_rss_kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$A_PID/status")
+read -r ready_median ready_worst <<<"$(python3 bench/startup.py ./target/release/flight-counter "$BENCH_DIR/startup" 5)"
+binary_bytes=$(stat -c %s target/release/flight-counter)
+strip -o "$BENCH_DIR/flight-counter.stripped" target/release/flight-counter
+stripped_bytes=$(stat -c %s "$BENCH_DIR/flight-counter.stripped")
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+
+echo
+echo "| footprint | value | target |"
+echo "|---|---:|---|"
+echo "| peak RSS of (a) after every load above (VmHWM) | $(mib $((peak_rss_kib * 1024))) MiB | < 64 MiB |"
+echo "| start-up to first /readyz 200, embedded store (median of 5, worst) | ${ready_median} ms (${ready_worst} ms) | < 200 ms |"
+echo "| release binary | $(mib "$binary_bytes") MiB | |"
+echo "| stripped binary (what the image ships) | $(mib "$stripped_bytes") MiB | |"
