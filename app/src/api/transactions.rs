@@ -175,17 +175,44 @@ fn idempotency_key(
     }
 }
 
+/// How a transaction that could not be recorded (or a count that could not be read) is
+/// answered; both operations share it.
+enum Failure {
+    Internal(ErrorBody),
+    Unavailable(ErrorBody),
+}
+
+impl Failure {
+    fn from_ledger(route: Route, err: LedgerError) -> Self {
+        match err {
+            LedgerError::Store(StoreError::Overflow(_)) => {
+                tracing::error!(%route, "count overflow");
+                Failure::Internal(ErrorBody::new(
+                    "internal",
+                    "internal error; it has been logged",
+                ))
+            }
+            LedgerError::Store(StoreError::Unavailable(_)) | LedgerError::TimedOut(_) => {
+                Failure::Unavailable(ErrorBody::new(
+                    "store_unavailable",
+                    "the count store cannot commit right now; retry after the Retry-After delay",
+                ))
+            }
+            LedgerError::ShuttingDown => Failure::Unavailable(ErrorBody::new(
+                "shutting_down",
+                "this instance is shutting down; retry, another instance will answer",
+            )),
+        }
+    }
+}
+
 impl RecordResponse {
     fn failed(route: Route, err: LedgerError) -> Self {
-        match CountResponse::failed(route, err) {
-            CountResponse::Internal(body) => RecordResponse::Internal(body),
-            CountResponse::Unavailable(body, retry) => RecordResponse::Unavailable(body, retry),
-            CountResponse::Ok(_)
-            | CountResponse::BadRequest(_)
-            | CountResponse::PayloadTooLarge(_) => RecordResponse::Internal(Json(ErrorBody::new(
-                "internal",
-                "internal error; it has been logged",
-            ))),
+        match Failure::from_ledger(route, err) {
+            Failure::Internal(body) => RecordResponse::Internal(Json(body)),
+            Failure::Unavailable(body) => {
+                RecordResponse::Unavailable(Json(body), RETRY_AFTER_SECONDS)
+            }
         }
     }
 }
@@ -199,30 +226,11 @@ impl CountResponse {
     }
 
     fn failed(route: Route, err: LedgerError) -> Self {
-        match err {
-            LedgerError::Store(StoreError::Overflow(_)) => {
-                tracing::error!(%route, "count overflow");
-                CountResponse::Internal(Json(ErrorBody::new(
-                    "internal",
-                    "internal error; it has been logged",
-                )))
+        match Failure::from_ledger(route, err) {
+            Failure::Internal(body) => CountResponse::Internal(Json(body)),
+            Failure::Unavailable(body) => {
+                CountResponse::Unavailable(Json(body), RETRY_AFTER_SECONDS)
             }
-            LedgerError::Store(StoreError::Unavailable(_)) | LedgerError::TimedOut(_) => {
-                CountResponse::Unavailable(
-                    Json(ErrorBody::new(
-                        "store_unavailable",
-                        "the count store cannot commit right now; retry after the Retry-After delay",
-                    )),
-                    RETRY_AFTER_SECONDS,
-                )
-            }
-            LedgerError::ShuttingDown => CountResponse::Unavailable(
-                Json(ErrorBody::new(
-                    "shutting_down",
-                    "this instance is shutting down; retry, another instance will answer",
-                )),
-                RETRY_AFTER_SECONDS,
-            ),
         }
     }
 }
