@@ -4,8 +4,8 @@
 #     Swagger UI at / to POST and GET a route and reads the counts the page renders;
 #   - openapi-spec: the served /openapi.json is a valid OpenAPI 3 document
 #     (openapi-spec-validator) and passes a small Spectral ruleset (.ci/clients/spectral.yaml);
-#   - schemathesis: every documented operation fuzzed with all checks, bounded in examples
-#     and time;
+#   - schemathesis: every documented operation fuzzed with all checks, with valid and with
+#     schema-breaking inputs, bounded in examples and time;
 #   - promtool / prometheus: `promtool check metrics` accepts /metrics, and a real Prometheus
 #     scrapes the service and answers a PromQL query on the request counter;
 #   - crash-sigkill / crash-sigterm: keyed POSTs under load while the embedded-store service
@@ -174,9 +174,10 @@ check_openapi_spec() {
 }
 
 check_schemathesis() {
-  # Every check, a bounded number of examples per operation, bounded in time as a whole.
+  # Every check, on valid inputs and on inputs that break the schema (negative mode), a bounded
+  # number of examples per operation, bounded in time as a whole.
   (cd "$WORK" && timeout 600 "$VENV/bin/st" run "$BASE/openapi.json" \
-    --checks all --hypothesis-max-examples 200 --hypothesis-deadline None \
+    --checks all --data-generation-method all --hypothesis-max-examples 200 --hypothesis-deadline None \
     --hypothesis-database none --hypothesis-seed 20261121 --request-timeout 10000 \
     --no-color --show-trace)
 }

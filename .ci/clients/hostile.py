@@ -1,9 +1,11 @@
 """Hostile input at scale: odd paths, huge headers, odd methods, many slow connections.
-The service must stay up, answer no 5xx other than the documented 503, keep serving others
+The service must stay up, answer no 5xx other than the documented 503, put every error in its
+JSON error shape (those of the HTTP parser included), keep serving others
 while slow clients hold connections, and keep its memory bounded (peak RSS, VmHWM).
 
     python hostile.py <host> <port> <pid> [max-peak-rss-mib]
 """
+import json
 import os
 import socket
 import sys
@@ -25,30 +27,65 @@ def alive():
         return "zombie" not in f.read()
 
 
-def raw(data, timeout=10):
-    """Sends raw bytes, returns the status code (None if the connection closed unanswered)."""
+def read_answer(s, buf):
+    """Reads one answer (head and Content-Length body) from `s`, `buf` holding what came already.
+    Returns (status, lower-cased head, body, rest)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1."):
+        return None, b"", b"", b""
+    head = head.lower()
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip() == b"content-length":
+            length = int(value.strip())
+    while len(rest) < length:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return int(head.split(b" ", 2)[1]), head, rest[:length], rest[length:]
+
+
+def raw(data, timeout=10, method=None):
+    """Sends raw bytes and returns the final status code (None if the connection closed
+    unanswered). Every error answer must be the service's JSON error shape, including the
+    ones the HTTP parser gives to requests that are not valid HTTP."""
     s = socket.create_connection((HOST, PORT), timeout=timeout)
     try:
-        s.sendall(data)
-        buf = b""
-        while b"\r\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
+        try:
+            s.sendall(data)
+        except (ConnectionResetError, BrokenPipeError):
+            # The server may answer and close before taking the whole of a huge request.
+            pass
+        status, head, body, rest = read_answer(s, b"")
+        while status is not None and 100 <= status < 200:
+            status, head, body, rest = read_answer(s, rest)
     except (ConnectionResetError, BrokenPipeError):
         return None
     except TimeoutError:
         return "timeout"
     finally:
         s.close()
-    if not buf.startswith(b"HTTP/1."):
-        return None
-    return int(buf.split(b" ", 2)[1])
+    if status is not None and status >= 400 and method != "HEAD":
+        try:
+            shape = json.loads(body)
+            is_json = b"content-type: application/json" in head
+            ok = is_json and isinstance(shape, dict) and set(shape) == {"error", "message"}
+        except ValueError:
+            ok = False
+        if not ok:
+            problems.append(f"{status} without the JSON error shape: {head[:120]!r} {body[:120]!r}")
+    return status
 
 
-def probe(label, data):
-    status = raw(data)
+def probe(label, data, method=None):
+    status = raw(data, method=method)
     statuses[status] = statuses.get(status, 0) + 1
     if isinstance(status, int) and status >= 500 and status != 503:
         problems.append(f"{label}: {status}")
@@ -89,7 +126,7 @@ paths += [b"//transactions//AR1133", b"/transactions", b"/transactions/", b"/../
           b"/\xff\xfe", "/transactions/ＡＲ１１３３".encode(), b"/transactions/AR1\x01"]
 for method in ("GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH", "TRACE", "FOO"):
     for p in paths:
-        probe(f"{method} {p[:40]!r}", req(method, p))
+        probe(f"{method} {p[:40]!r}", req(method, p), method)
 
 # Headers: huge values, many headers, odd lengths and encodings.
 big = b"x" * 1_000_000

@@ -11,7 +11,7 @@ use poem::{
 };
 
 use crate::{
-    api,
+    api::{self, protocol_errors::JsonProtocolErrorAcceptor},
     config::{Config, StoreKind},
     ledger::Ledger,
     lifecycle::{Lifecycle, Phase},
@@ -187,7 +187,7 @@ impl Application {
         };
         let app = api::app(Arc::clone(&ledger), Arc::clone(&lifecycle), metrics);
         let started_draining = tokio::time::Instant::now();
-        Server::new_with_acceptor(acceptor)
+        Server::new_with_acceptor(JsonProtocolErrorAcceptor::new(acceptor))
             .run_with_graceful_shutdown(app, signal, Some(drain_timeout))
             .await
             .context("server failed")?;

@@ -18,6 +18,7 @@ pub const DYNAMODB_CALLS: &str = "flight_counter_dynamodb_calls_total";
 pub const IDEMPOTENT_REPLAYS: &str = "flight_counter_idempotent_replays_total";
 pub const IDEMPOTENCY_CONFLICTS: &str = "flight_counter_idempotency_conflicts_total";
 pub const IDEMPOTENCY_KEYS_SWEPT: &str = "flight_counter_idempotency_keys_swept_total";
+pub const MALFORMED_REQUESTS: &str = "flight_counter_http_malformed_requests_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -84,6 +85,10 @@ fn describe() {
     describe_counter!(
         IDEMPOTENCY_KEYS_SWEPT,
         "Expired idempotency keys deleted by the periodic sweep (embedded and memory stores)"
+    );
+    describe_counter!(
+        MALFORMED_REQUESTS,
+        "Requests refused before routing because they are not valid HTTP/1.1, by status"
     );
     describe_gauge!(
         BUILD_INFO,
@@ -184,4 +189,9 @@ pub fn idempotency_conflict() {
 /// Expired keys deleted by one sweep.
 pub fn keys_swept(n: u64) {
     counter!(IDEMPOTENCY_KEYS_SWEPT).increment(n);
+}
+
+/// A request refused by the HTTP parser (no endpoint saw it).
+pub fn malformed_request(status: u16) {
+    counter!(MALFORMED_REQUESTS, "status" => status.to_string()).increment(1);
 }

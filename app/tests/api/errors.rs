@@ -102,6 +102,126 @@ async fn undecodable_paths_are_json_400() {
     app.stop().await;
 }
 
+/// Sends raw bytes on a fresh connection and reads the answer until the server closes it.
+async fn raw_exchange(app: &TestApp, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection after a malformed request")
+        .expect("read");
+    String::from_utf8(answer).expect("utf-8 answer")
+}
+
+/// Splits the last answer on a connection into its status line, head and parsed JSON body.
+fn last_answer(raw: &str) -> (String, String, Value) {
+    let start = raw.rfind("HTTP/1.1 ").expect("a status line");
+    let (head, body) = raw[start..]
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head and body in {raw:?}"));
+    let status_line = head.lines().next().unwrap_or_default().to_owned();
+    let body: Value = serde_json::from_str(body).expect("a JSON body");
+    (status_line, head.to_ascii_lowercase(), body)
+}
+
+#[tokio::test]
+async fn requests_the_http_parser_refuses_get_json_errors_too() {
+    let app = memory_app().await;
+    let long_target = format!(
+        "GET /transactions/{} HTTP/1.1\r\nHost: t\r\n\r\n",
+        "A".repeat(70_000)
+    );
+    let many_headers = format!(
+        "GET /version HTTP/1.1\r\nHost: t\r\n{}\r\n",
+        (0..200)
+            .map(|i| format!("x-h{i}: v\r\n"))
+            .collect::<String>()
+    );
+    let cases: [(&[u8], &str, &str); 5] = [
+        (
+            b"POST /transactions/AR1 HTTP/1.1\r\nHost: t\r\nIdempotency-Key: a\x01b\r\n\r\n",
+            "HTTP/1.1 400 Bad Request",
+            "malformed_request",
+        ),
+        (
+            b"POST /transactions/AR1 HTTP/1.1\r\nHost: t\r\nIdempotency-Key: a\x7fb\r\n\r\n",
+            "HTTP/1.1 400 Bad Request",
+            "malformed_request",
+        ),
+        (
+            b"NOT HTTP AT ALL\r\n\r\n",
+            "HTTP/1.1 400 Bad Request",
+            "malformed_request",
+        ),
+        (
+            long_target.as_bytes(),
+            "HTTP/1.1 414 URI Too Long",
+            "uri_too_long",
+        ),
+        (
+            many_headers.as_bytes(),
+            "HTTP/1.1 431 Request Header Fields Too Large",
+            "request_header_fields_too_large",
+        ),
+    ];
+    for (request, expected_status, expected_code) in cases {
+        let raw = raw_exchange(&app, request).await;
+        let (status_line, head, body) = last_answer(&raw);
+        assert_eq!(status_line, expected_status, "{raw}");
+        assert!(head.contains("content-type: application/json"), "{raw}");
+        assert!(head.contains("connection: close"), "{raw}");
+        assert_eq!(body["error"], expected_code, "{raw}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{raw}"
+        );
+    }
+
+    // A valid request before the malformed one on the same connection is answered untouched.
+    let raw = raw_exchange(
+        &app,
+        b"POST /transactions/AR1 HTTP/1.1\r\nHost: t\r\n\r\nPOST /transactions/AR1 HTTP/1.1\r\nHost: t\r\nX-Bad: \x02\r\n\r\n",
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
+    assert_eq!(raw.matches("HTTP/1.1 ").count(), 2, "{raw}");
+    let (status_line, _, body) = last_answer(&raw);
+    assert_eq!(status_line, "HTTP/1.1 400 Bad Request");
+    assert_eq!(body["error"], "malformed_request");
+
+    // Only the well-formed POST counted; the refusals are counted by status in /metrics.
+    assert_eq!(app.count("AR1", "AR0001").await, 1);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    for (status, at_least) in [("400", 4), ("414", 1), ("431", 1)] {
+        let line = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("flight_counter_http_malformed_requests_total{")
+                    && l.contains(&format!("status=\"{status}\""))
+            })
+            .unwrap_or_else(|| panic!("no malformed-request counter for {status}:\n{metrics}"));
+        let value: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("a number");
+        assert!(value >= at_least as f64, "{line}");
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn oversized_bodies_are_json_413_and_not_counted() {
     let app = memory_app().await;
