@@ -82,6 +82,11 @@ pub struct Config {
     #[arg(long, env = "FLIGHT_COUNTER_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
     pub shutdown_delay: Duration,
 
+    /// Close a client connection after this long without a byte read or written (a client
+    /// that vanished without closing would otherwise hold it forever).
+    #[arg(long, env = "FLIGHT_COUNTER_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
     /// Coalesce concurrent POSTs into shared commits (true) or commit each POST alone (false).
     #[arg(long, env = "FLIGHT_COUNTER_GROUP_COMMIT", default_value_t = true, action = ArgAction::Set)]
     pub group_commit: bool,
@@ -168,6 +173,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.commit_timeout.is_zero() {
             return Err("--commit-timeout must be greater than zero".into());
+        }
+        if self.idle_timeout < Duration::from_secs(1) {
+            return Err("--idle-timeout must be at least 1s".into());
         }
         if self.max_pending < self.max_batch {
             return Err(format!(

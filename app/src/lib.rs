@@ -1,11 +1,14 @@
 //! flight-counter: counts confirmed booking transactions per flight route.
 //!
-//! Layers, outermost first: [`api`] (HTTP, OpenAPI, JSON errors) → [`ledger`] (group commit) →
-//! [`store`] (where counts live). [`route`] owns what a valid route is. [`startup`] assembles the
-//! service for `main` and the tests alike; [`config`] and [`telemetry`] serve it.
+//! Layers, outermost first: [`connection`] (each accepted TCP connection: idle timeout, JSON
+//! bodies for requests the HTTP parser refuses) → [`api`] (HTTP, OpenAPI, JSON errors) →
+//! [`ledger`] (group commit) → [`store`] (where counts live). [`route`] owns what a valid route
+//! is. [`startup`] assembles the service for `main` and the tests alike; [`config`] and
+//! [`telemetry`] serve it.
 
 pub mod api;
 pub mod config;
+pub mod connection;
 pub mod idempotency;
 pub mod ledger;
 pub mod lifecycle;

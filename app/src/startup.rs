@@ -11,8 +11,9 @@ use poem::{
 };
 
 use crate::{
-    api::{self, protocol_errors::JsonProtocolErrorAcceptor},
+    api,
     config::{Config, StoreKind},
+    connection::ServiceAcceptor,
     ledger::Ledger,
     lifecycle::{Lifecycle, Phase},
     store::{DynamoStore, EmbeddedStore, MemoryStore, SharedStore},
@@ -187,7 +188,7 @@ impl Application {
         };
         let app = api::app(Arc::clone(&ledger), Arc::clone(&lifecycle), metrics);
         let started_draining = tokio::time::Instant::now();
-        Server::new_with_acceptor(JsonProtocolErrorAcceptor::new(acceptor))
+        Server::new_with_acceptor(ServiceAcceptor::new(acceptor, config.idle_timeout))
             .run_with_graceful_shutdown(app, signal, Some(drain_timeout))
             .await
             .context("server failed")?;

@@ -4,7 +4,6 @@
 pub mod error;
 mod json;
 pub mod operations;
-pub mod protocol_errors;
 pub mod transactions;
 
 use std::{panic::AssertUnwindSafe, sync::Arc};

@@ -543,3 +543,49 @@ async fn a_count_that_would_overflow_is_refused_not_wrapped() {
     assert_eq!(app.count("OV1", "OV0001").await, u64::MAX);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn(test_config(&["--idle-timeout", "1s"])).await;
+
+    // A kept-alive connection is answered, then closed after a second of silence.
+    let mut used = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    used.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 4096];
+    let n = used.read(&mut answer).await.expect("read");
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200 OK\r\n"));
+    // A connection that never sends a byte is closed the same way.
+    let mut silent = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+
+    let started = tokio::time::Instant::now();
+    for conn in [&mut used, &mut silent] {
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest))
+            .await
+            .expect("the server closes an idle connection")
+            .expect("read");
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+
+    // The service itself keeps answering new connections.
+    let resp = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), 200);
+    app.stop().await;
+}

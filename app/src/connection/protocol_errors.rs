@@ -19,39 +19,10 @@ use std::{
 };
 
 use memchr::memmem::{self, Finder};
-use poem::{
-    http::{StatusCode, uri::Scheme},
-    listener::Acceptor,
-    web::{LocalAddr, RemoteAddr},
-};
+use poem::http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::error::ErrorBody;
-use crate::telemetry;
-
-/// Wraps every connection an acceptor hands out in [`JsonProtocolErrors`].
-pub struct JsonProtocolErrorAcceptor<A> {
-    inner: A,
-}
-
-impl<A> JsonProtocolErrorAcceptor<A> {
-    pub fn new(inner: A) -> Self {
-        Self { inner }
-    }
-}
-
-impl<A: Acceptor> Acceptor for JsonProtocolErrorAcceptor<A> {
-    type Io = JsonProtocolErrors<A::Io>;
-
-    fn local_addr(&self) -> Vec<LocalAddr> {
-        self.inner.local_addr()
-    }
-
-    async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
-        let (io, local, remote, scheme) = self.inner.accept().await?;
-        Ok((JsonProtocolErrors::new(io), local, remote, scheme))
-    }
-}
+use crate::{api::error::ErrorBody, telemetry};
 
 /// A connection whose outgoing parser answers are rewritten to carry a JSON error body.
 /// Reads, and every other write, pass straight through.
