@@ -6,15 +6,13 @@
 //! within the retention window, records nothing and answers the stored outcome again.
 
 use std::{
-    borrow::Cow,
     fmt,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use poem_openapi::{
-    registry::{MetaSchema, MetaSchemaRef},
-    types::{ParseError, ParseFromParameter, ParseResult, ToJSON, Type},
-};
+use poem_openapi::registry::MetaSchema;
+
+use crate::api::parameter::string_parameter;
 
 use crate::route::Route;
 
@@ -81,54 +79,21 @@ impl fmt::Debug for IdempotencyKey {
     }
 }
 
-// poem-openapi glue: the key is a string parameter whose schema carries the rule, while parsing
-// goes through `IdempotencyKey::parse` (poem-openapi's `pattern` validator compiles its regex on
-// every request).
-impl Type for IdempotencyKey {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        "IdempotencyKey".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema {
-            description: Some(
-                "A key of the client's choosing that identifies one transaction: 1 to 255 \
-                 visible ASCII characters (0x21-0x7E), taken verbatim.",
-            ),
-            pattern: Some(KEY_PATTERN.to_owned()),
-            min_length: Some(1),
-            max_length: Some(MAX_KEY_LEN),
-            example: Some("8e03978e-40d5-43e8-bc93-6894a57f9324".into()),
-            ..MetaSchema::new("string")
-        }))
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(std::iter::once(self))
-    }
-}
-
-impl ParseFromParameter for IdempotencyKey {
-    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
-        IdempotencyKey::parse(value.as_bytes()).map_err(ParseError::custom)
-    }
-}
-
-impl ToJSON for IdempotencyKey {
-    fn to_json(&self) -> Option<serde_json::Value> {
-        Some(serde_json::Value::String(self.0.clone()))
-    }
-}
+string_parameter!(
+    IdempotencyKey,
+    schema: MetaSchema {
+        description: Some(
+            "A key of the client's choosing that identifies one transaction: 1 to 255 \
+             visible ASCII characters (0x21-0x7E), taken verbatim.",
+        ),
+        pattern: Some(KEY_PATTERN.to_owned()),
+        min_length: Some(1),
+        max_length: Some(MAX_KEY_LEN),
+        example: Some("8e03978e-40d5-43e8-bc93-6894a57f9324".into()),
+        ..MetaSchema::new("string")
+    },
+    parse: |value: &str| IdempotencyKey::parse(value.as_bytes()),
+);
 
 /// One keyed transaction, as handed to a store.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,12 +7,11 @@
 //! one canonical spelling (upper case, flight number zero-padded to four digits) so that one
 //! flight never splits into two counters: `ar1`, `AR01` and `AR0001` are the same route.
 
-use std::{borrow::Cow, fmt};
+use std::fmt;
 
-use poem_openapi::{
-    registry::{MetaSchema, MetaSchemaRef},
-    types::{ParseError, ParseFromParameter, ParseResult, ToJSON, Type},
-};
+use poem_openapi::registry::MetaSchema;
+
+use crate::api::parameter::string_parameter;
 
 /// The pattern that accepted input matches, published in the OpenAPI document. Validation does
 /// not run this regex: [`Route::parse`] is a hand-written scanner of the same grammar, which the
@@ -153,55 +152,23 @@ impl std::str::FromStr for Route {
     }
 }
 
-// poem-openapi glue: the route is a string parameter whose schema carries the pattern, while
-// parsing goes through `Route::parse` (no regex compiled or run per request).
-impl Type for Route {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        "Route".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema {
-            description: Some(
-                "Flight designator: airline code (2 letters or digits, not both digits, or \
-                 3 letters), flight number of 1 to 4 digits, optional letter suffix. Any case \
-                 is accepted; answers use the canonical form (upper case, flight number padded \
-                 to 4 digits).",
-            ),
-            pattern: Some(ROUTE_PATTERN.to_owned()),
-            min_length: Some(3),
-            max_length: Some(MAX_ROUTE_LEN),
-            example: Some("AR1133".into()),
-            ..MetaSchema::new("string")
-        }))
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(std::iter::once(self))
-    }
-}
-
-impl ParseFromParameter for Route {
-    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
-        Route::parse(value).map_err(ParseError::custom)
-    }
-}
-
-impl ToJSON for Route {
-    fn to_json(&self) -> Option<serde_json::Value> {
-        Some(serde_json::Value::String(self.as_str().to_owned()))
-    }
-}
+string_parameter!(
+    Route,
+    schema: MetaSchema {
+        description: Some(
+            "Flight designator: airline code (2 letters or digits, not both digits, or \
+             3 letters), flight number of 1 to 4 digits, optional letter suffix. Any case \
+             is accepted; answers use the canonical form (upper case, flight number padded \
+             to 4 digits).",
+        ),
+        pattern: Some(ROUTE_PATTERN.to_owned()),
+        min_length: Some(3),
+        max_length: Some(MAX_ROUTE_LEN),
+        example: Some("AR1133".into()),
+        ..MetaSchema::new("string")
+    },
+    parse: Route::parse,
+);
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,7 @@
 pub mod error;
 mod json;
 pub mod operations;
+pub(crate) mod parameter;
 pub mod transactions;
 
 use std::{panic::AssertUnwindSafe, sync::Arc};
