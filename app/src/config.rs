@@ -174,8 +174,14 @@ impl Config {
         if self.commit_timeout.is_zero() {
             return Err("--commit-timeout must be greater than zero".into());
         }
-        if self.idle_timeout < Duration::from_secs(1) {
-            return Err("--idle-timeout must be at least 1s".into());
+        // A request waiting on the store reads and writes nothing; the idle timeout must not
+        // cut its connection before the commit timeout answers it.
+        if self.idle_timeout < Duration::from_secs(1) || self.idle_timeout <= self.commit_timeout {
+            return Err(format!(
+                "--idle-timeout ({}) must be at least 1s and longer than --commit-timeout ({})",
+                humantime::format_duration(self.idle_timeout),
+                humantime::format_duration(self.commit_timeout)
+            ));
         }
         if self.max_pending < self.max_batch {
             return Err(format!(
@@ -310,6 +316,16 @@ mod tests {
         assert!(Config::try_parse_from(["x", "--log-level", "[[["]).is_err());
         let config = Config::parse_from(["x", "--max-batch", "100", "--max-pending", "10"]);
         assert!(config.validate().is_err());
+        for (idle, commit, ok) in [
+            ("500ms", "100ms", false),
+            ("5s", "5s", false),
+            ("10s", "30s", false),
+            ("6s", "5s", true),
+        ] {
+            let config =
+                Config::parse_from(["x", "--idle-timeout", idle, "--commit-timeout", commit]);
+            assert_eq!(config.validate().is_ok(), ok, "{idle} {commit}");
+        }
         for (retention, ok) in [
             ("0s", false),
             ("500ms", false),

@@ -547,7 +547,13 @@ async fn a_count_that_would_overflow_is_refused_not_wrapped() {
 #[tokio::test]
 async fn idle_connections_are_closed_after_the_idle_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = TestApp::spawn(test_config(&["--idle-timeout", "1s"])).await;
+    let app = TestApp::spawn(test_config(&[
+        "--idle-timeout",
+        "1s",
+        "--commit-timeout",
+        "500ms",
+    ]))
+    .await;
 
     // A kept-alive connection is answered, then closed after a second of silence.
     let mut used = tokio::net::TcpStream::connect(app.addr)
