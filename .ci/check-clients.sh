@@ -11,7 +11,7 @@
 #   - crash-sigkill / crash-sigterm: keyed POSTs under load while the embedded-store service
 #     is killed; no acknowledged transaction or key is lost;
 #   - hostile: hostile paths, headers and slow connections; no crash, no unexpected 5xx,
-#     bounded memory.
+#     every error in the JSON shape, slow clients cut off with a 408, bounded memory.
 #
 #   bash .ci/check-clients.sh
 #
@@ -230,7 +230,7 @@ check_crash() {
 }
 
 check_hostile() {
-  timeout 300 "$VENV/bin/python" "$CLIENTS/hostile.py" 127.0.0.1 "$PORT" "$SERVICE_PID" 256
+  timeout 300 "$VENV/bin/python" "$CLIENTS/hostile.py" 127.0.0.1 "$PORT" "$SERVICE_PID" 256 3
 }
 
 # ---------------------------------------------------------------------------
@@ -257,7 +257,8 @@ stop_service
 run crash-safety check_crash
 
 mkdir -p "$WORK/hostile-data"
-start_service --store embedded --data-dir "$WORK/hostile-data"
+# A short request timeout, so that the slow clients are cut off within the check.
+start_service --store embedded --data-dir "$WORK/hostile-data" --request-timeout 3s --commit-timeout 2s
 run hostile check_hostile
 stop_service
 

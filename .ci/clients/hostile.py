@@ -1,9 +1,10 @@
 """Hostile input at scale: odd paths, huge headers, odd methods, many slow connections.
 The service must stay up, answer no 5xx other than the documented 503, put every error in its
-JSON error shape (those of the HTTP parser included), keep serving others
-while slow clients hold connections, and keep its memory bounded (peak RSS, VmHWM).
+JSON error shape (those of the HTTP parser included), keep serving others while slow clients
+hold connections, cut the slow clients off with a 408 once its request timeout passes, and keep
+its memory bounded (peak RSS, VmHWM).
 
-    python hostile.py <host> <port> <pid> [max-peak-rss-mib]
+    python hostile.py <host> <port> <pid> [max-peak-rss-mib] [request-timeout-seconds]
 """
 import json
 import os
@@ -14,6 +15,8 @@ import time
 
 HOST, PORT, PID = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 MAX_HWM_MIB = int(sys.argv[4]) if len(sys.argv) > 4 else 256
+# The service's --request-timeout; when given, every slow connection must be cut off in time.
+REQUEST_TIMEOUT = float(sys.argv[5]) if len(sys.argv) > 5 else None
 problems = []
 statuses = {}
 
@@ -148,8 +151,9 @@ probe("chunked body", req("POST", b"/transactions/AR1133", [b"Transfer-Encoding:
 probe("garbage request line", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 500)
 probe("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
-# Many concurrent slow connections (slowloris): each sends a partial request a byte at a time,
-# bounded in count and time; meanwhile a normal client must still be answered.
+# Many concurrent slow connections (slowloris): each sends a partial request, then a header
+# line every half second, bounded in count and time; meanwhile a normal client must still be
+# answered. With a request timeout, the service must cut each one off with a JSON 408.
 SLOW, SLOW_SECONDS = 300, 6
 stop = threading.Event()
 socks = []
@@ -160,16 +164,20 @@ for _ in range(SLOW):
         socks.append(s)
     except OSError:
         break
+opened = time.monotonic()
+cut_off = {}  # socket index -> seconds after opening when the server answered or closed it
 
 
 def drip():
     end = time.monotonic() + SLOW_SECONDS
     while time.monotonic() < end and not stop.is_set():
-        for s in socks:
+        for i, s in enumerate(socks):
+            if i in cut_off:
+                continue
             try:
                 s.sendall(b"X-a: b\r\n")
             except OSError:
-                pass
+                cut_off[i] = time.monotonic() - opened
         time.sleep(0.5)
 
 
@@ -186,9 +194,42 @@ for _ in range(SLOW_SECONDS * 4):
     time.sleep(0.25)
 stop.set()
 t.join()
-for s in socks:
+answers_408 = 0
+still_open = 0
+for i, s in enumerate(socks):
+    s.settimeout(0.5)
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        cut_off.setdefault(i, time.monotonic() - opened)
+    except TimeoutError:
+        still_open += 1
+    except OSError:
+        cut_off.setdefault(i, time.monotonic() - opened)
+    if data.startswith(b"HTTP/1.1 408 "):
+        head, _, body = data.partition(b"\r\n\r\n")
+        try:
+            if json.loads(body).get("error") == "request_timeout":
+                answers_408 += 1
+        except ValueError:
+            problems.append(f"a 408 without a JSON body: {data[:200]!r}")
+    elif data:
+        problems.append(f"a slow connection got {data[:120]!r}")
     s.close()
-print(f"{len(socks)} slow connections held for {SLOW_SECONDS}s; /healthz slowest answer {worst * 1000:.0f} ms")
+print(f"{len(socks)} slow connections for {SLOW_SECONDS}s; /healthz slowest answer {worst * 1000:.0f} ms; "
+      f"{len(cut_off)} cut off by the service ({answers_408} with a JSON 408 read back), {still_open} still open")
+if REQUEST_TIMEOUT is not None:
+    if still_open:
+        problems.append(f"{still_open} slow connections still open past the {REQUEST_TIMEOUT:g}s request timeout")
+    late = [t for t in cut_off.values() if t > REQUEST_TIMEOUT + 2.5]
+    if late:
+        problems.append(f"{len(late)} slow connections cut off late (up to {max(late):.1f}s)")
+    if answers_408 == 0:
+        problems.append("no slow connection read a 408 back")
 if not alive():
     problems.append("the service died")
 status = raw(req("GET", b"/transactions/AR1133"))

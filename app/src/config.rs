@@ -6,7 +6,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{ArgAction, Parser, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use crate::{ledger::LedgerSettings, store::DynamoSettings, telemetry::logging::LogFormat};
+use crate::{
+    connection::Timeouts, ledger::LedgerSettings, store::DynamoSettings,
+    telemetry::logging::LogFormat,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StoreKind {
@@ -86,6 +89,11 @@ pub struct Config {
     /// that vanished without closing would otherwise hold it forever).
     #[arg(long, env = "FLIGHT_COUNTER_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+
+    /// Close a client connection when a request has not been answered this long after its
+    /// first byte arrived (a request sent a byte at a time is cut off with a 408).
+    #[arg(long, env = "FLIGHT_COUNTER_REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
 
     /// Coalesce concurrent POSTs into shared commits (true) or commit each POST alone (false).
     #[arg(long, env = "FLIGHT_COUNTER_GROUP_COMMIT", default_value_t = true, action = ArgAction::Set)]
@@ -174,14 +182,19 @@ impl Config {
         if self.commit_timeout.is_zero() {
             return Err("--commit-timeout must be greater than zero".into());
         }
-        // A request waiting on the store reads and writes nothing; the idle timeout must not
-        // cut its connection before the commit timeout answers it.
-        if self.idle_timeout < Duration::from_secs(1) || self.idle_timeout <= self.commit_timeout {
-            return Err(format!(
-                "--idle-timeout ({}) must be at least 1s and longer than --commit-timeout ({})",
-                humantime::format_duration(self.idle_timeout),
-                humantime::format_duration(self.commit_timeout)
-            ));
+        // A request waiting on the store reads and writes nothing: neither connection deadline
+        // may cut it off before the commit timeout answers it.
+        for (flag, value) in [
+            ("--idle-timeout", self.idle_timeout),
+            ("--request-timeout", self.request_timeout),
+        ] {
+            if value < Duration::from_secs(1) || value <= self.commit_timeout {
+                return Err(format!(
+                    "{flag} ({}) must be at least 1s and longer than --commit-timeout ({})",
+                    humantime::format_duration(value),
+                    humantime::format_duration(self.commit_timeout)
+                ));
+            }
         }
         if self.max_pending < self.max_batch {
             return Err(format!(
@@ -214,6 +227,14 @@ impl Config {
             return Err("--dynamodb-connect-timeout and --dynamodb-attempt-timeout must be greater than zero".into());
         }
         Ok(())
+    }
+
+    /// The deadlines of every client connection.
+    pub fn connection_timeouts(&self) -> Timeouts {
+        Timeouts {
+            idle: self.idle_timeout,
+            request: self.request_timeout,
+        }
     }
 
     /// Settings of the dynamodb store. Every DynamoDB call, retries included, ends within the
@@ -316,15 +337,16 @@ mod tests {
         assert!(Config::try_parse_from(["x", "--log-level", "[[["]).is_err());
         let config = Config::parse_from(["x", "--max-batch", "100", "--max-pending", "10"]);
         assert!(config.validate().is_err());
-        for (idle, commit, ok) in [
-            ("500ms", "100ms", false),
-            ("5s", "5s", false),
-            ("10s", "30s", false),
-            ("6s", "5s", true),
-        ] {
-            let config =
-                Config::parse_from(["x", "--idle-timeout", idle, "--commit-timeout", commit]);
-            assert_eq!(config.validate().is_ok(), ok, "{idle} {commit}");
+        for flag in ["--idle-timeout", "--request-timeout"] {
+            for (value, commit, ok) in [
+                ("500ms", "100ms", false),
+                ("5s", "5s", false),
+                ("10s", "30s", false),
+                ("6s", "5s", true),
+            ] {
+                let config = Config::parse_from(["x", flag, value, "--commit-timeout", commit]);
+                assert_eq!(config.validate().is_ok(), ok, "{flag} {value} {commit}");
+            }
         }
         for (retention, ok) in [
             ("0s", false),

@@ -188,7 +188,7 @@ impl Application {
         };
         let app = api::app(Arc::clone(&ledger), Arc::clone(&lifecycle), metrics);
         let started_draining = tokio::time::Instant::now();
-        Server::new_with_acceptor(ServiceAcceptor::new(acceptor, config.idle_timeout))
+        Server::new_with_acceptor(ServiceAcceptor::new(acceptor, config.connection_timeouts()))
             .run_with_graceful_shutdown(app, signal, Some(drain_timeout))
             .await
             .context("server failed")?;

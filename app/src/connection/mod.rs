@@ -1,11 +1,11 @@
-//! What every accepted TCP connection passes through beneath HTTP: an idle timeout, so clients
-//! that vanish without closing do not hold connections forever, and JSON bodies for the answers
-//! the HTTP parser gives on its own.
+//! What every accepted TCP connection passes through beneath HTTP: an idle and a request
+//! deadline, so that clients that vanish or send a request a byte at a time do not hold
+//! connections forever, and JSON bodies for the answers the HTTP parser gives on its own.
 
-mod idle_timeout;
 mod protocol_errors;
+mod timeouts;
 
-use std::{io, time::Duration};
+use std::io;
 
 use poem::{
     http::uri::Scheme,
@@ -13,26 +13,24 @@ use poem::{
     web::{LocalAddr, RemoteAddr},
 };
 
-pub use idle_timeout::IdleTimeout;
 pub use protocol_errors::JsonProtocolErrors;
+pub use timeouts::{ConnectionTimeouts, Timeouts};
 
-/// Hands out the listener's connections wrapped in [`IdleTimeout`] and [`JsonProtocolErrors`].
+/// Hands out the listener's connections wrapped in [`ConnectionTimeouts`] and
+/// [`JsonProtocolErrors`].
 pub struct ServiceAcceptor<A> {
     inner: A,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
 }
 
 impl<A> ServiceAcceptor<A> {
-    pub fn new(inner: A, idle_timeout: Duration) -> Self {
-        Self {
-            inner,
-            idle_timeout,
-        }
+    pub fn new(inner: A, timeouts: Timeouts) -> Self {
+        Self { inner, timeouts }
     }
 }
 
 impl<A: Acceptor> Acceptor for ServiceAcceptor<A> {
-    type Io = JsonProtocolErrors<IdleTimeout<A::Io>>;
+    type Io = JsonProtocolErrors<ConnectionTimeouts<A::Io>>;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
         self.inner.local_addr()
@@ -40,7 +38,7 @@ impl<A: Acceptor> Acceptor for ServiceAcceptor<A> {
 
     async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
         let (io, local, remote, scheme) = self.inner.accept().await?;
-        let io = JsonProtocolErrors::new(IdleTimeout::new(io, self.idle_timeout));
+        let io = JsonProtocolErrors::new(ConnectionTimeouts::new(io, self.timeouts));
         Ok((io, local, remote, scheme))
     }
 }

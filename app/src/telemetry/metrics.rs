@@ -19,6 +19,7 @@ pub const IDEMPOTENT_REPLAYS: &str = "flight_counter_idempotent_replays_total";
 pub const IDEMPOTENCY_CONFLICTS: &str = "flight_counter_idempotency_conflicts_total";
 pub const IDEMPOTENCY_KEYS_SWEPT: &str = "flight_counter_idempotency_keys_swept_total";
 pub const MALFORMED_REQUESTS: &str = "flight_counter_http_malformed_requests_total";
+pub const CONNECTION_TIMEOUTS: &str = "flight_counter_http_connection_timeouts_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -89,6 +90,10 @@ fn describe() {
     describe_counter!(
         MALFORMED_REQUESTS,
         "Requests refused before routing because they are not valid HTTP/1.1, by status"
+    );
+    describe_counter!(
+        CONNECTION_TIMEOUTS,
+        "Client connections closed past a deadline, by deadline (idle, request)"
     );
     describe_gauge!(
         BUILD_INFO,
@@ -194,4 +199,9 @@ pub fn keys_swept(n: u64) {
 /// A request refused by the HTTP parser (no endpoint saw it).
 pub fn malformed_request(status: u16) {
     counter!(MALFORMED_REQUESTS, "status" => status.to_string()).increment(1);
+}
+
+/// A client connection closed past its `idle` or `request` deadline.
+pub fn connection_timed_out(deadline: &'static str) {
+    counter!(CONNECTION_TIMEOUTS, "deadline" => deadline).increment(1);
 }

@@ -595,3 +595,66 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     assert_eq!(resp.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_sent_too_slowly_is_cut_off_with_a_json_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn(test_config(&[
+        "--request-timeout",
+        "1s",
+        "--commit-timeout",
+        "500ms",
+        "--idle-timeout",
+        "30s",
+    ]))
+    .await;
+
+    // A request head that never ends: a header line every 300 ms keeps it from being idle.
+    let mut slow = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .expect("write");
+    let started = tokio::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        tokio::select! {
+            read = slow.read(&mut chunk) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            },
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {
+                if slow.write_all(b"x-drip: 1\r\n").await.is_err() {
+                    break;
+                }
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never cut off");
+    }
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+    let raw = String::from_utf8(answer).expect("utf-8");
+    let (status_line, head, body) = last_answer(&raw);
+    assert_eq!(status_line, "HTTP/1.1 408 Request Timeout", "{raw}");
+    assert!(head.contains("content-type: application/json"), "{raw}");
+    assert_eq!(body["error"], "request_timeout", "{raw}");
+
+    // An answered request followed by a stray empty line is not a slow request: no 408 comes.
+    let mut kept = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n\r\n")
+        .await
+        .expect("write");
+    let mut first = vec![0u8; 4096];
+    let n = kept.read(&mut first).await.expect("read");
+    assert!(first[..n].starts_with(b"HTTP/1.1 200 OK\r\n"));
+    let more = tokio::time::timeout(Duration::from_secs(2), kept.read(&mut first)).await;
+    assert!(
+        more.is_err(),
+        "the connection got more than its answer: {more:?}"
+    );
+    app.stop().await;
+}

@@ -65,6 +65,7 @@ fn help_lists_every_setting_with_its_environment_variable() {
         "RUST_LOG",
         "FLIGHT_COUNTER_DRAIN_TIMEOUT",
         "FLIGHT_COUNTER_IDLE_TIMEOUT",
+        "FLIGHT_COUNTER_REQUEST_TIMEOUT",
         "FLIGHT_COUNTER_GROUP_COMMIT",
         "FLIGHT_COUNTER_MAX_BATCH",
         "FLIGHT_COUNTER_IDEMPOTENCY_RETENTION",

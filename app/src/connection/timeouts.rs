@@ -1,0 +1,323 @@
+//! Two deadlines on every client connection:
+//!
+//! - **idle**: nothing read or written for `--idle-timeout`. A client that disappears without
+//!   closing (a crashed host, a NAT entry dropped on the way) would otherwise keep its
+//!   connection, with its socket and buffers, for as long as the process lives.
+//! - **request**: bytes of a request arrived, and no answer has started within
+//!   `--request-timeout` of the first of them. This stops clients that send a request a byte
+//!   at a time (slowloris), which the idle deadline never catches, and bounds the time a request
+//!   can hold a connection. The commit timeout is shorter, so a request waiting on the store is
+//!   answered (`503`) before this deadline.
+//!
+//! When the request deadline passes, a `408` in the JSON error shape is sent if the socket takes
+//! it at once; either way the connection is then closed. hyper closes a connection whose read
+//! fails, so both deadlines surface as a `TimedOut` error from the read (or write) that waits.
+//!
+//! The clock is read when an operation completes, and there is one timer per connection, which
+//! wakes at most once per request limit to look at both deadlines: no timer work per read or
+//! write.
+
+use std::{
+    future::Future,
+    io::{self, IoSlice},
+    pin::Pin,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::{Instant, Sleep},
+};
+
+use crate::{api::error::ErrorBody, telemetry};
+
+/// The deadlines of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub idle: Duration,
+    pub request: Duration,
+}
+
+pub struct ConnectionTimeouts<S> {
+    inner: S,
+    limits: Timeouts,
+    /// When a read or write last completed.
+    last_activity: Instant,
+    /// When the first byte arrived that no answer has followed yet.
+    unanswered_since: Option<Instant>,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl<S> ConnectionTimeouts<S> {
+    pub fn new(inner: S, limits: Timeouts) -> Self {
+        let now = Instant::now();
+        Self {
+            inner,
+            limits,
+            last_activity: now,
+            unanswered_since: None,
+            timer: Box::pin(tokio::time::sleep_until(
+                now + limits.idle.min(limits.request),
+            )),
+        }
+    }
+
+    fn read_done(&mut self, begins_request: bool) {
+        let now = Instant::now();
+        self.last_activity = now;
+        if begins_request && self.unanswered_since.is_none() {
+            self.unanswered_since = Some(now);
+        }
+    }
+
+    fn write_done(&mut self) {
+        self.last_activity = Instant::now();
+        self.unanswered_since = None;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expired {
+    Idle,
+    Request,
+}
+
+impl<S: AsyncWrite + Unpin> ConnectionTimeouts<S> {
+    /// Ready once a deadline has passed (with the error that closes the connection); pending,
+    /// with the timer armed, otherwise.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        loop {
+            ready!(self.timer.as_mut().poll(cx));
+            let now = Instant::now();
+            let idle_at = self.last_activity + self.limits.idle;
+            let expired = if now >= idle_at {
+                Expired::Idle
+            } else if let Some(since) = self.unanswered_since {
+                let request_at = since + self.limits.request;
+                if now >= request_at {
+                    Expired::Request
+                } else {
+                    self.timer.as_mut().reset(idle_at.min(request_at));
+                    continue;
+                }
+            } else {
+                // No request under way: look again within one request limit, so that the
+                // deadline of a request that begins meanwhile is armed before it passes.
+                self.timer
+                    .as_mut()
+                    .reset(idle_at.min(now + self.limits.request));
+                continue;
+            };
+            let limit = match expired {
+                Expired::Idle => self.limits.idle,
+                Expired::Request => {
+                    self.try_send_request_timeout(cx);
+                    self.limits.request
+                }
+            };
+            telemetry::metrics::connection_timed_out(match expired {
+                Expired::Idle => "idle",
+                Expired::Request => "request",
+            });
+            tracing::debug!(?expired, ?limit, "closing a connection past its deadline");
+            return Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connection past its {expired:?} deadline of {limit:?}"),
+            ));
+        }
+    }
+
+    /// Best effort: the `408` goes out only if the socket takes all of it now. Nothing of an
+    /// answer has been written since the request began, so it cannot interleave with one.
+    fn try_send_request_timeout(&mut self, cx: &mut Context<'_>) {
+        let answer = request_timeout_answer(self.limits.request);
+        if let Poll::Ready(Ok(n)) = Pin::new(&mut self.inner).poll_write(cx, &answer) {
+            if n < answer.len() {
+                tracing::debug!("the 408 answer was cut short by a full socket");
+            }
+        }
+    }
+}
+
+/// A complete `408` answer in the JSON error shape; the connection closes after it.
+fn request_timeout_answer(limit: Duration) -> Vec<u8> {
+    let body = ErrorBody::new(
+        "request_timeout",
+        format!(
+            "the request was not received in full within {}; send it again",
+            humantime::format_duration(limit)
+        ),
+    );
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    let mut answer = format!(
+        "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\
+         content-type: application/json; charset=utf-8\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    answer.extend_from_slice(&body);
+    answer
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ConnectionTimeouts<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                // Empty lines between requests (which servers must ignore) begin no request.
+                let begins_request = buf.filled()[before..]
+                    .iter()
+                    .any(|&b| b != b'\r' && b != b'\n');
+                this.read_done(begins_request);
+                Poll::Ready(result)
+            }
+            Poll::Pending => this.poll_expired(cx).map(Err),
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> ConnectionTimeouts<S> {
+    fn watch_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match poll {
+            Poll::Ready(result) => {
+                self.write_done();
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.poll_expired(cx).map(Err),
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ConnectionTimeouts<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watch_write(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch_write(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const LIMITS: Timeouts = Timeouts {
+        idle: Duration::from_secs(60),
+        request: Duration::from_secs(15),
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_is_closed_after_the_idle_limit() {
+        let (_client, server) = tokio::io::duplex(64);
+        let mut conn = ConnectionTimeouts::new(server, LIMITS);
+        let started = Instant::now();
+        let mut buf = [0u8; 8];
+        let err = conn.read(&mut buf).await.expect_err("times out");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), LIMITS.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answered_traffic_keeps_the_connection_open_and_restarts_the_idle_clock() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut conn = ConnectionTimeouts::new(server, LIMITS);
+        let mut buf = [0u8; 8];
+        // A request every 40 s for 4 minutes, each answered at once: never 60 s of silence,
+        // never a request unanswered for 15 s.
+        let talker = tokio::spawn(async move {
+            let mut answer = [0u8; 1];
+            for _ in 0..6 {
+                tokio::time::sleep(Duration::from_secs(40)).await;
+                client.write_all(b"x").await.expect("write");
+                client.read_exact(&mut answer).await.expect("answer");
+            }
+            client
+        });
+        for _ in 0..6 {
+            assert_eq!(conn.read(&mut buf).await.expect("read"), 1);
+            conn.write_all(b"y").await.expect("answer");
+        }
+        let _client = talker.await.expect("join");
+        let last = Instant::now();
+        let err = conn.read(&mut buf).await.expect_err("times out");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(last.elapsed(), LIMITS.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_dripped_byte_by_byte_is_cut_off_with_a_408() {
+        let (client, server) = tokio::io::duplex(4096);
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        let mut conn = ConnectionTimeouts::new(server, LIMITS);
+        // A byte every 5 s: never idle, but the request never completes.
+        let dripper = tokio::spawn(async move {
+            for _ in 0..10 {
+                if client_write.write_all(b"G").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
+        let started = Instant::now();
+        let mut buf = [0u8; 8];
+        let err = loop {
+            match conn.read(&mut buf).await {
+                Ok(_) => continue,
+                Err(err) => break err,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), LIMITS.request);
+        drop(conn);
+        let mut answer = String::new();
+        client_read.read_to_string(&mut answer).await.expect("read");
+        assert!(
+            answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+            "{answer}"
+        );
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        let body: ErrorBody = serde_json::from_str(body).expect("JSON body");
+        assert_eq!(body.error, "request_timeout");
+        dripper.abort();
+    }
+}
