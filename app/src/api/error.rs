@@ -3,6 +3,7 @@
 //! Handlers return it through their `ApiResponse` enums. Everything poem answers on its own
 //! (unknown path, wrong method, undecodable path, oversized body, a panic) comes out as plain
 //! text; [`into_json_error`] rewrites those into the same shape, so clients parse one format.
+//! The connection layer's own answers take their bodies from [`connection_error_body`].
 
 use poem::{
     Request, Response,
@@ -104,6 +105,33 @@ pub fn json_error(status: StatusCode, template: &'static str) -> Response {
             .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
     }
     resp
+}
+
+/// The error bodies of answers the connection layer gives itself, before any endpoint runs:
+/// requests the HTTP parser refuses (`400`, `414`, `431`) and requests that do not arrive in
+/// time (`408`).
+pub fn connection_error_body(status: StatusCode) -> ErrorBody {
+    match status {
+        StatusCode::REQUEST_TIMEOUT => ErrorBody::new(
+            "request_timeout",
+            "the request was not received in full within the server's request timeout; send it \
+             again",
+        ),
+        StatusCode::URI_TOO_LONG => ErrorBody::new(
+            "uri_too_long",
+            "the request target is longer than the server reads; the request was not processed",
+        ),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ErrorBody::new(
+            "request_header_fields_too_large",
+            "the request's header section is larger than the server reads; the request was not \
+             processed",
+        ),
+        _ => ErrorBody::new(
+            "malformed_request",
+            "the request is not a valid HTTP request (for example, a control character in a \
+             header value); it was not processed",
+        ),
+    }
 }
 
 fn is_json(resp: &Response) -> bool {

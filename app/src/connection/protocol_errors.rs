@@ -22,7 +22,7 @@ use memchr::memmem::{self, Finder};
 use poem::http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::{api::error::ErrorBody, telemetry};
+use crate::{api::error::connection_error_body, telemetry};
 
 /// A connection whose outgoing parser answers are rewritten to carry a JSON error body.
 /// Reads, and every other write, pass straight through.
@@ -192,8 +192,7 @@ fn find_parser_answer(buf: &[u8]) -> Option<ParserAnswer> {
 /// The parser's answer with the JSON error body: its status line and headers are kept, the
 /// empty `content-length` becomes the body's type and length.
 fn json_answer(head: &[u8], status: StatusCode) -> Vec<u8> {
-    let body = error_body(status);
-    let body = serde_json::to_vec(&body).unwrap_or_default();
+    let body = serde_json::to_vec(&connection_error_body(status)).unwrap_or_default();
     let Some(at) = memmem::find(head, CONTENT_LENGTH_ZERO) else {
         return head.to_vec();
     };
@@ -206,29 +205,12 @@ fn json_answer(head: &[u8], status: StatusCode) -> Vec<u8> {
     answer
 }
 
-fn error_body(status: StatusCode) -> ErrorBody {
-    match status {
-        StatusCode::URI_TOO_LONG => ErrorBody::new(
-            "uri_too_long",
-            "the request target is longer than the server reads; the request was not processed",
-        ),
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ErrorBody::new(
-            "request_header_fields_too_large",
-            "the request's header section is larger than the server reads; the request was not processed",
-        ),
-        _ => ErrorBody::new(
-            "malformed_request",
-            "the request is not a valid HTTP request (for example, a control character in a \
-             header value); it was not processed",
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+    use crate::api::error::ErrorBody;
 
     const PARSER_400: &[u8] = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: Sat, 21 Nov 2026 09:30:03 GMT\r\n\r\n";
     const SERVICE_200: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: 2\r\n\r\n{}";

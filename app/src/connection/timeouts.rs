@@ -30,7 +30,9 @@ use tokio::{
     time::{Instant, Sleep},
 };
 
-use crate::{api::error::ErrorBody, telemetry};
+use poem::http::StatusCode;
+
+use crate::{api::error::connection_error_body, telemetry};
 
 /// The deadlines of a connection.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +85,16 @@ enum Expired {
     Request,
 }
 
+impl Expired {
+    /// The `deadline` label of the timeout metric.
+    fn label(self) -> &'static str {
+        match self {
+            Expired::Idle => "idle",
+            Expired::Request => "request",
+        }
+    }
+}
+
 impl<S: AsyncWrite + Unpin> ConnectionTimeouts<S> {
     /// Ready once a deadline has passed (with the error that closes the connection); pending,
     /// with the timer armed, otherwise.
@@ -109,21 +121,15 @@ impl<S: AsyncWrite + Unpin> ConnectionTimeouts<S> {
                     .reset(idle_at.min(now + self.limits.request));
                 continue;
             };
-            let limit = match expired {
-                Expired::Idle => self.limits.idle,
-                Expired::Request => {
-                    self.try_send_request_timeout(cx);
-                    self.limits.request
-                }
-            };
-            telemetry::metrics::connection_timed_out(match expired {
-                Expired::Idle => "idle",
-                Expired::Request => "request",
-            });
-            tracing::debug!(?expired, ?limit, "closing a connection past its deadline");
+            if expired == Expired::Request {
+                self.try_send_request_timeout(cx);
+            }
+            let deadline = expired.label();
+            telemetry::metrics::connection_timed_out(deadline);
+            tracing::debug!(deadline, "closing a connection past its deadline");
             return Poll::Ready(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("connection past its {expired:?} deadline of {limit:?}"),
+                format!("connection past its {deadline} deadline"),
             ));
         }
     }
@@ -131,7 +137,7 @@ impl<S: AsyncWrite + Unpin> ConnectionTimeouts<S> {
     /// Best effort: the `408` goes out only if the socket takes all of it now. Nothing of an
     /// answer has been written since the request began, so it cannot interleave with one.
     fn try_send_request_timeout(&mut self, cx: &mut Context<'_>) {
-        let answer = request_timeout_answer(self.limits.request);
+        let answer = request_timeout_answer();
         if let Poll::Ready(Ok(n)) = Pin::new(&mut self.inner).poll_write(cx, &answer) {
             if n < answer.len() {
                 tracing::debug!("the 408 answer was cut short by a full socket");
@@ -141,15 +147,9 @@ impl<S: AsyncWrite + Unpin> ConnectionTimeouts<S> {
 }
 
 /// A complete `408` answer in the JSON error shape; the connection closes after it.
-fn request_timeout_answer(limit: Duration) -> Vec<u8> {
-    let body = ErrorBody::new(
-        "request_timeout",
-        format!(
-            "the request was not received in full within {}; send it again",
-            humantime::format_duration(limit)
-        ),
-    );
-    let body = serde_json::to_vec(&body).unwrap_or_default();
+fn request_timeout_answer() -> Vec<u8> {
+    let body =
+        serde_json::to_vec(&connection_error_body(StatusCode::REQUEST_TIMEOUT)).unwrap_or_default();
     let mut answer = format!(
         "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\
          content-type: application/json; charset=utf-8\r\ncontent-length: {}\r\n\r\n",
@@ -237,6 +237,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+    use crate::api::error::ErrorBody;
 
     const LIMITS: Timeouts = Timeouts {
         idle: Duration::from_secs(60),

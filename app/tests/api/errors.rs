@@ -102,13 +102,20 @@ async fn undecodable_paths_are_json_400() {
     app.stop().await;
 }
 
-/// Sends raw bytes on a fresh connection and reads the answer until the server closes it.
-async fn raw_exchange(app: &TestApp, request: &[u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// Opens a fresh connection and sends raw bytes on it (none if `request` is empty).
+async fn raw_connection(app: &TestApp, request: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(app.addr)
         .await
         .expect("connect");
     stream.write_all(request).await.expect("write");
+    stream
+}
+
+/// Sends raw bytes on a fresh connection and reads the answer until the server closes it.
+async fn raw_exchange(app: &TestApp, request: &[u8]) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut stream = raw_connection(app, request).await;
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
         .await
@@ -546,7 +553,7 @@ async fn a_count_that_would_overflow_is_refused_not_wrapped() {
 
 #[tokio::test]
 async fn idle_connections_are_closed_after_the_idle_timeout() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let app = TestApp::spawn(test_config(&[
         "--idle-timeout",
         "1s",
@@ -556,19 +563,12 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     .await;
 
     // A kept-alive connection is answered, then closed after a second of silence.
-    let mut used = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    used.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .expect("write");
+    let mut used = raw_connection(&app, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await;
     let mut answer = vec![0u8; 4096];
     let n = used.read(&mut answer).await.expect("read");
     assert!(answer[..n].starts_with(b"HTTP/1.1 200 OK\r\n"));
     // A connection that never sends a byte is closed the same way.
-    let mut silent = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
+    let mut silent = raw_connection(&app, b"").await;
 
     let started = tokio::time::Instant::now();
     for conn in [&mut used, &mut silent] {
@@ -610,12 +610,7 @@ async fn a_request_sent_too_slowly_is_cut_off_with_a_json_408() {
     .await;
 
     // A request head that never ends: a header line every 300 ms keeps it from being idle.
-    let mut slow = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
-        .await
-        .expect("write");
+    let mut slow = raw_connection(&app, b"GET /healthz HTTP/1.1\r\nHost: t\r\n").await;
     let started = tokio::time::Instant::now();
     let mut answer = Vec::new();
     let mut chunk = [0u8; 1024];
@@ -642,12 +637,7 @@ async fn a_request_sent_too_slowly_is_cut_off_with_a_json_408() {
     assert_eq!(body["error"], "request_timeout", "{raw}");
 
     // An answered request followed by a stray empty line is not a slow request: no 408 comes.
-    let mut kept = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n\r\n")
-        .await
-        .expect("write");
+    let mut kept = raw_connection(&app, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n\r\n").await;
     let mut first = vec![0u8; 4096];
     let n = kept.read(&mut first).await.expect("read");
     assert!(first[..n].starts_with(b"HTTP/1.1 200 OK\r\n"));
