@@ -3,11 +3,14 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use crate::{
-    connection::Timeouts, ledger::LedgerSettings, store::DynamoSettings,
+    auth::{ClientName, Scope},
+    connection::Timeouts,
+    ledger::LedgerSettings,
+    store::DynamoSettings,
     telemetry::logging::LogFormat,
 };
 
@@ -50,6 +53,62 @@ fn parse_log_filter(s: &str) -> Result<String, String> {
     EnvFilter::try_new(s)
         .map(|_| s.to_owned())
         .map_err(|e| format!("{e} (use RUST_LOG syntax, e.g. info or flight_counter=debug)"))
+}
+
+/// The command line: serve (no subcommand, the flags below), or a subcommand.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "flight-counter", version, about, long_about = None, args_override_self = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Make a new API key. Prints the key once, on stdout, and the line to add to the API keys
+    /// file (its SHA-256, never the key) on stderr, so that
+    /// `flight-counter api-key --client NAME --scope write 2>>api-keys` appends the line.
+    ApiKey(ApiKeyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApiKeyArgs {
+    /// The client the key is for: 1 to 63 of a-z, 0-9 and '-', starting with a letter or digit.
+    #[arg(long, value_parser = ClientName::parse)]
+    pub client: ClientName,
+
+    /// What the key allows: write (record and read) or read (read only).
+    #[arg(long, value_enum)]
+    pub scope: Scope,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone)]
+pub enum Invocation {
+    /// Run the service.
+    Serve(Box<Config>),
+    /// Make an API key.
+    ApiKey(ApiKeyArgs),
+}
+
+impl Cli {
+    /// Parses flags and environment. On a bad value, the error is one line saying which
+    /// setting and why.
+    pub fn from_args() -> Result<Invocation, clap::Error> {
+        let cli = Self::try_parse()?;
+        match cli.command {
+            Some(Command::ApiKey(args)) => Ok(Invocation::ApiKey(args)),
+            None => {
+                cli.config.validate().map_err(|message| {
+                    clap::Error::raw(clap::error::ErrorKind::ValueValidation, message)
+                })?;
+                Ok(Invocation::Serve(Box::new(cli.config)))
+            }
+        }
+    }
 }
 
 /// Counts confirmed booking transactions per flight route.
@@ -118,6 +177,17 @@ pub struct Config {
     #[arg(long, env = "FLIGHT_COUNTER_IDEMPOTENCY_RETENTION", default_value = "24h", value_parser = parse_duration)]
     pub idempotency_retention: Duration,
 
+    /// File of API keys, one `<client> <scope> <sha256-hex-of-key>` per line (make keys with
+    /// the api-key subcommand). With it, recording needs a write key and reading a read or
+    /// write key, sent as `Authorization: Bearer <key>`; the file is re-read when it changes.
+    /// Without it, any client may read and write.
+    #[arg(long, env = "FLIGHT_COUNTER_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// With --api-keys-file, let anyone read counts without a key (recording still needs one).
+    #[arg(long, env = "FLIGHT_COUNTER_PUBLIC_READS")]
+    pub public_reads: bool,
+
     /// Runtime worker threads (0: one per CPU; 1: a single-threaded runtime).
     #[arg(long, env = "FLIGHT_COUNTER_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: usize,
@@ -167,16 +237,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// Parses flags and environment. On a bad value, the error is one line saying which setting
-    /// and why.
-    pub fn from_args() -> Result<Self, clap::Error> {
-        let config = Self::try_parse()?;
-        config.validate().map_err(|message| {
-            clap::Error::raw(clap::error::ErrorKind::ValueValidation, message)
-        })?;
-        Ok(config)
-    }
-
     /// Cross-field checks that flags alone cannot express.
     pub fn validate(&self) -> Result<(), String> {
         if self.commit_timeout.is_zero() {
@@ -222,6 +282,11 @@ impl Config {
                 "--idempotency-retention must be between 1s and 365d, not {}",
                 humantime::format_duration(self.idempotency_retention)
             ));
+        }
+        if self.public_reads && self.api_keys_file.is_none() {
+            return Err(
+                "--public-reads needs --api-keys-file (without keys, every read is public)".into(),
+            );
         }
         if self.dynamodb_connect_timeout.is_zero() || self.dynamodb_attempt_timeout.is_zero() {
             return Err("--dynamodb-connect-timeout and --dynamodb-attempt-timeout must be greater than zero".into());
@@ -326,6 +391,40 @@ mod tests {
         assert_eq!(dynamo.connect_timeout, Duration::from_millis(300));
         let config = Config::parse_from(["x", "--create-table"]);
         assert!(config.create_table);
+    }
+
+    #[test]
+    fn the_api_key_subcommand_and_serving_flags_parse() {
+        let cli = Cli::parse_from([
+            "x",
+            "api-key",
+            "--client",
+            "booking-engine",
+            "--scope",
+            "read",
+        ]);
+        match cli.command {
+            Some(Command::ApiKey(args)) => {
+                assert_eq!(args.client.as_str(), "booking-engine");
+                assert_eq!(args.scope, Scope::Read);
+            }
+            None => panic!("no subcommand"),
+        }
+        assert!(
+            Cli::try_parse_from(["x", "api-key", "--client", "Bad_Name", "--scope", "read"])
+                .is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["x", "api-key", "--client", "a", "--scope", "admin"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["x", "api-key", "--scope", "write"]).is_err());
+        let cli = Cli::parse_from(["x", "--api-keys-file", "/keys", "--public-reads"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.config.api_keys_file, Some(PathBuf::from("/keys")));
+        assert!(cli.config.public_reads);
+        assert!(cli.config.validate().is_ok());
+        let config = Config::parse_from(["x", "--public-reads"]);
+        assert!(config.validate().is_err(), "public reads without keys");
     }
 
     #[test]

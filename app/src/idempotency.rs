@@ -5,21 +5,19 @@
 //! the count it answered) in the same atomic commit as the count; every later POST with that key,
 //! within the retention window, records nothing and answers the stored outcome again.
 
+//!
+//! Keys are per client: with API keys, a key is scoped to the client that sent it, so two
+//! clients choosing the same key make two transactions. Without authentication there is one
+//! shared scope.
+
 use std::{
+    borrow::Cow,
     fmt,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use poem_openapi::registry::MetaSchema;
+use crate::{auth::ClientName, route::Route};
 
-use crate::api::parameter::string_parameter;
-
-use crate::route::Route;
-
-/// The request header that carries the key.
-pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
-/// The answer header that marks a replayed outcome.
-pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
 /// Longest accepted key, in bytes.
 pub const MAX_KEY_LEN: usize = 255;
 /// The key rule, as published in the OpenAPI document.
@@ -28,9 +26,13 @@ pub const KEY_PATTERN: &str = "^[\\x21-\\x7E]{1,255}$";
 pub const KEY_RULE: &str = "an Idempotency-Key is 1 to 255 visible ASCII characters (0x21-0x7E, \
      no spaces), e.g. a UUID such as 8e03978e-40d5-43e8-bc93-6894a57f9324";
 
-/// A validated idempotency key, taken verbatim from the header.
+/// A validated idempotency key, taken verbatim from the header, in the scope of the client
+/// that sent it (or the shared scope). Equality and hashing include the scope.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IdempotencyKey(String);
+pub struct IdempotencyKey {
+    key: String,
+    scope: Option<ClientName>,
+}
 
 /// Why a header value is not a key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,41 +61,55 @@ impl IdempotencyKey {
         }
         // Visible ASCII is UTF-8.
         let text = std::str::from_utf8(raw).map_err(|_| KeyError::BadCharacter)?;
-        Ok(Self(text.to_owned()))
+        Ok(Self {
+            key: text.to_owned(),
+            scope: None,
+        })
     }
 
+    /// The same key in the scope of `client`: another client's identical key is another key.
+    pub fn scoped(self, client: &ClientName) -> Self {
+        Self {
+            key: self.key,
+            scope: Some(client.clone()),
+        }
+    }
+
+    /// The key as the client sent it (for messages).
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.key
+    }
+
+    /// The client whose key this is; `None` in the shared scope.
+    pub fn client(&self) -> Option<&ClientName> {
+        self.scope.as_ref()
+    }
+
+    /// What a store records the key under: the raw key in the shared scope (as before clients
+    /// existed, so records stored then keep working), `"<client> <key>"` in a client's scope.
+    /// Keys never contain a space (visible ASCII only), so the two never collide.
+    pub fn record_id(&self) -> Cow<'_, str> {
+        match &self.scope {
+            None => Cow::Borrowed(&self.key),
+            Some(client) => Cow::Owned(format!("{client} {}", self.key)),
+        }
     }
 }
 
 impl fmt::Display for IdempotencyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.key)
     }
 }
 
 impl fmt::Debug for IdempotencyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "IdempotencyKey({:?})", self.0)
+        match &self.scope {
+            None => write!(f, "IdempotencyKey({:?})", self.key),
+            Some(client) => write!(f, "IdempotencyKey({:?}, client {client})", self.key),
+        }
     }
 }
-
-string_parameter!(
-    IdempotencyKey,
-    schema: MetaSchema {
-        description: Some(
-            "A key of the client's choosing that identifies one transaction: 1 to 255 \
-             visible ASCII characters (0x21-0x7E), taken verbatim.",
-        ),
-        pattern: Some(KEY_PATTERN.to_owned()),
-        min_length: Some(1),
-        max_length: Some(MAX_KEY_LEN),
-        example: Some("8e03978e-40d5-43e8-bc93-6894a57f9324".into()),
-        ..MetaSchema::new("string")
-    },
-    parse: |value: &str| IdempotencyKey::parse(value.as_bytes()),
-);
 
 /// One keyed transaction, as handed to a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,6 +211,35 @@ mod tests {
         }
         assert!(!pattern.is_match(&"a".repeat(256)));
         assert!(!pattern.is_match(""));
+    }
+
+    #[test]
+    fn a_key_in_a_clients_scope_is_another_key_recorded_under_the_client() {
+        let alice = ClientName::parse("alice").expect("name");
+        let bob = ClientName::parse("bob").expect("name");
+        let shared = IdempotencyKey::parse(b"order-1").expect("key");
+        let of_alice = shared.clone().scoped(&alice);
+        let of_bob = shared.clone().scoped(&bob);
+        assert_ne!(shared, of_alice);
+        assert_ne!(of_alice, of_bob);
+        assert_eq!(
+            of_alice,
+            IdempotencyKey::parse(b"order-1")
+                .expect("key")
+                .scoped(&alice)
+        );
+        assert_eq!(shared.record_id(), "order-1");
+        assert!(matches!(shared.record_id(), Cow::Borrowed(_)));
+        assert_eq!(of_alice.record_id(), "alice order-1");
+        assert_eq!(of_alice.as_str(), "order-1");
+        assert_eq!(of_alice.client(), Some(&alice));
+        assert_eq!(of_alice.to_string(), "order-1");
+        assert_eq!(
+            format!("{of_alice:?}"),
+            "IdempotencyKey(\"order-1\", client alice)"
+        );
+        let set: std::collections::HashSet<_> = [shared, of_alice, of_bob].into_iter().collect();
+        assert_eq!(set.len(), 3);
     }
 
     #[test]

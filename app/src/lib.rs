@@ -3,10 +3,11 @@
 //! Layers, outermost first: [`connection`] (each accepted TCP connection: idle timeout, JSON
 //! bodies for requests the HTTP parser refuses) → [`api`] (HTTP, OpenAPI, JSON errors) →
 //! [`ledger`] (group commit) → [`store`] (where counts live). [`route`] owns what a valid route
-//! is. [`startup`] assembles the service for `main` and the tests alike; [`config`] and
+//! is; [`auth`] who a client is and what its key allows. [`startup`] assembles the service for `main` and the tests alike; [`config`] and
 //! [`telemetry`] serve it.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod idempotency;

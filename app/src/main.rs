@@ -1,15 +1,41 @@
 use std::process::ExitCode;
 
 use flight_counter::{
-    config::Config,
+    auth::{self, KeysFileError},
+    config::{ApiKeyArgs, Cli, Invocation},
     startup::{Application, shutdown_signal},
     telemetry,
 };
 use tracing_subscriber::EnvFilter;
 
+/// Exit status of a configuration error, as clap gives for a bad flag.
+const CONFIG_ERROR: u8 = 2;
+
+/// `flight-counter api-key`: the key on stdout, the keys file line on stderr, nothing else,
+/// so a script can keep each where it belongs.
+fn make_api_key(args: &ApiKeyArgs) -> ExitCode {
+    match auth::generate_key() {
+        Ok(key) => {
+            println!("{key}");
+            eprintln!(
+                "{} {} {}",
+                args.client,
+                args.scope.as_str(),
+                auth::digest_hex(&key)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("flight-counter: cannot read the operating system's random source: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let config = match Config::from_args() {
-        Ok(config) => config,
+    let config = match Cli::from_args() {
+        Ok(Invocation::Serve(config)) => *config,
+        Ok(Invocation::ApiKey(args)) => return make_api_key(&args),
         Err(err) => {
             use clap::error::ErrorKind;
             if matches!(
@@ -23,7 +49,7 @@ fn main() -> ExitCode {
             let rendered = err.to_string();
             let line = rendered.lines().next().unwrap_or("invalid configuration");
             eprintln!("flight-counter: {line}");
-            return ExitCode::from(2);
+            return ExitCode::from(CONFIG_ERROR);
         }
     };
     telemetry::logging::init(config.log_format, EnvFilter::new(&config.log_level));
@@ -56,6 +82,12 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A keys file that is missing or wrong at start is a configuration error.
+        Err(err) if err.downcast_ref::<KeysFileError>().is_some() => {
+            tracing::error!(error = %err, "invalid configuration");
+            eprintln!("flight-counter: {err}");
+            ExitCode::from(CONFIG_ERROR)
+        }
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "flight-counter failed");
             eprintln!("flight-counter: {err:#}");

@@ -9,10 +9,6 @@
 
 use std::fmt;
 
-use poem_openapi::registry::MetaSchema;
-
-use crate::api::parameter::string_parameter;
-
 /// The pattern that accepted input matches, published in the OpenAPI document. Validation does
 /// not run this regex: [`Route::parse`] is a hand-written scanner of the same grammar, which the
 /// property tests check against this pattern.
@@ -151,24 +147,6 @@ impl std::str::FromStr for Route {
         Route::parse(s)
     }
 }
-
-string_parameter!(
-    Route,
-    schema: MetaSchema {
-        description: Some(
-            "Flight designator: airline code (2 letters or digits, not both digits, or \
-             3 letters), flight number of 1 to 4 digits, optional letter suffix. Any case \
-             is accepted; answers use the canonical form (upper case, flight number padded \
-             to 4 digits).",
-        ),
-        pattern: Some(ROUTE_PATTERN.to_owned()),
-        min_length: Some(3),
-        max_length: Some(MAX_ROUTE_LEN),
-        example: Some("AR1133".into()),
-        ..MetaSchema::new("string")
-    },
-    parse: Route::parse,
-);
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@ use poem::{
 
 use crate::{
     api,
+    auth::{ApiKeys, AuthMode, KeysFileError},
     config::{Config, StoreKind},
     connection::ServiceAcceptor,
     ledger::Ledger,
@@ -35,7 +36,39 @@ pub struct Application {
     ledger: Arc<Ledger>,
     lifecycle: Arc<Lifecycle>,
     metrics: PrometheusHandle,
+    auth: AuthMode,
     config: Config,
+}
+
+/// Reads the API keys file, if one is configured. A missing or bad file at start is an error:
+/// it never turns authentication off.
+pub fn auth_mode(config: &Config) -> Result<AuthMode, KeysFileError> {
+    let Some(path) = &config.api_keys_file else {
+        tracing::warn!(
+            "authentication is off (no --api-keys-file): any client may record transactions \
+             and read counts"
+        );
+        return Ok(AuthMode::Off);
+    };
+    let keys = ApiKeys::load(path)?;
+    let (key_count, clients) = keys.counts();
+    tracing::info!(
+        path = %path.display(),
+        keys = key_count,
+        clients,
+        public_reads = config.public_reads,
+        "API keys loaded"
+    );
+    if key_count == 0 {
+        tracing::warn!(
+            path = %path.display(),
+            "the API keys file lists no key: every request to the transactions API is refused"
+        );
+    }
+    Ok(AuthMode::ApiKeys {
+        keys: Arc::new(keys),
+        public_reads: config.public_reads,
+    })
 }
 
 /// Opens the configured store.
@@ -53,14 +86,21 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
 }
 
 impl Application {
-    /// Opens the configured store and binds the listener.
+    /// Reads the API keys, opens the configured store and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Before the store: a configuration error must not open (and lock) it.
+        let auth = auth_mode(&config)?;
         let store = open_store(&config).await?;
-        Self::build_with_store(config, store).await
+        Self::assemble(config, store, auth).await
     }
 
     /// Binds the listener around a store the caller provides (tests use this to inject faults).
     pub async fn build_with_store(config: Config, store: SharedStore) -> anyhow::Result<Self> {
+        let auth = auth_mode(&config)?;
+        Self::assemble(config, store, auth).await
+    }
+
+    async fn assemble(config: Config, store: SharedStore, auth: AuthMode) -> anyhow::Result<Self> {
         let metrics = telemetry::metrics::install()?;
         telemetry::metrics::build_info(store.kind());
         let ledger = Ledger::start(store, config.ledger_settings());
@@ -80,6 +120,7 @@ impl Application {
             ledger,
             lifecycle,
             metrics,
+            auth,
             config,
         })
     }
@@ -106,6 +147,7 @@ impl Application {
             ledger,
             lifecycle,
             metrics,
+            auth,
             config,
         } = self;
 
@@ -139,6 +181,13 @@ impl Application {
                 }
             }
         });
+        // Keys rotate without a restart: the file is re-read while the service runs.
+        let key_watcher = match &auth {
+            AuthMode::ApiKeys { keys, .. } => {
+                tokio::spawn(Arc::clone(keys).watch(background_stopped.clone()))
+            }
+            AuthMode::Off => tokio::spawn(async {}),
+        };
         let sweeper = tokio::spawn({
             let ledger = Arc::clone(&ledger);
             let every = (config.idempotency_retention / 2)
@@ -168,6 +217,7 @@ impl Application {
             addr = %local_addr,
             store = ledger.store_kind(),
             group_commit = config.group_commit,
+            auth = auth.as_str(),
             "serving; Swagger UI at http://{local_addr}/"
         );
 
@@ -186,7 +236,7 @@ impl Application {
                 tokio::time::sleep(shutdown_delay).await;
             }
         };
-        let app = api::app(Arc::clone(&ledger), Arc::clone(&lifecycle), metrics);
+        let app = api::app(Arc::clone(&ledger), Arc::clone(&lifecycle), metrics, auth);
         let started_draining = tokio::time::Instant::now();
         Server::new_with_acceptor(ServiceAcceptor::new(acceptor, config.connection_timeouts()))
             .run_with_graceful_shutdown(app, signal, Some(drain_timeout))
@@ -204,7 +254,7 @@ impl Application {
             tracing::error!("the last commit did not finish within the drain timeout");
         }
         stop_background.send_replace(true);
-        for mut task in [prober, sweeper] {
+        for mut task in [prober, sweeper, key_watcher] {
             match tokio::time::timeout(BACKGROUND_STOP_WAIT, &mut task).await {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => tracing::error!(error = %err, "a background task ended abnormally"),

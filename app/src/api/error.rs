@@ -11,6 +11,8 @@ use poem::{
 };
 use poem_openapi::Object;
 
+use super::routes::{self, RouteEntry};
+
 /// Largest request body accepted. No operation takes a body; this only bounds what a client can
 /// make the server read.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -18,75 +20,105 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Seconds a client is asked to wait before retrying after a `503`.
 pub const RETRY_AFTER_SECONDS: u32 = 1;
 
+/// Every stable error code the service answers, in one place: a new code is a new variant.
+/// Serialised (and published in the OpenAPI document) in snake_case, e.g. `invalid_route`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum, serde::Serialize, serde::Deserialize,
+)]
+#[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidRoute,
+    InvalidIdempotencyKey,
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    PayloadTooLarge,
+    UriTooLong,
+    UnsupportedMediaType,
+    IdempotencyKeyReused,
+    RequestHeaderFieldsTooLarge,
+    MalformedRequest,
+    Internal,
+    Unavailable,
+    StoreUnavailable,
+    ShuttingDown,
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        serde_json::to_value(self).is_ok_and(|code| code == *other)
+    }
+}
+
 /// An error answer.
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
 pub struct ErrorBody {
     /// Stable, machine-readable code, e.g. `invalid_route`.
-    pub error: String,
+    pub error: ErrorCode,
     /// What was wrong and how to fix it.
     pub message: String,
 }
 
 impl ErrorBody {
-    pub fn new(error: &str, message: impl Into<String>) -> Self {
+    pub fn new(error: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            error: error.to_owned(),
+            error,
             message: message.into(),
         }
     }
 }
 
-/// The methods a path template answers, for the `Allow` header of a `405`.
-pub fn allowed_methods(template: &str) -> Option<&'static str> {
-    match template {
-        "/transactions/{route}" => Some("GET, POST"),
-        "unmatched" => None,
-        _ => Some("GET"),
-    }
-}
-
-/// Builds the JSON error answer for a status poem produced on its own.
-pub fn json_error(status: StatusCode, template: &'static str) -> Response {
+/// Builds the JSON error answer for a status poem produced on its own. `route` is the path's
+/// entry in the route table, if any (its methods make the `Allow` header of a `405`).
+pub fn json_error(status: StatusCode, route: Option<&RouteEntry>) -> Response {
+    let template = routes::template_of(route);
+    let allow = route.map(RouteEntry::allow);
     let body = match status {
         StatusCode::NOT_FOUND => ErrorBody::new(
-            "not_found",
+            ErrorCode::NotFound,
             "no such resource; the API is described at /openapi.json and explorable at /",
         ),
         StatusCode::METHOD_NOT_ALLOWED => ErrorBody::new(
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             format!(
                 "{template} does not accept this method; allowed: {}",
-                allowed_methods(template).unwrap_or("none")
+                allow.as_deref().unwrap_or("none")
             ),
         ),
         StatusCode::PAYLOAD_TOO_LARGE => ErrorBody::new(
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!(
                 "request bodies are limited to {MAX_BODY_BYTES} bytes; these operations take no body"
             ),
         ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorBody::new(
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "this operation does not accept that content type",
         ),
         StatusCode::BAD_REQUEST => ErrorBody::new(
-            "bad_request",
+            ErrorCode::BadRequest,
             "the request could not be parsed; check the path and headers against /openapi.json",
         ),
         StatusCode::SERVICE_UNAVAILABLE => ErrorBody::new(
-            "unavailable",
+            ErrorCode::Unavailable,
             "the service cannot answer right now; retry shortly",
         ),
         s if s.is_server_error() => ErrorBody::new(
-            "internal",
+            ErrorCode::Internal,
             "internal error; it has been logged, retry later",
         ),
+        // No other status is produced without an operation; should one appear, it is still a
+        // documented code, with the status's own reason in the message.
         s => ErrorBody::new(
-            &s.canonical_reason()
-                .unwrap_or("error")
-                .to_ascii_lowercase()
-                .replace([' ', '-'], "_"),
-            s.canonical_reason().unwrap_or("the request failed"),
+            ErrorCode::BadRequest,
+            format!(
+                "the request was refused ({}); check it against /openapi.json",
+                s.canonical_reason().unwrap_or("client error")
+            ),
         ),
     };
     let json = serde_json::to_vec(&body).unwrap_or_default();
@@ -95,9 +127,8 @@ pub fn json_error(status: StatusCode, template: &'static str) -> Response {
         .content_type("application/json; charset=utf-8")
         .body(json);
     if status == StatusCode::METHOD_NOT_ALLOWED {
-        if let Some(allow) = allowed_methods(template) {
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        if let Some(allow) = allow.and_then(|allow| HeaderValue::from_str(&allow).ok()) {
+            resp.headers_mut().insert(header::ALLOW, allow);
         }
     }
     if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -113,21 +144,21 @@ pub fn json_error(status: StatusCode, template: &'static str) -> Response {
 pub fn connection_error_body(status: StatusCode) -> ErrorBody {
     match status {
         StatusCode::REQUEST_TIMEOUT => ErrorBody::new(
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             "the request was not received in full within the server's request timeout; send it \
              again",
         ),
         StatusCode::URI_TOO_LONG => ErrorBody::new(
-            "uri_too_long",
+            ErrorCode::UriTooLong,
             "the request target is longer than the server reads; the request was not processed",
         ),
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ErrorBody::new(
-            "request_header_fields_too_large",
+            ErrorCode::RequestHeaderFieldsTooLarge,
             "the request's header section is larger than the server reads; the request was not \
              processed",
         ),
         _ => ErrorBody::new(
-            "malformed_request",
+            ErrorCode::MalformedRequest,
             "the request is not a valid HTTP request (for example, a control character in a \
              header value); it was not processed",
         ),
@@ -142,10 +173,10 @@ fn is_json(resp: &Response) -> bool {
 }
 
 /// Rewrites a non-JSON error answer (one poem produced on its own) into the JSON error shape.
-pub fn into_json_error(resp: Response, template: &'static str) -> Response {
+pub fn into_json_error(resp: Response, route: Option<&RouteEntry>) -> Response {
     let status = resp.status();
     if (status.is_client_error() || status.is_server_error()) && !is_json(&resp) {
-        return json_error(status, template);
+        return json_error(status, route);
     }
     resp
 }
@@ -165,5 +196,44 @@ pub fn check_body_size(req: &Request) -> Result<(), StatusCode> {
         Some(n) if n <= MAX_BODY_BYTES as u64 => Ok(()),
         Some(_) => Err(StatusCode::PAYLOAD_TOO_LARGE),
         None => Err(StatusCode::BAD_REQUEST),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The codes clients match on never change spelling; the document publishes the same ones.
+    #[test]
+    fn error_codes_serialise_to_their_stable_snake_case_names() {
+        use poem_openapi::types::ToJSON as _;
+        let cases = [
+            (ErrorCode::InvalidRoute, "invalid_route"),
+            (ErrorCode::InvalidIdempotencyKey, "invalid_idempotency_key"),
+            (ErrorCode::BadRequest, "bad_request"),
+            (ErrorCode::Unauthorized, "unauthorized"),
+            (ErrorCode::Forbidden, "forbidden"),
+            (ErrorCode::NotFound, "not_found"),
+            (ErrorCode::MethodNotAllowed, "method_not_allowed"),
+            (ErrorCode::RequestTimeout, "request_timeout"),
+            (ErrorCode::PayloadTooLarge, "payload_too_large"),
+            (ErrorCode::UriTooLong, "uri_too_long"),
+            (ErrorCode::UnsupportedMediaType, "unsupported_media_type"),
+            (ErrorCode::IdempotencyKeyReused, "idempotency_key_reused"),
+            (
+                ErrorCode::RequestHeaderFieldsTooLarge,
+                "request_header_fields_too_large",
+            ),
+            (ErrorCode::MalformedRequest, "malformed_request"),
+            (ErrorCode::Internal, "internal"),
+            (ErrorCode::Unavailable, "unavailable"),
+            (ErrorCode::StoreUnavailable, "store_unavailable"),
+            (ErrorCode::ShuttingDown, "shutting_down"),
+        ];
+        for (code, name) in cases {
+            assert_eq!(serde_json::to_value(code).expect("json"), name);
+            assert_eq!(code.to_json(), Some(serde_json::Value::from(name)));
+            assert_eq!(code, name);
+        }
     }
 }

@@ -1,10 +1,12 @@
 //! The HTTP surface: the OpenAPI operations, Swagger UI, the OpenAPI document and `/metrics`,
 //! assembled into one endpoint with the JSON error shape and request telemetry around it.
 
+pub mod auth;
 pub mod error;
 mod json;
 pub mod operations;
-pub(crate) mod parameter;
+pub mod parameter;
+pub mod routes;
 pub mod transactions;
 
 use std::{panic::AssertUnwindSafe, sync::Arc};
@@ -15,11 +17,17 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use poem::{
     Endpoint, IntoEndpoint, Request, Response,
     endpoint::BoxEndpoint,
-    http::{Method, StatusCode, header},
+    http::{StatusCode, header},
 };
 use poem_openapi::{OpenApiService, Tags};
 
-use crate::{ledger::Ledger, lifecycle::Lifecycle, telemetry::request::RequestTelemetry};
+use self::{
+    auth::Caller,
+    routes::{Handler, RouteEntry},
+};
+use crate::{
+    auth::AuthMode, ledger::Ledger, lifecycle::Lifecycle, telemetry::request::RequestTelemetry,
+};
 
 #[derive(Tags)]
 pub enum ApiTags {
@@ -32,19 +40,25 @@ pub enum ApiTags {
 pub type Apis = (transactions::TransactionsApi, operations::OperationsApi);
 
 /// The OpenAPI service, with its document metadata.
-pub fn openapi(ledger: Arc<Ledger>, lifecycle: Arc<Lifecycle>) -> OpenApiService<Apis, ()> {
+pub fn openapi(
+    ledger: Arc<Ledger>,
+    lifecycle: Arc<Lifecycle>,
+    auth: &AuthMode,
+) -> OpenApiService<Apis, ()> {
     let store_kind = ledger.store_kind();
     OpenApiService::new(
         (
             transactions::TransactionsApi::new(ledger),
-            operations::OperationsApi::new(lifecycle, store_kind),
+            operations::OperationsApi::new(lifecycle, store_kind, auth.as_str()),
         ),
         "Flight transaction counter",
         env!("CARGO_PKG_VERSION"),
     )
     .description(
         "Counts confirmed booking transactions per flight route. Reservation systems POST once \
-         per confirmed transaction; dashboards GET the count. Every error is JSON: \
+         per confirmed transaction; dashboards GET the count. When the service runs with API \
+         keys, the transactions API needs `Authorization: Bearer <key>`: a `write` key to \
+         record, a `read` or `write` key to read (use \"Authorize\"). Every error is JSON: \
          `{\"error\": \"<stable_code>\", \"message\": \"...\"}`.",
     )
 }
@@ -54,10 +68,13 @@ pub fn openapi(ledger: Arc<Ledger>, lifecycle: Arc<Lifecycle>) -> OpenApiService
 /// One hand-written endpoint in front of the OpenAPI service instead of a router plus a stack of
 /// middleware: every layer of poem's router and middleware moves the request into a future of
 /// its own, and on a request that does little else those copies were a large share of the CPU.
-/// It serves the three fixed documents itself, hands everything else to the OpenAPI service,
-/// and wraps every answer the same way: body-size limit, JSON errors, panic guard, telemetry.
+/// It looks the path up in the route table once, authenticates the request against the access
+/// the table gives it, serves the three fixed documents itself, hands everything else to the
+/// OpenAPI service, and wraps every answer the same way: body-size limit, JSON errors, panic
+/// guard, telemetry.
 pub struct ServiceEndpoint {
     api: BoxEndpoint<'static>,
+    auth: AuthMode,
     swagger_ui: Bytes,
     spec: Bytes,
     metrics: PrometheusHandle,
@@ -68,13 +85,15 @@ pub fn app(
     ledger: Arc<Ledger>,
     lifecycle: Arc<Lifecycle>,
     metrics: PrometheusHandle,
+    auth: AuthMode,
 ) -> ServiceEndpoint {
-    let service = openapi(ledger, lifecycle);
+    let service = openapi(ledger, lifecycle, &auth);
     // Rendered once; `Bytes` clones are reference counted, so serving them copies nothing.
     let spec = Bytes::from(service.spec());
     let swagger_ui = Bytes::from(service.swagger_ui_html());
     ServiceEndpoint {
         api: service.into_endpoint(),
+        auth,
         swagger_ui,
         spec,
         metrics,
@@ -89,37 +108,41 @@ fn document(content_type: &'static str, body: Bytes) -> Response {
 }
 
 impl ServiceEndpoint {
-    async fn route(&self, req: Request, template: &'static str) -> Response {
-        if let Err(status) = error::check_body_size(&req) {
-            return error::json_error(status, template);
+    /// Answers a request; `caller` is set to who made it, once known.
+    async fn route(
+        &self,
+        mut req: Request,
+        entry: Option<&'static RouteEntry>,
+        caller: &mut Caller,
+    ) -> Response {
+        let Some(access) = routes::access_for(entry, req.method()) else {
+            return error::json_error(StatusCode::METHOD_NOT_ALLOWED, entry);
+        };
+        match auth::check(&self.auth, &mut req, access) {
+            Ok(known) => *caller = known,
+            Err(refusal) => return refusal.response(),
         }
-        let fixed = match req.uri().path() {
-            "/" => Some(document(
-                "text/html; charset=utf-8",
-                self.swagger_ui.clone(),
-            )),
-            "/openapi.json" => Some(document(json::JSON_CONTENT_TYPE, self.spec.clone())),
-            "/metrics" => Some(document(
+        if let Err(status) = error::check_body_size(&req) {
+            return error::json_error(status, entry);
+        }
+        match entry.map(|entry| entry.handler) {
+            Some(Handler::SwaggerUi) => {
+                document("text/html; charset=utf-8", self.swagger_ui.clone())
+            }
+            Some(Handler::OpenApiDocument) => document(json::JSON_CONTENT_TYPE, self.spec.clone()),
+            Some(Handler::Metrics) => document(
                 "text/plain; version=0.0.4; charset=utf-8",
                 Bytes::from(self.metrics.render()),
-            )),
-            _ => None,
-        };
-        if let Some(resp) = fixed {
-            return if req.method() == Method::GET || req.method() == Method::HEAD {
-                resp
-            } else {
-                error::json_error(StatusCode::METHOD_NOT_ALLOWED, template)
-            };
-        }
-        match self.api.call(req).await {
-            Ok(resp) => error::into_json_error(resp, template),
-            Err(err) => {
-                if err.status().is_server_error() {
-                    tracing::error!(error = %err, "request failed");
+            ),
+            Some(Handler::Operation) | None => match self.api.call(req).await {
+                Ok(resp) => error::into_json_error(resp, entry),
+                Err(err) => {
+                    if err.status().is_server_error() {
+                        tracing::error!(error = %err, "request failed");
+                    }
+                    error::into_json_error(err.into_response(), entry)
                 }
-                error::into_json_error(err.into_response(), template)
-            }
+            },
         }
     }
 }
@@ -128,19 +151,20 @@ impl Endpoint for ServiceEndpoint {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        let telemetry = RequestTelemetry::start(req.method(), req.uri().path());
-        let template = telemetry.template();
-        let resp = match AssertUnwindSafe(self.route(req, template))
+        let entry = routes::find(req.uri().path());
+        let telemetry = RequestTelemetry::start(req.method(), routes::template_of(entry));
+        let mut caller = Caller::default();
+        let resp = match AssertUnwindSafe(self.route(req, entry, &mut caller))
             .catch_unwind()
             .await
         {
             Ok(resp) => resp,
             Err(_) => {
-                tracing::error!(path = template, "request handler panicked");
-                error::json_error(StatusCode::INTERNAL_SERVER_ERROR, template)
+                tracing::error!(path = telemetry.template(), "request handler panicked");
+                error::json_error(StatusCode::INTERNAL_SERVER_ERROR, entry)
             }
         };
-        telemetry.finish(resp.status().as_u16());
+        telemetry.finish(resp.status().as_u16(), caller.label());
         Ok(resp)
     }
 }

@@ -22,6 +22,9 @@ pub struct Version {
     pub version: String,
     /// The store this instance counts in.
     pub store: String,
+    /// `api-keys` when the transactions API needs an API key, `off` when any client may
+    /// read and write.
+    pub auth: String,
 }
 
 #[derive(ApiResponse)]
@@ -37,13 +40,19 @@ pub enum ReadyResponse {
 pub struct OperationsApi {
     lifecycle: Arc<Lifecycle>,
     store_kind: &'static str,
+    auth_mode: &'static str,
 }
 
 impl OperationsApi {
-    pub fn new(lifecycle: Arc<Lifecycle>, store_kind: &'static str) -> Self {
+    pub fn new(
+        lifecycle: Arc<Lifecycle>,
+        store_kind: &'static str,
+        auth_mode: &'static str,
+    ) -> Self {
         Self {
             lifecycle,
             store_kind,
+            auth_mode,
         }
     }
 }
@@ -72,13 +81,14 @@ impl OperationsApi {
         }
     }
 
-    /// Name, version and store of this instance.
+    /// Name, version, store and authentication mode of this instance.
     #[oai(path = "/version", method = "get", operation_id = "version")]
     async fn version(&self) -> Json<Version> {
         Json(Version {
             name: env!("CARGO_PKG_NAME").into(),
             version: env!("CARGO_PKG_VERSION").into(),
             store: self.store_kind.into(),
+            auth: self.auth_mode.into(),
         })
     }
 }

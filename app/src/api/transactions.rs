@@ -2,19 +2,17 @@
 
 use std::sync::Arc;
 
-use poem_openapi::{
-    ApiResponse, Object, OpenApi,
-    param::{Header, Path},
-    types::Example,
-};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, types::Example};
 
 use super::{
     ApiTags,
-    error::{ErrorBody, RETRY_AFTER_SECONDS},
+    auth::Caller,
+    error::{ErrorBody, ErrorCode, RETRY_AFTER_SECONDS},
     json::JsonBody as Json,
+    parameter::IdempotencyKeyHeader,
 };
 use crate::{
-    idempotency::{IDEMPOTENCY_KEY_HEADER, IdempotencyKey, KeyError},
+    idempotency::KeyError,
     ledger::{Ledger, LedgerError},
     route::Route,
     store::StoreError,
@@ -49,6 +47,17 @@ pub enum CountResponse {
     /// The route is not a valid flight designator (`invalid_route`).
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// No API key, a malformed `Authorization` header, or a key that is not valid
+    /// (`unauthorized`); only when the service runs with API keys, and reads are not public.
+    /// Produced before the operation runs.
+    #[oai(status = 401)]
+    #[allow(dead_code)]
+    Unauthorized(
+        Json<ErrorBody>,
+        /// Always `Bearer`.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
     /// The request body is larger than the service accepts (`payload_too_large`); no operation
     /// takes a body. Produced before the operation runs.
     #[oai(status = 413)]
@@ -87,6 +96,22 @@ pub enum RecordResponse {
     /// is not 1 to 255 visible ASCII characters (`invalid_idempotency_key`).
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// No API key, a malformed `Authorization` header, or a key that is not valid
+    /// (`unauthorized`); only when the service runs with API keys. Nothing was recorded.
+    /// Produced before the operation runs.
+    #[oai(status = 401)]
+    #[allow(dead_code)]
+    Unauthorized(
+        Json<ErrorBody>,
+        /// Always `Bearer`.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
+    /// The API key has the `read` scope; recording needs a `write` key (`forbidden`).
+    /// Nothing was recorded. Produced before the operation runs.
+    #[oai(status = 403)]
+    #[allow(dead_code)]
+    Forbidden(Json<ErrorBody>),
     /// The request body is larger than the service accepts (`payload_too_large`); no operation
     /// takes a body. Produced before the operation runs.
     #[oai(status = 413)]
@@ -111,68 +136,32 @@ pub enum RecordResponse {
     ),
 }
 
-fn parse_failure(err: &poem::Error) -> (Option<&'static str>, String) {
-    use poem_openapi::error::{ParseParamError, ParsePathError};
-    if let Some(path) = err.downcast_ref::<ParsePathError>() {
-        (None, path.reason.clone())
-    } else if let Some(param) = err.downcast_ref::<ParseParamError>() {
-        (Some(param.name), param.reason.clone())
-    } else {
-        (None, err.to_string())
-    }
-}
-
-fn invalid_route(reason: &str) -> ErrorBody {
+fn invalid_route(err: &poem::Error) -> ErrorBody {
+    let reason = match err.downcast_ref::<poem_openapi::error::ParsePathError>() {
+        Some(path) => path.reason.clone(),
+        None => err.to_string(),
+    };
     // poem-openapi prefixes the type name; the route's own reason is what helps the caller.
     let message = format!(
         "invalid route: {}",
         reason.trim_start_matches("failed to parse \"Route\": ")
     );
-    ErrorBody::new("invalid_route", message)
+    ErrorBody::new(ErrorCode::InvalidRoute, message)
 }
 
 fn invalid_key(err: &KeyError) -> ErrorBody {
-    ErrorBody::new("invalid_idempotency_key", err.to_string())
+    ErrorBody::new(ErrorCode::InvalidIdempotencyKey, err.to_string())
 }
 
 /// Turns a path-parameter parse failure into the documented `400`.
 fn bad_request(err: poem::Error) -> CountResponse {
-    let (_, reason) = parse_failure(&err);
-    CountResponse::BadRequest(Json(invalid_route(&reason)))
+    CountResponse::BadRequest(Json(invalid_route(&err)))
 }
 
-/// Turns a parameter parse failure of a POST into the documented `400`.
+/// Turns a path-parameter parse failure of a POST into the documented `400`. (The
+/// `Idempotency-Key` never fails extraction: the operation answers for it.)
 fn record_bad_request(err: poem::Error) -> RecordResponse {
-    let body = match parse_failure(&err) {
-        (Some(IDEMPOTENCY_KEY_HEADER), reason) => ErrorBody::new(
-            "invalid_idempotency_key",
-            reason
-                .trim_start_matches("failed to parse \"IdempotencyKey\": ")
-                .to_owned(),
-        ),
-        (_, reason) => invalid_route(&reason),
-    };
-    RecordResponse::BadRequest(Json(body))
-}
-
-/// The `Idempotency-Key` of a request. poem-openapi parses the first header value that is
-/// UTF-8 and skips the others, so the raw headers are checked too: a value that is not UTF-8
-/// must be refused, not taken for a missing key, and two keys on one request are ambiguous.
-fn idempotency_key(
-    req: &poem::Request,
-    parsed: Option<IdempotencyKey>,
-) -> Result<Option<IdempotencyKey>, KeyError> {
-    let mut values = req.headers().get_all(IDEMPOTENCY_KEY_HEADER).iter();
-    let Some(first) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(KeyError::Repeated);
-    }
-    match parsed {
-        Some(key) => Ok(Some(key)),
-        None => IdempotencyKey::parse(first.as_bytes()).map(Some),
-    }
+    RecordResponse::BadRequest(Json(invalid_route(&err)))
 }
 
 /// How a transaction that could not be recorded (or a count that could not be read) is
@@ -188,18 +177,18 @@ impl Failure {
             LedgerError::Store(StoreError::Overflow(_)) => {
                 tracing::error!(%route, "count overflow");
                 Failure::Internal(ErrorBody::new(
-                    "internal",
+                    ErrorCode::Internal,
                     "internal error; it has been logged",
                 ))
             }
             LedgerError::Store(StoreError::Unavailable(_)) | LedgerError::TimedOut(_) => {
                 Failure::Unavailable(ErrorBody::new(
-                    "store_unavailable",
+                    ErrorCode::StoreUnavailable,
                     "the count store cannot commit right now; retry after the Retry-After delay",
                 ))
             }
             LedgerError::ShuttingDown => Failure::Unavailable(ErrorBody::new(
-                "shutting_down",
+                ErrorCode::ShuttingDown,
                 "this instance is shutting down; retry, another instance will answer",
             )),
         }
@@ -263,7 +252,7 @@ impl TransactionsApi {
     )]
     async fn record(
         &self,
-        req: &poem::Request,
+        caller: Caller,
         /// Flight route, e.g. `AR1133` (any case; `ar1` means `AR0001`).
         #[oai(name = "route")]
         route: Path<Route>,
@@ -272,11 +261,15 @@ impl TransactionsApi {
         /// the first POST's count and count nothing. 1 to 255 visible ASCII characters, taken
         /// verbatim. Reusing a key on another route is refused with `422`.
         #[oai(name = "Idempotency-Key")]
-        idempotency_key_header: Header<Option<IdempotencyKey>>,
+        idempotency_key: IdempotencyKeyHeader,
     ) -> RecordResponse {
         let route = route.0;
-        let key = match idempotency_key(req, idempotency_key_header.0) {
-            Ok(Some(key)) => key,
+        let key = match idempotency_key.0 {
+            // Each client has its own keys: the same key from two clients is two transactions.
+            Ok(Some(key)) => match caller.client() {
+                Some(client) => key.scoped(client),
+                None => key,
+            },
             Ok(None) => {
                 return match self.ledger.record(route).await {
                     Ok(count) => RecordResponse::Ok(
@@ -295,7 +288,7 @@ impl TransactionsApi {
             Ok(outcome) if outcome.route != route => {
                 m::idempotency_conflict();
                 RecordResponse::KeyReused(Json(ErrorBody::new(
-                    "idempotency_key_reused",
+                    ErrorCode::IdempotencyKeyReused,
                     format!(
                         "this Idempotency-Key was first used for route {}, not {route}; a key \
                          identifies one transaction on one route: use a new key for a new \
@@ -330,6 +323,7 @@ impl TransactionsApi {
     )]
     async fn get(
         &self,
+        _caller: Caller,
         /// Flight route, e.g. `AR1133` (any case; `ar1` means `AR0001`).
         #[oai(name = "route")]
         route: Path<Route>,

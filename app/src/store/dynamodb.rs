@@ -581,7 +581,7 @@ impl Store for DynamoStore {
     }
 
     async fn apply_keyed(&self, keyed: &KeyedIncrement) -> Result<KeyedOutcome, StoreError> {
-        let record = format!("{KEY_RECORD_PREFIX}{}", keyed.key);
+        let record = format!("{KEY_RECORD_PREFIX}{}", keyed.key.record_id());
         let lock = {
             use std::hash::{BuildHasher, BuildHasherDefault};
             let hash = BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(keyed.route);

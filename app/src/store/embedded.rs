@@ -117,7 +117,7 @@ fn record_keys(
     // Each route's running total in this batch, read from the table once.
     let mut totals: rustc_hash::FxHashMap<Route, u64> = rustc_hash::FxHashMap::default();
     for k in keyed {
-        let key = k.key.as_str();
+        let key: &str = &k.key.record_id();
         // Reads see this transaction's own writes: a key twice in one batch is counted once.
         let stored = keys.get(key).map_err(unavailable)?.map(|guard| {
             let (route, count, expires_at) = guard.value();

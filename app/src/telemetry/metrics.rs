@@ -20,6 +20,10 @@ pub const IDEMPOTENCY_CONFLICTS: &str = "flight_counter_idempotency_conflicts_to
 pub const IDEMPOTENCY_KEYS_SWEPT: &str = "flight_counter_idempotency_keys_swept_total";
 pub const MALFORMED_REQUESTS: &str = "flight_counter_http_malformed_requests_total";
 pub const CONNECTION_TIMEOUTS: &str = "flight_counter_http_connection_timeouts_total";
+pub const AUTH_FAILURES: &str = "flight_counter_auth_failures_total";
+
+/// The reasons a request is refused by authentication: the `reason` label of [`AUTH_FAILURES`].
+pub const AUTH_FAILURE_REASONS: [&str; 4] = ["missing", "malformed", "unknown", "forbidden"];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -57,13 +61,21 @@ fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         HTTP_REQUESTS,
-        "HTTP requests answered, by method, route template and status"
+        "HTTP requests answered, by method, route template, status and client"
     );
     describe_histogram!(
         HTTP_DURATION,
         Unit::Seconds,
-        "HTTP request latency, by method, route template and status"
+        "HTTP request latency, by method, route template, status and client"
     );
+    describe_counter!(
+        AUTH_FAILURES,
+        "Requests refused by authentication, by reason (missing, malformed, unknown, forbidden)"
+    );
+    // Every reason from the start, so that a rate over them is defined before the first refusal.
+    for reason in AUTH_FAILURE_REASONS {
+        counter!(AUTH_FAILURES, "reason" => reason).absolute(0);
+    }
     describe_counter!(TRANSACTIONS_RECORDED, "Transactions durably recorded");
     describe_counter!(COMMITS, "Store commits, by outcome");
     describe_histogram!(COMMIT_DURATION, Unit::Seconds, "Time a store commit took");
@@ -139,28 +151,48 @@ pub fn commit_finished(elapsed: Duration, transactions: u64, recorded: u64, ok: 
 
 /// Records one answered HTTP request. Handles are cached per thread: looking a labelled metric
 /// up in the registry hashes its labels, which costs more than the rest of a hot request.
-pub fn request_finished(method: &'static str, path: &'static str, status: u16, elapsed: Duration) {
+/// `client` is a name from the keys file or `anonymous`, a set the keys file bounds.
+pub fn request_finished(
+    method: &'static str,
+    path: &'static str,
+    status: u16,
+    client: &str,
+    elapsed: Duration,
+) {
     type Key = (&'static str, &'static str, u16);
+    type ByClient = FxHashMap<Box<str>, (Counter, Histogram)>;
     thread_local! {
-        static HANDLES: RefCell<FxHashMap<Key, (Counter, Histogram)>> =
-            RefCell::new(FxHashMap::default());
+        static HANDLES: RefCell<FxHashMap<Key, ByClient>> = RefCell::new(FxHashMap::default());
     }
     HANDLES.with(|cache| {
         let mut cache = cache.borrow_mut();
-        let (count, duration) = cache.entry((method, path, status)).or_insert_with(|| {
+        let by_client = cache.entry((method, path, status)).or_default();
+        // Looked up by `&str`: the common case allocates nothing.
+        if !by_client.contains_key(client) {
             let labels = [
                 ("method", method.to_owned()),
                 ("path", path.to_owned()),
                 ("status", status.to_string()),
+                ("client", client.to_owned()),
             ];
-            (
-                counter!(HTTP_REQUESTS, &labels),
-                histogram!(HTTP_DURATION, &labels),
-            )
-        });
-        count.increment(1);
-        duration.record(elapsed);
+            by_client.insert(
+                client.into(),
+                (
+                    counter!(HTTP_REQUESTS, &labels),
+                    histogram!(HTTP_DURATION, &labels),
+                ),
+            );
+        }
+        if let Some((count, duration)) = by_client.get(client) {
+            count.increment(1);
+            duration.record(elapsed);
+        }
     });
+}
+
+/// A request refused by authentication, for one of [`AUTH_FAILURE_REASONS`].
+pub fn auth_failure(reason: &'static str) {
+    counter!(AUTH_FAILURES, "reason" => reason).increment(1);
 }
 
 /// Records one attempt of a DynamoDB call.

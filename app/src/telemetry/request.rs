@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use poem::http::Method;
 
-use super::{metrics, path_template};
+use super::metrics;
 
 /// Started when a request arrives; finished with the status of its answer.
 pub struct RequestTelemetry {
@@ -27,11 +27,12 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 impl RequestTelemetry {
-    pub fn start(method: &Method, path: &str) -> Self {
+    /// `template` is the request's route template (never the raw path).
+    pub fn start(method: &Method, template: &'static str) -> Self {
         Self {
             started: Instant::now(),
             method: method_label(method),
-            path: path_template(path),
+            path: template,
         }
     }
 
@@ -40,13 +41,15 @@ impl RequestTelemetry {
         self.path
     }
 
-    pub fn finish(self, status: u16) {
+    /// `client` is the caller's name from the keys file, or `anonymous`.
+    pub fn finish(self, status: u16, client: &str) {
         let elapsed = self.started.elapsed();
-        metrics::request_finished(self.method, self.path, status, elapsed);
+        metrics::request_finished(self.method, self.path, status, client, elapsed);
         tracing::info!(
             method = self.method,
             path = self.path,
             status,
+            client,
             latency_us = elapsed.as_micros() as u64,
             "request"
         );

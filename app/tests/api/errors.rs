@@ -396,17 +396,17 @@ async fn metrics_count_requests_by_template_and_transactions() {
     // Tests in this binary share one metrics registry, so assert lower bounds.
     assert!(
         value(
-            "flight_counter_http_requests_total{method=\"POST\",path=\"/transactions/{route}\",status=\"200\"}"
+            "flight_counter_http_requests_total{method=\"POST\",path=\"/transactions/{route}\",status=\"200\",client=\"anonymous\"}"
         ) >= 3.0
     );
     assert!(
         value(
-            "flight_counter_http_requests_total{method=\"GET\",path=\"/transactions/{route}\",status=\"400\"}"
+            "flight_counter_http_requests_total{method=\"GET\",path=\"/transactions/{route}\",status=\"400\",client=\"anonymous\"}"
         ) >= 1.0
     );
     assert!(
         value(
-            "flight_counter_http_requests_total{method=\"GET\",path=\"unmatched\",status=\"404\"}"
+            "flight_counter_http_requests_total{method=\"GET\",path=\"unmatched\",status=\"404\",client=\"anonymous\"}"
         ) >= 1.0
     );
     assert!(value("flight_counter_transactions_recorded_total") >= 3.0);
