@@ -1,5 +1,6 @@
 //! Black-box tests of the service over HTTP, on a random loopback port.
 
+mod auth;
 mod dynamodb;
 mod emulators;
 mod errors;
