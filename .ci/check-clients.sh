@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Checks flight-counter with real clients, on loopback only:
 #   - swagger-ui: a headless Chromium (Debian's chromium, driven by playwright-core) uses the
-#     Swagger UI at / to POST and GET a route and reads the counts the page renders;
+#     Swagger UI at / with API keys on: a GET without a key shows the 401, then "Authorize"
+#     with a write key, POST and GET a route, and read the counts the page renders;
 #   - openapi-spec: the served /openapi.json is a valid OpenAPI 3 document
 #     (openapi-spec-validator) and passes a small Spectral ruleset (.ci/clients/spectral.yaml);
 #   - schemathesis: every documented operation fuzzed with all checks, with valid and with
-#     schema-breaking inputs, bounded in examples and time;
+#     schema-breaking inputs, bounded in examples and time, with a write API key;
 #   - promtool / prometheus: `promtool check metrics` accepts /metrics, and a real Prometheus
 #     scrapes the service and answers a PromQL query on the request counter;
 #   - crash-sigkill / crash-sigterm: keyed POSTs under load while the embedded-store service
 #     is killed; no acknowledged transaction or key is lost;
-#   - hostile: hostile paths, headers and slow connections; no crash, no unexpected 5xx,
-#     every error in the JSON shape, slow clients cut off with a 408, bounded memory.
+#   - hostile: hostile paths, headers and slow connections, forged, overlong and non-ASCII
+#     Authorization headers; no crash, no unexpected 5xx, every error in the JSON shape, every
+#     bad key a 401, slow clients cut off with a 408, bounded memory.
+# The service runs with an API keys file made by its own `api-key` subcommand, except for the
+# metrics checks (which count anonymous requests).
 #
 #   bash .ci/check-clients.sh
 #
@@ -163,7 +167,7 @@ stop_service() {
 
 check_swagger_ui() {
   mkdir -p "$ARTIFACTS"
-  CLIENTS_NODE_MODULES="$TOOLS/node_modules" timeout 120 node "$CLIENTS/swagger-ui.mjs" "$BASE" "ua2024" "$ARTIFACTS"
+  CLIENTS_NODE_MODULES="$TOOLS/node_modules" timeout 120 node "$CLIENTS/swagger-ui.mjs" "$BASE" "ua2024" "$ARTIFACTS" "$WRITE_KEY"
 }
 
 check_openapi_spec() {
@@ -177,7 +181,7 @@ check_schemathesis() {
   # Every check, on valid inputs and on inputs that break the schema (negative mode), a bounded
   # number of examples per operation, bounded in time as a whole.
   (cd "$WORK" && timeout 600 "$VENV/bin/st" run "$BASE/openapi.json" \
-    --checks all --data-generation-method all --hypothesis-max-examples 200 --hypothesis-deadline None \
+    -H "Authorization: Bearer $WRITE_KEY" --checks all --data-generation-method all --hypothesis-max-examples 200 --hypothesis-deadline None \
     --hypothesis-database none --hypothesis-seed 20261121 --request-timeout 10000 \
     --no-color --show-trace)
 }
@@ -230,7 +234,7 @@ check_crash() {
 }
 
 check_hostile() {
-  timeout 300 "$VENV/bin/python" "$CLIENTS/hostile.py" 127.0.0.1 "$PORT" "$SERVICE_PID" 256 3
+  timeout 300 "$VENV/bin/python" "$CLIENTS/hostile.py" 127.0.0.1 "$PORT" "$SERVICE_PID" 256 3 "$WRITE_KEY"
 }
 
 # ---------------------------------------------------------------------------
@@ -240,12 +244,17 @@ if ! setup >"$WORK/setup.log" 2>&1; then
 fi
 log "PASS  setup ($((SECONDS - started))s)"
 
-start_service --store memory
+# API keys made the way an operator makes them: the key on stdout, the file's line on stderr.
+KEYS_FILE="$WORK/api-keys"
+WRITE_KEY="$("$BIN" api-key --client ci-writer --scope write 2>>"$KEYS_FILE")"
+"$BIN" api-key --client ci-reader --scope read >/dev/null 2>>"$KEYS_FILE"
+
+start_service --store memory --api-keys-file "$KEYS_FILE"
 run swagger-ui check_swagger_ui
 run openapi-spec check_openapi_spec
 stop_service
 
-start_service --store memory
+start_service --store memory --api-keys-file "$KEYS_FILE"
 run schemathesis check_schemathesis
 stop_service
 
@@ -258,7 +267,8 @@ run crash-safety check_crash
 
 mkdir -p "$WORK/hostile-data"
 # A short request timeout, so that the slow clients are cut off within the check.
-start_service --store embedded --data-dir "$WORK/hostile-data" --request-timeout 3s --commit-timeout 2s
+start_service --store embedded --data-dir "$WORK/hostile-data" --request-timeout 3s --commit-timeout 2s \
+  --api-keys-file "$KEYS_FILE"
 run hostile check_hostile
 stop_service
 

@@ -3,7 +3,9 @@
 #
 #   (a) embedded store, group commit on           POST, one hot route and many routes
 #                                                 keyless, and with a unique Idempotency-Key
-#                                                 on every request (each a new transaction)
+#                                                 on every request (each a new transaction);
+#                                                 and the hot route with a write API key
+#                                                 (the service started with a keys file)
 #   (b) embedded store, group commit off          POST, one durable commit per request
 #   (c) GET /version through the same poem-openapi stack: the service's own HTTP ceiling
 #   (n) nginx, one worker, `return 200` with the same JSON: the machine's HTTP ceiling
@@ -75,14 +77,20 @@ K_PORT=$(free_port)
 start_service "$K_PORT" --store embedded --data-dir "$BENCH_DIR/k"
 B_PORT=$(free_port)
 start_service "$B_PORT" --store embedded --data-dir "$BENCH_DIR/b" --group-commit false
+# Authenticated POSTs: the same setup as (a), with a keys file and a key made by the binary.
+API_KEY=$(./target/release/flight-counter api-key --client bench --scope write 2>>"$BENCH_DIR/api-keys")
+export API_KEY
+S_PORT=$(free_port)
+start_service "$S_PORT" --store embedded --data-dir "$BENCH_DIR/s" --api-keys-file "$BENCH_DIR/api-keys"
 
-RUNS=("a hot, group commit" "a many, group commit" "a hot, keyed" "a many, keyed"
+RUNS=("a hot, group commit" "a hot, authenticated" "a many, group commit" "a hot, keyed" "a many, keyed"
       "b hot, commit per POST" "b many, commit per POST" "c GET /version" "n nginx")
 for CONNECTIONS in $CONNECTION_COUNTS; do
   echo "wrk: 1 thread, $CONNECTIONS connections, $DURATION per run; service: $WORKERS runtime thread(s)" >&2
   record "n nginx @$CONNECTIONS" "$(load "http://127.0.0.1:$NGINX_PORT/transactions/AR1133")"
   record "c GET /version @$CONNECTIONS" "$(load "http://127.0.0.1:$C_PORT/version")"
   record "a hot, group commit @$CONNECTIONS" "$(load "http://127.0.0.1:$A_PORT" bench/wrk/post-hot.lua)"
+  record "a hot, authenticated @$CONNECTIONS" "$(load "http://127.0.0.1:$S_PORT" bench/wrk/post-hot-authenticated.lua)"
   record "a many, group commit @$CONNECTIONS" "$(load "http://127.0.0.1:$A_PORT" bench/wrk/post-many.lua)"
   record "a hot, keyed @$CONNECTIONS" "$(load "http://127.0.0.1:$K_PORT" bench/wrk/post-hot-keyed.lua)"
   record "a many, keyed @$CONNECTIONS" "$(load "http://127.0.0.1:$K_PORT" bench/wrk/post-many-keyed.lua)"
@@ -116,6 +124,7 @@ row "a hot / n: durable hot POST vs nginx" ">= 0.50" "a hot, group commit" "n ng
 row "a hot / b hot: group commit gain" ">= 5" "a hot, group commit" "b hot, commit per POST"
 row "keyed / keyless (hot route)" ">= 0.5" "a hot, keyed" "a hot, group commit"
 row "keyed / keyless (many routes)" "none" "a many, keyed" "a many, group commit"
+row "authenticated / unauthenticated hot route" ">= 0.95" "a hot, authenticated" "a hot, group commit"
 
 # Footprint: memory high-water mark of (a) after all its load, start-up time, binary sizes.
 peak_rss_kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$A_PID/status")

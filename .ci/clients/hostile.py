@@ -2,9 +2,11 @@
 The service must stay up, answer no 5xx other than the documented 503, put every error in its
 JSON error shape (those of the HTTP parser included), keep serving others while slow clients
 hold connections, cut the slow clients off with a 408 once its request timeout passes, and keep
-its memory bounded (peak RSS, VmHWM).
+its memory bounded (peak RSS, VmHWM). With an API key, every probe carries it (so that hostile
+input reaches the operations), and forged, overlong and non-ASCII `Authorization` headers must
+each get a JSON 401 with `WWW-Authenticate: Bearer`.
 
-    python hostile.py <host> <port> <pid> [max-peak-rss-mib] [request-timeout-seconds]
+    python hostile.py <host> <port> <pid> [max-peak-rss-mib] [request-timeout-seconds] [write-api-key]
 """
 import json
 import os
@@ -16,8 +18,11 @@ import time
 HOST, PORT, PID = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 MAX_HWM_MIB = int(sys.argv[4]) if len(sys.argv) > 4 else 256
 # The service's --request-timeout; when given, every slow connection must be cut off in time.
-REQUEST_TIMEOUT = float(sys.argv[5]) if len(sys.argv) > 5 else None
+REQUEST_TIMEOUT = float(sys.argv[5]) if len(sys.argv) > 5 and sys.argv[5] else None
+# A write key of the service under test: sent with every probe but the authentication ones.
+API_KEY = sys.argv[6].encode() if len(sys.argv) > 6 else None
 problems = []
+last_answer = {}
 statuses = {}
 
 
@@ -75,6 +80,7 @@ def raw(data, timeout=10, method=None):
         return "timeout"
     finally:
         s.close()
+    last_answer.update(status=status, head=head, body=body)
     if status is not None and status >= 400 and method != "HEAD":
         try:
             shape = json.loads(body)
@@ -97,8 +103,10 @@ def probe(label, data, method=None):
         report()
 
 
-def req(method, target, headers=(), body=b""):
+def req(method, target, headers=(), body=b"", authenticated=True):
     lines = [f"{method} ".encode() + target + b" HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close"]
+    if API_KEY and authenticated:
+        lines.append(b"Authorization: Bearer " + API_KEY)
     lines += list(headers)
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
@@ -148,6 +156,40 @@ for i, hs in enumerate(header_sets):
         probe(f"{method} header set {i}", req(method, b"/transactions/AR1133", hs))
 probe("body over the limit", req("POST", b"/transactions/AR1133", [b"Content-Length: 17000"], b"x" * 17000))
 probe("chunked body", req("POST", b"/transactions/AR1133", [b"Transfer-Encoding: chunked"], b"4\r\nabcd\r\n0\r\n\r\n"))
+# Authorization: forged, overlong, non-ASCII, repeated, the wrong scheme. Each is a JSON 401
+# with WWW-Authenticate: Bearer, before the route or the Idempotency-Key is looked at.
+if API_KEY:
+    forged = [
+        b"Bearer fck_" + b"A" * 43, b"Bearer " + API_KEY[:-1], b"Bearer " + API_KEY + b"x",
+        b"bearer " + API_KEY.lower() + b"!", b"Bearer " + b"k" * 10_000, b"Bearer " + b"k" * 100_000,
+        b"Bearer " + "ключ-ünïcødé".encode(), b"Bearer \xff\xfe\xfd", b"Bearer caf\xc3\xa9",
+        "Bearer ＡＰＩ".encode(), b"\xff" * 64, b"Bearer", b"Bearer ", b"", b"Basic " + API_KEY,
+        b"Token " + API_KEY, API_KEY, b"Bearer " + API_KEY + b" " + API_KEY, b"Bearer %00" + API_KEY,
+    ]
+    auth_probes = [[b"Authorization: " + value] for value in forged]
+    auth_probes.append([b"Authorization: Bearer " + API_KEY, b"Authorization: Bearer fck_other"])
+    auth_probes.append([])  # no Authorization at all
+    refused_right = 0
+    for i, headers in enumerate(auth_probes):
+        for method, target, extra in (
+            ("POST", b"/transactions/AR1133", []),
+            ("POST", b"/transactions/not-a-route", [b"Idempotency-Key: has space"]),
+            ("GET", b"/transactions/AR1133", []),
+        ):
+            label = f"{method} {target!r} authorization probe {i}"
+            probe(label, req(method, target, headers + extra, authenticated=False), method)
+            head, body = last_answer.get("head", b""), last_answer.get("body", b"")
+            try:
+                code = json.loads(body).get("error")
+            except ValueError:
+                code = None
+            if last_answer.get("status") != 401 or code != "unauthorized" \
+                    or b"\r\nwww-authenticate: bearer" not in head:
+                problems.append(f"{label}: expected a JSON 401 with WWW-Authenticate: Bearer, "
+                                f"got {last_answer.get('status')} {body[:120]!r}")
+            else:
+                refused_right += 1
+    print(f"{refused_right} forged, overlong, non-ASCII or missing Authorization headers: JSON 401 each")
 probe("garbage request line", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 500)
 probe("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
