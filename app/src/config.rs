@@ -252,6 +252,7 @@ impl Config {
             attempt_timeout,
             operation_timeout: self.commit_timeout,
             max_attempts: self.dynamodb_max_attempts,
+            idempotency_retention: self.idempotency_retention,
         }
     }
 

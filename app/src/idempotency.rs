@@ -65,6 +65,11 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The name the key is stored under.
+    pub fn record_id(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(&self.0)
+    }
 }
 
 impl fmt::Display for IdempotencyKey {

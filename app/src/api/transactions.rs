@@ -192,12 +192,11 @@ impl Failure {
                     "internal error; it has been logged",
                 ))
             }
-            LedgerError::Store(StoreError::Unavailable(_)) | LedgerError::TimedOut(_) => {
-                Failure::Unavailable(ErrorBody::new(
-                    "store_unavailable",
-                    "the count store cannot commit right now; retry after the Retry-After delay",
-                ))
-            }
+            LedgerError::Store(StoreError::Unavailable(_) | StoreError::Throttled(_))
+            | LedgerError::TimedOut(_) => Failure::Unavailable(ErrorBody::new(
+                "store_unavailable",
+                "the count store cannot commit right now; retry after the Retry-After delay",
+            )),
             LedgerError::ShuttingDown => Failure::Unavailable(ErrorBody::new(
                 "shutting_down",
                 "this instance is shutting down; retry, another instance will answer",

@@ -13,7 +13,7 @@ use std::{
 use flight_counter::{
     config::Config,
     startup::{Application, open_store},
-    store::{DynamoStore, SharedStore},
+    store::{DynamoStore, Store},
 };
 use serde_json::Value;
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -60,7 +60,7 @@ impl TestApp {
     }
 
     /// Starts the service around a store the test provides.
-    pub async fn spawn_with_store(config: Config, store: SharedStore) -> TestApp {
+    pub async fn spawn_with_store(config: Config, store: Store) -> TestApp {
         let app = Application::build_with_store(config, store)
             .await
             .expect("build app");

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use flight_counter::store::{DynamoStore, EmbeddedStore, MemoryStore};
+use flight_counter::store::{DynamoStore, EmbeddedStore, MemoryStore, Store};
 use serde_json::Value;
 
 use crate::{
@@ -350,7 +350,7 @@ async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 async fn the_memory_store_sweeps_expired_keys() {
     let store = Arc::new(MemoryStore::new());
     let config = test_config(&["--idempotency-retention", "2s"]);
-    let app = TestApp::spawn_with_store(config, store.clone()).await;
+    let app = TestApp::spawn_with_store(config, Store::Batch(store.clone())).await;
     for k in 0..5 {
         let key = format!("sweep-{k}");
         assert_eq!(
@@ -490,7 +490,7 @@ async fn dynamodb_key_records_expire_through_ttl() {
         "1h",
     ]);
     let store: Arc<DynamoStore> = dynamodb_store(&config).await;
-    let app = TestApp::spawn_with_store(config, store.clone()).await;
+    let app = TestApp::spawn_with_store(config, Store::Item(store.clone())).await;
     let now = flight_counter::idempotency::epoch_seconds();
     assert_eq!(
         post_keyed(&app.client, &app.url(""), "TT1", "ttl-1")
@@ -537,8 +537,43 @@ async fn dynamodb_key_records_expire_through_ttl() {
         item["target_route"].as_s().map(String::as_str),
         Ok("TT0001")
     );
-    assert_eq!(item["count"].as_n().map(String::as_str), Ok("1"));
+    // The record names its batch and its place from the batch's end; the batch's total is on
+    // the route's item until the service moves it to the batch record (at the latest when it
+    // stops).
+    assert_eq!(item["back"].as_n().map(String::as_str), Ok("0"));
+    let batch = item["batch"].as_s().expect("a batch id").clone();
     app.stop().await;
+    let read = |name: String| {
+        let client = store.client().clone();
+        let table = table.clone();
+        async move {
+            client
+                .get_item()
+                .table_name(&table)
+                .key("route", aws_sdk_dynamodb::types::AttributeValue::S(name))
+                .consistent_read(true)
+                .send()
+                .await
+                .expect("GetItem")
+                .item
+                .unwrap_or_default()
+        }
+    };
+    let batch_record = read(format!("batch#{batch}")).await;
+    assert_eq!(batch_record["count"].as_n().map(String::as_str), Ok("1"));
+    assert_eq!(
+        batch_record["target_route"].as_s().map(String::as_str),
+        Ok("TT0001")
+    );
+    let route_item = read("TT0001".into()).await;
+    assert_eq!(
+        route_item["transactions"].as_n().map(String::as_str),
+        Ok("1")
+    );
+    assert!(
+        !route_item.keys().any(|name| name.starts_with("pending_")),
+        "the total was moved off the route's item: {route_item:?}"
+    );
 }
 
 /// dynalite has no `TransactWriteItems`: a keyed POST is refused with `503` and records nothing,
