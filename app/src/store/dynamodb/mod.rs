@@ -29,6 +29,8 @@
 mod counter;
 mod errors;
 mod keyed;
+mod markers;
+mod records;
 mod retry;
 mod table;
 
@@ -49,7 +51,7 @@ use aws_sdk_dynamodb::{
 use super::{ItemLimits, ItemStore, RouteOutcome, RouteWrite, StoreBase, StoreError};
 use crate::route::Route;
 use errors::explain;
-use keyed::PendingMarkers;
+use markers::PendingMarkers;
 use retry::{CallCounter, WriteRetry};
 
 /// The partition key: the canonical route (or a key or batch record's name).
