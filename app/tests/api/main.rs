@@ -8,3 +8,4 @@ mod idempotency;
 mod lifecycle;
 mod store_contract;
 mod stores;
+mod throttle_proxy;
