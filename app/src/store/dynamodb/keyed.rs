@@ -272,6 +272,18 @@ impl DynamoStore {
         if code(0) == "ConditionalCheckFailed" {
             return Err(StoreError::Overflow(route));
         }
+        // Anything but a key recorded before or a conflict will not go away by trying again.
+        if let Some(other) = reasons.iter().filter_map(|r| r.code()).find(|c| {
+            !matches!(
+                *c,
+                "None" | "ConditionalCheckFailed" | "TransactionConflict"
+            )
+        }) {
+            return Err(StoreError::Unavailable(format!(
+                "DynamoDB cancelled a keyed commit of route {route} on table {}: {other}",
+                self.table()
+            )));
+        }
         let recorded_before = (0..keys)
             .filter(|place| code(1 + place) == "ConditionalCheckFailed")
             .map(|place| {
