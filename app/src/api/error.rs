@@ -94,11 +94,11 @@ pub fn json_error(status: StatusCode, template: &'static str) -> Response {
         .status(status)
         .content_type("application/json; charset=utf-8")
         .body(json);
-    if status == StatusCode::METHOD_NOT_ALLOWED {
-        if let Some(allow) = allowed_methods(template) {
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
-        }
+    if status == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = allowed_methods(template)
+    {
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
     }
     if status == StatusCode::SERVICE_UNAVAILABLE {
         resp.headers_mut()

@@ -194,12 +194,12 @@ impl Ledger {
                 }
             };
             // Another caller in this process is committing this key: wait for its outcome.
-            if let Ok(outcome) = first.wait_for(Option::is_some).await {
-                if let Some(result) = outcome.as_ref() {
-                    return result
-                        .clone()
-                        .map(|o| KeyedOutcome::replay(o.route, o.count));
-                }
+            if let Ok(outcome) = first.wait_for(Option::is_some).await
+                && let Some(result) = outcome.as_ref()
+            {
+                return result
+                    .clone()
+                    .map(|o| KeyedOutcome::replay(o.route, o.count));
             }
             // It gave up without an outcome (its client went away): try again, maybe first.
         }

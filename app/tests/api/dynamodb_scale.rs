@@ -48,10 +48,10 @@ async fn wait_ready(base: &str) {
     let http = client();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(resp) = http.get(format!("{base}/readyz")).send().await {
-            if resp.status() == 200 {
-                return;
-            }
+        if let Ok(resp) = http.get(format!("{base}/readyz")).send().await
+            && resp.status() == 200
+        {
+            return;
         }
         assert!(Instant::now() < deadline, "{base} never became ready");
         tokio::time::sleep(Duration::from_millis(100)).await;

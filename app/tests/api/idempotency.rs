@@ -698,10 +698,10 @@ async fn without_transactions_a_keyed_post_is_503_and_records_nothing() {
 async fn wait_ready(base: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if let Ok(resp) = client().get(format!("{base}/readyz")).send().await {
-            if resp.status() == 200 {
-                return;
-            }
+        if let Ok(resp) = client().get(format!("{base}/readyz")).send().await
+            && resp.status() == 200
+        {
+            return;
         }
         assert!(Instant::now() < deadline, "{base} never became ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
