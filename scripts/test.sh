@@ -12,4 +12,7 @@ scripts/install-emulators.sh
 # never asks an instance metadata endpoint for any.
 export AWS_EC2_METADATA_DISABLED=true
 
+# The throttling proxy the DynamoDB scale tests run behind checks itself first.
+python3 -m unittest scripts/test_dynamodb_throttle_proxy.py
+
 cargo test --workspace --locked "$@"

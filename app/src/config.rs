@@ -268,12 +268,12 @@ impl Config {
                 self.table
             ));
         }
-        if let Some(url) = &self.endpoint_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
-                return Err(format!(
-                    "--endpoint-url {url:?} must be an http:// or https:// URL"
-                ));
-            }
+        if let Some(url) = &self.endpoint_url
+            && (!(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10)
+        {
+            return Err(format!(
+                "--endpoint-url {url:?} must be an http:// or https:// URL"
+            ));
         }
         if self.idempotency_retention < Duration::from_secs(1)
             || self.idempotency_retention > MAX_IDEMPOTENCY_RETENTION
@@ -317,6 +317,7 @@ impl Config {
             attempt_timeout,
             operation_timeout: self.commit_timeout,
             max_attempts: self.dynamodb_max_attempts,
+            idempotency_retention: self.idempotency_retention,
         }
     }
 

@@ -17,7 +17,7 @@ use crate::{
     connection::ServiceAcceptor,
     ledger::Ledger,
     lifecycle::{Lifecycle, Phase},
-    store::{DynamoStore, EmbeddedStore, MemoryStore, SharedStore},
+    store::{DynamoStore, EmbeddedStore, MemoryStore, Store},
     telemetry,
 };
 
@@ -72,16 +72,16 @@ pub fn auth_mode(config: &Config) -> Result<AuthMode, KeysFileError> {
 }
 
 /// Opens the configured store.
-pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(match config.store {
         StoreKind::Embedded => {
             let store = EmbeddedStore::open(&config.data_dir)?;
             tracing::info!(path = %store.path().display(), "opened embedded store");
-            Arc::new(store)
+            Store::batch(store)
         }
-        StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Memory => Store::batch(MemoryStore::new()),
         // Makes no call: DynamoDB may come up after the service; readiness tells.
-        StoreKind::Dynamodb => Arc::new(DynamoStore::connect(config.dynamo_settings()).await?),
+        StoreKind::Dynamodb => Store::item(DynamoStore::connect(config.dynamo_settings()).await?),
     })
 }
 
@@ -95,12 +95,12 @@ impl Application {
     }
 
     /// Binds the listener around a store the caller provides (tests use this to inject faults).
-    pub async fn build_with_store(config: Config, store: SharedStore) -> anyhow::Result<Self> {
+    pub async fn build_with_store(config: Config, store: Store) -> anyhow::Result<Self> {
         let auth = auth_mode(&config)?;
         Self::assemble(config, store, auth).await
     }
 
-    async fn assemble(config: Config, store: SharedStore, auth: AuthMode) -> anyhow::Result<Self> {
+    async fn assemble(config: Config, store: Store, auth: AuthMode) -> anyhow::Result<Self> {
         let metrics = telemetry::metrics::install()?;
         telemetry::metrics::build_info(store.kind());
         let ledger = Ledger::start(store, config.ledger_settings());

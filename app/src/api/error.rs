@@ -126,10 +126,10 @@ pub fn json_error(status: StatusCode, route: Option<&RouteEntry>) -> Response {
         .status(status)
         .content_type("application/json; charset=utf-8")
         .body(json);
-    if status == StatusCode::METHOD_NOT_ALLOWED {
-        if let Some(allow) = allow.and_then(|allow| HeaderValue::from_str(&allow).ok()) {
-            resp.headers_mut().insert(header::ALLOW, allow);
-        }
+    if status == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = allow.and_then(|allow| HeaderValue::from_str(&allow).ok())
+    {
+        resp.headers_mut().insert(header::ALLOW, allow);
     }
     if status == StatusCode::SERVICE_UNAVAILABLE {
         resp.headers_mut()

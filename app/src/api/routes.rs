@@ -200,7 +200,7 @@ mod tests {
     /// The OpenAPI document lists exactly the operations the table routes to it.
     #[test]
     fn the_openapi_document_has_exactly_the_tables_operations() {
-        let store: crate::store::SharedStore = Arc::new(crate::store::MemoryStore::new());
+        let store = crate::store::Store::batch(crate::store::MemoryStore::new());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -181,12 +181,11 @@ impl Failure {
                     "internal error; it has been logged",
                 ))
             }
-            LedgerError::Store(StoreError::Unavailable(_)) | LedgerError::TimedOut(_) => {
-                Failure::Unavailable(ErrorBody::new(
-                    ErrorCode::StoreUnavailable,
-                    "the count store cannot commit right now; retry after the Retry-After delay",
-                ))
-            }
+            LedgerError::Store(StoreError::Unavailable(_) | StoreError::Throttled(_))
+            | LedgerError::TimedOut(_) => Failure::Unavailable(ErrorBody::new(
+                ErrorCode::StoreUnavailable,
+                "the count store cannot commit right now; retry after the Retry-After delay",
+            )),
             LedgerError::ShuttingDown => Failure::Unavailable(ErrorBody::new(
                 ErrorCode::ShuttingDown,
                 "this instance is shutting down; retry, another instance will answer",

@@ -138,10 +138,10 @@ impl<S: AsyncWrite + Unpin> ConnectionTimeouts<S> {
     /// answer has been written since the request began, so it cannot interleave with one.
     fn try_send_request_timeout(&mut self, cx: &mut Context<'_>) {
         let answer = request_timeout_answer();
-        if let Poll::Ready(Ok(n)) = Pin::new(&mut self.inner).poll_write(cx, &answer) {
-            if n < answer.len() {
-                tracing::debug!("the 408 answer was cut short by a full socket");
-            }
+        if let Poll::Ready(Ok(n)) = Pin::new(&mut self.inner).poll_write(cx, &answer)
+            && n < answer.len()
+        {
+            tracing::debug!("the 408 answer was cut short by a full socket");
         }
     }
 }

@@ -16,11 +16,8 @@ use redb::{
     WriteTransaction,
 };
 
-use super::{CommitMode, Increment, Store, StoreError};
-use crate::{
-    idempotency::{KeyedIncrement, KeyedOutcome},
-    route::Route,
-};
+use super::{BatchStore, RouteOutcome, RouteWrite, StoreBase, StoreError};
+use crate::{idempotency::KeyedOutcome, route::Route};
 
 /// Canonical route → number of transactions.
 const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("transactions");
@@ -85,79 +82,74 @@ fn unavailable(err: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
-fn commit_batch(db: &Database, batch: &[Increment]) -> Result<Vec<u64>, StoreError> {
+/// One batch: every route's keyless transactions, then its keyed ones, counts and keys in one
+/// write transaction and one fsync.
+fn commit_batch(db: &Database, batch: &[RouteWrite]) -> Result<Vec<RouteOutcome>, StoreError> {
     let txn = db.begin_write().map_err(unavailable)?;
-    let totals = add_counts(&txn, batch)?;
+    let outcomes = write_batch(&txn, batch)?;
     // Returning early above drops the transaction, which aborts it: nothing half-applied.
     txn.commit().map_err(unavailable)?;
-    Ok(totals)
+    Ok(outcomes)
 }
 
-/// One batch with keyed transactions: counts and keys in one write transaction.
-fn commit_batch_with_keys(
-    db: &Database,
-    batch: &[Increment],
-    keyed: &[KeyedIncrement],
-) -> Result<(Vec<u64>, Vec<KeyedOutcome>), StoreError> {
-    let txn = db.begin_write().map_err(unavailable)?;
-    let totals = add_counts(&txn, batch)?;
-    let outcomes = record_keys(&txn, keyed)?;
-    txn.commit().map_err(unavailable)?;
-    Ok((totals, outcomes))
-}
-
-fn record_keys(
+fn write_batch(
     txn: &WriteTransaction,
-    keyed: &[KeyedIncrement],
-) -> Result<Vec<KeyedOutcome>, StoreError> {
+    batch: &[RouteWrite],
+) -> Result<Vec<RouteOutcome>, StoreError> {
     let mut counts = txn.open_table(COUNTS).map_err(unavailable)?;
     let mut keys = txn.open_table(KEYS).map_err(unavailable)?;
     let mut expiry = txn.open_table(EXPIRY).map_err(unavailable)?;
-    let mut outcomes = Vec::with_capacity(keyed.len());
-    // Each route's running total in this batch, read from the table once.
-    let mut totals: rustc_hash::FxHashMap<Route, u64> = rustc_hash::FxHashMap::default();
-    for k in keyed {
-        let key: &str = &k.key.record_id();
-        // Reads see this transaction's own writes: a key twice in one batch is counted once.
-        let stored = keys.get(key).map_err(unavailable)?.map(|guard| {
-            let (route, count, expires_at) = guard.value();
-            (route.to_owned(), count, expires_at)
-        });
-        if let Some((route, count, expires_at)) = stored {
-            if expires_at > k.now {
-                let route = Route::parse(&route).map_err(|_| {
-                    unavailable(format!(
-                        "idempotency key record holds {route:?}, not a route"
-                    ))
-                })?;
-                outcomes.push(KeyedOutcome::replay(route, count));
-                continue;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for write in batch {
+        let current = counts
+            .get(write.route.as_str())
+            .map_err(unavailable)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let keyless_total = current
+            .checked_add(write.keyless)
+            .ok_or(StoreError::Overflow(write.route))?;
+        let mut total = keyless_total;
+        let mut keyed = Vec::with_capacity(write.keyed.len());
+        for k in &write.keyed {
+            let id = k.key.record_id();
+            let key = id.as_ref();
+            // Reads see this transaction's own writes: a key twice in one batch is counted once.
+            let stored = keys.get(key).map_err(unavailable)?.map(|guard| {
+                let (route, count, expires_at) = guard.value();
+                (route.to_owned(), count, expires_at)
+            });
+            if let Some((route, count, expires_at)) = stored {
+                if expires_at > k.now {
+                    let route = Route::parse(&route).map_err(|_| {
+                        unavailable(format!(
+                            "idempotency key record holds {route:?}, not a route"
+                        ))
+                    })?;
+                    keyed.push(KeyedOutcome::replay(route, count));
+                    continue;
+                }
+                // Expired but not swept yet: the key starts afresh.
+                expiry.remove((expires_at, key)).map_err(unavailable)?;
             }
-            // Expired but not swept yet: the key starts afresh.
-            expiry.remove((expires_at, key)).map_err(unavailable)?;
+            total = total.checked_add(1).ok_or(StoreError::Overflow(k.route))?;
+            keys.insert(key, (k.route.as_str(), total, k.expires_at))
+                .map_err(unavailable)?;
+            expiry
+                .insert((k.expires_at, key), ())
+                .map_err(unavailable)?;
+            keyed.push(KeyedOutcome::recorded(k.route, total));
         }
-        let current = match totals.get(&k.route) {
-            Some(total) => *total,
-            None => counts
-                .get(k.route.as_str())
-                .map_err(unavailable)?
-                .map(|v| v.value())
-                .unwrap_or(0),
-        };
-        let total = current
-            .checked_add(1)
-            .ok_or(StoreError::Overflow(k.route))?;
-        totals.insert(k.route, total);
-        keys.insert(key, (k.route.as_str(), total, k.expires_at))
-            .map_err(unavailable)?;
-        expiry
-            .insert((k.expires_at, key), ())
-            .map_err(unavailable)?;
-        outcomes.push(KeyedOutcome::recorded(k.route, total));
-    }
-    // Each route's new total, written once however many keys it got.
-    for (route, total) in totals {
-        counts.insert(route.as_str(), total).map_err(unavailable)?;
+        // Each route's new total, written once however many transactions it got.
+        if total != current {
+            counts
+                .insert(write.route.as_str(), total)
+                .map_err(unavailable)?;
+        }
+        outcomes.push(RouteOutcome {
+            keyless_total,
+            keyed,
+        });
     }
     Ok(outcomes)
 }
@@ -198,24 +190,6 @@ fn sweep(db: &Database, now: u64, limit: usize) -> Result<usize, StoreError> {
 /// Sorts after every valid key (keys are visible ASCII, below 0x7F).
 const MAX_KEY_SENTINEL: &str = "\u{7f}";
 
-fn add_counts(txn: &WriteTransaction, batch: &[Increment]) -> Result<Vec<u64>, StoreError> {
-    let mut totals = Vec::with_capacity(batch.len());
-    {
-        let mut table = txn.open_table(COUNTS).map_err(unavailable)?;
-        for inc in batch {
-            let key = inc.route.as_str();
-            let current = table.get(key).map_err(unavailable)?.map(|v| v.value());
-            let total = current
-                .unwrap_or(0)
-                .checked_add(inc.delta)
-                .ok_or(StoreError::Overflow(inc.route))?;
-            table.insert(key, total).map_err(unavailable)?;
-            totals.push(total);
-        }
-    }
-    Ok(totals)
-}
-
 fn read_count(db: &Database, route: Route) -> Result<u64, StoreError> {
     let txn = db.begin_read().map_err(unavailable)?;
     let table = txn.open_table(COUNTS).map_err(unavailable)?;
@@ -224,42 +198,12 @@ fn read_count(db: &Database, route: Route) -> Result<u64, StoreError> {
 }
 
 #[async_trait::async_trait]
-impl Store for EmbeddedStore {
+impl StoreBase for EmbeddedStore {
     fn kind(&self) -> &'static str {
         "embedded"
     }
 
-    fn commit_mode(&self) -> CommitMode {
-        CommitMode::WholeBatch
-    }
-
-    async fn apply(&self, batch: &[Increment]) -> Result<Vec<u64>, StoreError> {
-        let db = Arc::clone(&self.db);
-        let batch = batch.to_vec();
-        // The commit blocks on fsync: keep it off the async workers.
-        tokio::task::spawn_blocking(move || commit_batch(&db, &batch))
-            .await
-            .map_err(unavailable)?
-    }
-
-    fn batches_keys(&self) -> bool {
-        true
-    }
-
-    async fn apply_with_keys(
-        &self,
-        batch: &[Increment],
-        keyed: &[KeyedIncrement],
-    ) -> Result<(Vec<u64>, Vec<KeyedOutcome>), StoreError> {
-        let db = Arc::clone(&self.db);
-        let batch = batch.to_vec();
-        let keyed = keyed.to_vec();
-        tokio::task::spawn_blocking(move || commit_batch_with_keys(&db, &batch, &keyed))
-            .await
-            .map_err(unavailable)?
-    }
-
-    async fn sweep_expired_keys(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
+    async fn housekeeping(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
         let db = Arc::clone(&self.db);
         tokio::task::spawn_blocking(move || sweep(&db, now, limit))
             .await
@@ -280,5 +224,17 @@ impl Store for EmbeddedStore {
         })
         .await
         .map_err(unavailable)?
+    }
+}
+
+#[async_trait::async_trait]
+impl BatchStore for EmbeddedStore {
+    async fn commit(&self, batch: &[RouteWrite]) -> Result<Vec<RouteOutcome>, StoreError> {
+        let db = Arc::clone(&self.db);
+        let batch = batch.to_vec();
+        // The commit blocks on fsync: keep it off the async workers.
+        tokio::task::spawn_blocking(move || commit_batch(&db, &batch))
+            .await
+            .map_err(unavailable)?
     }
 }

@@ -5,9 +5,9 @@ use std::sync::Mutex;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::{CommitMode, Increment, Store, StoreError};
+use super::{BatchStore, RouteOutcome, RouteWrite, StoreBase, StoreError};
 use crate::{
-    idempotency::{IdempotencyKey, KeyedIncrement, KeyedOutcome},
+    idempotency::{IdempotencyKey, KeyedOutcome},
     route::Route,
 };
 
@@ -50,87 +50,9 @@ impl MemoryStore {
 }
 
 #[async_trait::async_trait]
-impl Store for MemoryStore {
+impl StoreBase for MemoryStore {
     fn kind(&self) -> &'static str {
         "memory"
-    }
-
-    fn commit_mode(&self) -> CommitMode {
-        CommitMode::WholeBatch
-    }
-
-    async fn apply(&self, batch: &[Increment]) -> Result<Vec<u64>, StoreError> {
-        let mut state = self.lock();
-        let totals = batch
-            .iter()
-            .map(|inc| {
-                let current = state.counts.get(&inc.route).copied().unwrap_or(0);
-                current
-                    .checked_add(inc.delta)
-                    .ok_or(StoreError::Overflow(inc.route))
-            })
-            .collect::<Result<Vec<u64>, StoreError>>()?;
-        for (inc, total) in batch.iter().zip(&totals) {
-            state.counts.insert(inc.route, *total);
-        }
-        Ok(totals)
-    }
-
-    fn batches_keys(&self) -> bool {
-        true
-    }
-
-    async fn apply_with_keys(
-        &self,
-        batch: &[Increment],
-        keyed: &[KeyedIncrement],
-    ) -> Result<(Vec<u64>, Vec<KeyedOutcome>), StoreError> {
-        let mut state = self.lock();
-        // Work on copies of what changes, and write them back only if everything fits.
-        let mut counts: HashMap<Route, u64> = HashMap::default();
-        let current = |counts: &HashMap<Route, u64>, state: &State, route: Route| {
-            counts
-                .get(&route)
-                .or_else(|| state.counts.get(&route))
-                .copied()
-                .unwrap_or(0)
-        };
-        let mut totals = Vec::with_capacity(batch.len());
-        for inc in batch {
-            let total = current(&counts, &state, inc.route)
-                .checked_add(inc.delta)
-                .ok_or(StoreError::Overflow(inc.route))?;
-            counts.insert(inc.route, total);
-            totals.push(total);
-        }
-        let mut keys: HashMap<IdempotencyKey, KeyRecord> = HashMap::default();
-        let mut outcomes = Vec::with_capacity(keyed.len());
-        for k in keyed {
-            let stored = keys
-                .get(&k.key)
-                .or_else(|| state.keys.get(&k.key))
-                .filter(|record| record.expires_at > k.now);
-            if let Some(record) = stored {
-                outcomes.push(KeyedOutcome::replay(record.route, record.count));
-                continue;
-            }
-            let total = current(&counts, &state, k.route)
-                .checked_add(1)
-                .ok_or(StoreError::Overflow(k.route))?;
-            counts.insert(k.route, total);
-            keys.insert(
-                k.key.clone(),
-                KeyRecord {
-                    route: k.route,
-                    count: total,
-                    expires_at: k.expires_at,
-                },
-            );
-            outcomes.push(KeyedOutcome::recorded(k.route, total));
-        }
-        state.counts.extend(counts);
-        state.keys.extend(keys);
-        Ok((totals, outcomes))
     }
 
     async fn get(&self, route: Route) -> Result<u64, StoreError> {
@@ -141,7 +63,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn sweep_expired_keys(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
+    async fn housekeeping(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
         let mut state = self.lock();
         let expired: Vec<IdempotencyKey> = state
             .keys
@@ -157,9 +79,61 @@ impl Store for MemoryStore {
     }
 }
 
+#[async_trait::async_trait]
+impl BatchStore for MemoryStore {
+    async fn commit(&self, batch: &[RouteWrite]) -> Result<Vec<RouteOutcome>, StoreError> {
+        let mut state = self.lock();
+        // Work on copies of what changes, and write them back only if everything fits.
+        let mut counts: HashMap<Route, u64> = HashMap::default();
+        let mut keys: HashMap<IdempotencyKey, KeyRecord> = HashMap::default();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for write in batch {
+            let current = counts
+                .get(&write.route)
+                .or_else(|| state.counts.get(&write.route))
+                .copied()
+                .unwrap_or(0);
+            let keyless_total = current
+                .checked_add(write.keyless)
+                .ok_or(StoreError::Overflow(write.route))?;
+            let mut total = keyless_total;
+            let mut keyed = Vec::with_capacity(write.keyed.len());
+            for k in &write.keyed {
+                let stored = keys
+                    .get(&k.key)
+                    .or_else(|| state.keys.get(&k.key))
+                    .filter(|record| record.expires_at > k.now);
+                if let Some(record) = stored {
+                    keyed.push(KeyedOutcome::replay(record.route, record.count));
+                    continue;
+                }
+                total = total.checked_add(1).ok_or(StoreError::Overflow(k.route))?;
+                keys.insert(
+                    k.key.clone(),
+                    KeyRecord {
+                        route: k.route,
+                        count: total,
+                        expires_at: k.expires_at,
+                    },
+                );
+                keyed.push(KeyedOutcome::recorded(k.route, total));
+            }
+            counts.insert(write.route, total);
+            outcomes.push(RouteOutcome {
+                keyless_total,
+                keyed,
+            });
+        }
+        state.counts.extend(counts);
+        state.keys.extend(keys);
+        Ok(outcomes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::idempotency::KeyedIncrement;
 
     fn keyed(key: &str, route: &str, now: u64) -> KeyedIncrement {
         KeyedIncrement {
@@ -170,38 +144,36 @@ mod tests {
         }
     }
 
+    async fn one_keyed(store: &MemoryStore, k: KeyedIncrement) -> KeyedOutcome {
+        let write = RouteWrite {
+            route: k.route,
+            keyless: 0,
+            keyed: vec![k],
+        };
+        let mut outcomes = store.commit(&[write]).await.expect("ok");
+        outcomes.remove(0).keyed.remove(0)
+    }
+
     #[tokio::test]
     async fn a_key_is_counted_once_until_it_expires_and_is_swept() {
         let store = MemoryStore::new();
         let route = Route::parse("AR1").expect("route");
-        let first = store
-            .apply_keyed(&keyed("k1", "AR1", 100))
-            .await
-            .expect("ok");
+        let first = one_keyed(&store, keyed("k1", "AR1", 100)).await;
         assert_eq!(first, KeyedOutcome::recorded(route, 1));
-        let again = store
-            .apply_keyed(&keyed("k1", "AR1", 105))
-            .await
-            .expect("ok");
+        let again = one_keyed(&store, keyed("k1", "AR1", 105)).await;
         assert_eq!(again, KeyedOutcome::replay(route, 1));
         // Same key, other route: the stored outcome comes back, nothing is recorded.
-        let other = store
-            .apply_keyed(&keyed("k1", "LA1", 105))
-            .await
-            .expect("ok");
+        let other = one_keyed(&store, keyed("k1", "LA1", 105)).await;
         assert_eq!(other, KeyedOutcome::replay(route, 1));
         assert_eq!(
             store.get(Route::parse("LA1").expect("route")).await.ok(),
             Some(0)
         );
         // Expired: a new transaction.
-        let later = store
-            .apply_keyed(&keyed("k1", "AR1", 110))
-            .await
-            .expect("ok");
+        let later = one_keyed(&store, keyed("k1", "AR1", 110)).await;
         assert_eq!(later, KeyedOutcome::recorded(route, 2));
-        assert_eq!(store.sweep_expired_keys(119, 10).await.ok(), Some(0));
-        assert_eq!(store.sweep_expired_keys(120, 10).await.ok(), Some(1));
+        assert_eq!(store.housekeeping(119, 10).await.ok(), Some(0));
+        assert_eq!(store.housekeeping(120, 10).await.ok(), Some(1));
         assert_eq!(store.key_records(), 0);
     }
 
@@ -209,26 +181,48 @@ mod tests {
     async fn a_key_twice_in_one_batch_is_counted_once() {
         let store = MemoryStore::new();
         let route = Route::parse("AR1").expect("route");
-        let (totals, outcomes) = store
-            .apply_with_keys(
-                &[Increment { route, delta: 2 }],
-                &[
+        let outcomes = store
+            .commit(&[RouteWrite {
+                route,
+                keyless: 2,
+                keyed: vec![
                     keyed("a", "AR1", 1),
                     keyed("a", "AR1", 1),
                     keyed("b", "AR1", 1),
                 ],
-            )
+            }])
             .await
             .expect("ok");
-        assert_eq!(totals, vec![2]);
         assert_eq!(
             outcomes,
-            vec![
-                KeyedOutcome::recorded(route, 3),
-                KeyedOutcome::replay(route, 3),
-                KeyedOutcome::recorded(route, 4)
-            ]
+            vec![RouteOutcome {
+                keyless_total: 2,
+                keyed: vec![
+                    KeyedOutcome::recorded(route, 3),
+                    KeyedOutcome::replay(route, 3),
+                    KeyedOutcome::recorded(route, 4)
+                ]
+            }]
         );
         assert_eq!(store.get(route).await.ok(), Some(4));
+    }
+
+    #[tokio::test]
+    async fn an_overflow_anywhere_in_the_batch_applies_nothing() {
+        let store = MemoryStore::new();
+        let (a, b) = (
+            Route::parse("AR1").expect("route"),
+            Route::parse("LA1").expect("route"),
+        );
+        store
+            .commit(&[RouteWrite::keyless(b, u64::MAX)])
+            .await
+            .expect("ok");
+        let failed = store
+            .commit(&[RouteWrite::keyless(a, 5), RouteWrite::keyless(b, 1)])
+            .await;
+        assert!(matches!(failed, Err(StoreError::Overflow(r)) if r == b));
+        assert_eq!(store.get(a).await.ok(), Some(0));
+        assert_eq!(store.get(b).await.ok(), Some(u64::MAX));
     }
 }

@@ -1,6 +1,14 @@
-//! Where counts live. Backends know nothing of HTTP: they take a batch of per-route increments
-//! and hand back the new totals, and record keyed transactions (idempotency keys) atomically with
-//! their counts. The ledger (group commit) is their only caller on the write path.
+//! Where counts live. Backends know nothing of HTTP: they take per-route writes (keyless
+//! transactions and keyed ones, an idempotency key each) and hand back the new totals and each
+//! key's outcome. The ledger (group commit) is their only caller on the write path.
+//!
+//! What a backend can do is said by the trait it implements, not found out at run time:
+//! - a [`BatchStore`] (a local database with one writer: `embedded`, `memory`) takes a whole
+//!   batch, any number of routes, in one atomic commit;
+//! - an [`ItemStore`] (a networked store with per-item atomic updates: `dynamodb`) takes one
+//!   route per commit, several commits at once, and may answer [`StoreError::Throttled`].
+//!
+//! [`Store`] holds either, and is what the rest of the service passes around.
 
 mod dynamodb;
 mod embedded;
@@ -9,8 +17,8 @@ mod memory;
 use std::sync::Arc;
 
 pub use dynamodb::{
-    COUNT_ATTRIBUTE, DynamoSettings, DynamoStore, EXPIRES_AT_ATTRIBUTE, KEY_ATTRIBUTE,
-    KEY_COUNT_ATTRIBUTE, KEY_RECORD_PREFIX, KEY_ROUTE_ATTRIBUTE,
+    BATCH_RECORD_PREFIX, COUNT_ATTRIBUTE, DynamoSettings, DynamoStore, EXPIRES_AT_ATTRIBUTE,
+    KEY_ATTRIBUTE, KEY_COUNT_ATTRIBUTE, KEY_RECORD_PREFIX, KEY_ROUTE_ATTRIBUTE,
 };
 pub use embedded::{DATABASE_FILE, EmbeddedStore};
 pub use memory::MemoryStore;
@@ -20,53 +28,61 @@ use crate::{
     route::Route,
 };
 
-/// One route's share of a batch: how many transactions to add to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Increment {
+/// One route's share of a commit: `keyless` transactions without a key, then the keyed ones,
+/// in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteWrite {
     pub route: Route,
-    pub delta: u64,
+    pub keyless: u64,
+    pub keyed: Vec<KeyedIncrement>,
 }
 
-/// How a backend wants batches handed to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommitMode {
-    /// Everything pending goes into one atomic commit, one commit at a time (a local database
-    /// with a single writer: one transaction and one fsync per batch).
-    WholeBatch,
-    /// Each route is committed on its own, up to `max_in_flight` commits at once and up to
-    /// `per_route` of them on one route (a networked store with per-item atomic updates, where
-    /// a slow route must not hold up the others, and where a second commit on a hot route can
-    /// travel while the first is still on the wire).
-    PerRoute {
-        max_in_flight: usize,
-        per_route: usize,
-    },
+impl RouteWrite {
+    /// `n` transactions without a key.
+    pub fn keyless(route: Route, n: u64) -> Self {
+        Self {
+            route,
+            keyless: n,
+            keyed: Vec::new(),
+        }
+    }
+
+    /// How many transactions the write carries.
+    pub fn transactions(&self) -> u64 {
+        self.keyless + self.keyed.len() as u64
+    }
+}
+
+/// What a [`RouteWrite`] came to. The keyless transactions were given the counts
+/// `keyless_total - keyless + 1 ..= keyless_total`, in order; each keyed one has its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteOutcome {
+    /// The route's total right after its keyless transactions were added.
+    pub keyless_total: u64,
+    pub keyed: Vec<KeyedOutcome>,
 }
 
 /// Why a store could not do what was asked. Every variant means nothing was applied.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The store cannot commit right now (I/O failure, unreachable, throttled, timed out).
-    /// Callers may retry later.
+    /// The store cannot commit right now (I/O failure, unreachable, timed out). Callers may
+    /// retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store refused the write for exceeding a rate limit, and applied nothing: the same
+    /// write may be sent again, later. The ledger slows down the route and retries it.
+    #[error("store throttled: {0}")]
+    Throttled(String),
     /// Adding the increment would overflow the route's 64-bit count.
     #[error("the count of route {0} would overflow")]
     Overflow(Route),
 }
 
-/// A durable home for per-route counts.
+/// What every store does besides committing: reads, readiness, upkeep.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait StoreBase: Send + Sync + 'static {
     /// A short name for logs and metrics (`embedded`, `memory`, ...).
     fn kind(&self) -> &'static str;
-
-    /// How the ledger should group increments for this store.
-    fn commit_mode(&self) -> CommitMode;
-
-    /// Adds every increment atomically and durably, returning each route's new total in the same
-    /// order. Routes in a batch are distinct. On error nothing of the batch is applied.
-    async fn apply(&self, batch: &[Increment]) -> Result<Vec<u64>, StoreError>;
 
     /// The current count of one route (0 if never seen), reflecting every acknowledged commit.
     async fn get(&self, route: Route) -> Result<u64, StoreError>;
@@ -74,49 +90,91 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the store can take commits now (cheap; called by readiness checks).
     async fn check_ready(&self) -> Result<(), StoreError>;
 
-    /// Whether [`Store::apply_with_keys`] takes whole batches with keyed transactions in them
-    /// (a local database). Otherwise the ledger commits keyed transactions one at a time through
-    /// [`Store::apply_keyed`].
-    fn batches_keys(&self) -> bool {
-        false
-    }
-
-    /// As [`Store::apply`], plus keyed transactions, all in one atomic commit: the keyless
-    /// increments first (their totals are returned as by `apply`), then each keyed transaction
-    /// in order. A keyed transaction whose key is stored and unexpired records nothing and
-    /// returns the stored outcome; otherwise it adds one to its route and stores its key with
-    /// the count it produced. Never a count without its key, nor a key without its count.
-    async fn apply_with_keys(
-        &self,
-        batch: &[Increment],
-        keyed: &[KeyedIncrement],
-    ) -> Result<(Vec<u64>, Vec<KeyedOutcome>), StoreError> {
-        let _ = (batch, keyed);
-        Err(StoreError::Unavailable(format!(
-            "the {} store does not take keyed batches",
-            self.kind()
-        )))
-    }
-
-    /// One keyed transaction in a commit of its own (see [`Store::apply_with_keys`]).
-    async fn apply_keyed(&self, keyed: &KeyedIncrement) -> Result<KeyedOutcome, StoreError> {
-        let (_, outcomes) = self
-            .apply_with_keys(&[], std::slice::from_ref(keyed))
-            .await?;
-        outcomes
-            .into_iter()
-            .next()
-            .ok_or_else(|| StoreError::Unavailable("store returned no outcome".into()))
-    }
-
-    /// Deletes up to `limit` key records that expired at or before `now` (epoch seconds) and
-    /// returns how many it deleted. Stores that expire keys on their own (DynamoDB TTL) do
-    /// nothing here.
-    async fn sweep_expired_keys(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
+    /// Periodic upkeep at `now` (epoch seconds): deletes up to `limit` idempotency key records
+    /// that expired at or before `now` and returns how many (a store that expires keys itself,
+    /// like DynamoDB with TTL, deletes none and may finish deferred work instead).
+    async fn housekeeping(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
         let _ = (now, limit);
         Ok(0)
     }
+
+    /// Finishes deferred work before the process exits (best effort).
+    async fn close(&self) {}
 }
 
-/// A shared handle to whichever backend was configured.
-pub type SharedStore = Arc<dyn Store>;
+/// A store that commits a whole batch, any number of routes, in one atomic transaction, one
+/// commit at a time.
+#[async_trait::async_trait]
+pub trait BatchStore: StoreBase {
+    /// Applies every write atomically and durably and returns each one's outcome, in order.
+    /// Routes in a batch are distinct. A keyed transaction whose key is stored and unexpired
+    /// records nothing and returns the stored outcome; otherwise it adds one to its route and
+    /// stores its key with the count it produced: never a count without its key, nor a key
+    /// without its count. On error nothing of the batch is applied.
+    async fn commit(&self, batch: &[RouteWrite]) -> Result<Vec<RouteOutcome>, StoreError>;
+}
+
+/// How many commits an [`ItemStore`] takes at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemLimits {
+    /// Commits in flight at once, all routes together.
+    pub max_in_flight: usize,
+    /// Keyless commits in flight at once on one route (each an atomic add that returns its own
+    /// total, so overlapping ones still hand out distinct counts). A commit with keyed
+    /// transactions is always alone on its route.
+    pub per_route: usize,
+    /// Most keyed transactions in one commit.
+    pub max_keyed: usize,
+}
+
+/// A store whose atomic unit is one route's item: one commit per route, several at once.
+#[async_trait::async_trait]
+pub trait ItemStore: StoreBase {
+    fn limits(&self) -> ItemLimits;
+
+    /// Applies one route's write atomically and durably, with the guarantees of
+    /// [`BatchStore::commit`]. On error nothing was applied ([`StoreError::Throttled`]: the same
+    /// write may be sent again).
+    async fn commit(&self, write: &RouteWrite) -> Result<RouteOutcome, StoreError>;
+}
+
+/// The configured backend, by what it can do.
+#[derive(Clone)]
+pub enum Store {
+    Batch(Arc<dyn BatchStore>),
+    Item(Arc<dyn ItemStore>),
+}
+
+impl Store {
+    pub fn batch(store: impl BatchStore) -> Self {
+        Self::Batch(Arc::new(store))
+    }
+
+    pub fn item(store: impl ItemStore) -> Self {
+        Self::Item(Arc::new(store))
+    }
+
+    /// The part every store has.
+    pub fn base(&self) -> &dyn StoreBase {
+        match self {
+            Self::Batch(store) => store.as_ref(),
+            Self::Item(store) => store.as_ref(),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.base().kind()
+    }
+}
+
+impl From<Arc<dyn BatchStore>> for Store {
+    fn from(store: Arc<dyn BatchStore>) -> Self {
+        Self::Batch(store)
+    }
+}
+
+impl From<Arc<dyn ItemStore>> for Store {
+    fn from(store: Arc<dyn ItemStore>) -> Self {
+        Self::Item(store)
+    }
+}

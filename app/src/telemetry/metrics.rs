@@ -24,6 +24,8 @@ pub const AUTH_FAILURES: &str = "flight_counter_auth_failures_total";
 
 /// The reasons a request is refused by authentication: the `reason` label of [`AUTH_FAILURES`].
 pub const AUTH_FAILURE_REASONS: [&str; 4] = ["missing", "malformed", "unknown", "forbidden"];
+pub const PACED_ROUTES: &str = "flight_counter_store_paced_routes";
+pub const SLOWEST_PACE: &str = "flight_counter_store_slowest_route_pace";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -77,7 +79,18 @@ fn describe() {
         counter!(AUTH_FAILURES, "reason" => reason).absolute(0);
     }
     describe_counter!(TRANSACTIONS_RECORDED, "Transactions durably recorded");
-    describe_counter!(COMMITS, "Store commits, by outcome");
+    describe_counter!(
+        COMMITS,
+        "Store commits, by outcome (ok, error, throttled: refused for its rate, retried)"
+    );
+    describe_gauge!(
+        PACED_ROUTES,
+        "Routes whose commits are paced because the store throttled them"
+    );
+    describe_gauge!(
+        SLOWEST_PACE,
+        "Commits per second allowed to the most throttled route (0 when none is paced)"
+    );
     describe_histogram!(COMMIT_DURATION, Unit::Seconds, "Time a store commit took");
     describe_histogram!(
         BATCH_SIZE,
@@ -85,7 +98,8 @@ fn describe() {
     );
     describe_counter!(
         DYNAMODB_CALLS,
-        "DynamoDB requests sent (every attempt, retries included), by operation and outcome"
+        "DynamoDB requests sent (every attempt, retries included), by operation and outcome \
+         (ok, throttled, error)"
     );
     describe_counter!(
         IDEMPOTENT_REPLAYS,
@@ -118,12 +132,25 @@ pub fn build_info(store: &'static str) {
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "store" => store).set(1.0);
 }
 
-/// Records one finished commit of `transactions` transactions, `recorded` of which were counted
-/// (the others were replays of idempotency keys).
-pub fn commit_finished(elapsed: Duration, transactions: u64, recorded: u64, ok: bool) {
+/// How a commit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Committed; `recorded` of its transactions were counted (the others were replays of
+    /// idempotency keys).
+    Ok {
+        recorded: u64,
+    },
+    Failed,
+    /// The store refused it for its rate and applied nothing; its transactions are retried.
+    Throttled,
+}
+
+/// Records one finished commit of `transactions` transactions.
+pub fn commit_finished(elapsed: Duration, transactions: u64, outcome: CommitOutcome) {
     struct Handles {
         ok: Counter,
         failed: Counter,
+        throttled: Counter,
         duration: Histogram,
         batch: Histogram,
         recorded: Counter,
@@ -132,6 +159,7 @@ pub fn commit_finished(elapsed: Duration, transactions: u64, recorded: u64, ok: 
         static HANDLES: Handles = Handles {
             ok: counter!(COMMITS, "outcome" => "ok"),
             failed: counter!(COMMITS, "outcome" => "error"),
+            throttled: counter!(COMMITS, "outcome" => "throttled"),
             duration: histogram!(COMMIT_DURATION),
             batch: histogram!(BATCH_SIZE),
             recorded: counter!(TRANSACTIONS_RECORDED),
@@ -140,13 +168,22 @@ pub fn commit_finished(elapsed: Duration, transactions: u64, recorded: u64, ok: 
     HANDLES.with(|h| {
         h.duration.record(elapsed);
         h.batch.record(transactions as f64);
-        if ok {
-            h.ok.increment(1);
-            h.recorded.increment(recorded);
-        } else {
-            h.failed.increment(1);
+        match outcome {
+            CommitOutcome::Ok { recorded } => {
+                h.ok.increment(1);
+                h.recorded.increment(recorded);
+            }
+            CommitOutcome::Failed => h.failed.increment(1),
+            CommitOutcome::Throttled => h.throttled.increment(1),
         }
     });
+}
+
+/// How many routes are paced because the store throttled them, and the slowest pace
+/// (commits per second; 0 when none is paced).
+pub fn pacing(paced_routes: usize, slowest: f64) {
+    gauge!(PACED_ROUTES).set(paced_routes as f64);
+    gauge!(SLOWEST_PACE).set(slowest);
 }
 
 /// Records one answered HTTP request. Handles are cached per thread: looking a labelled metric
@@ -196,19 +233,19 @@ pub fn auth_failure(reason: &'static str) {
 }
 
 /// Records one attempt of a DynamoDB call.
-pub fn dynamodb_call(operation: &'static str, ok: bool) {
-    type Key = (&'static str, bool);
+/// `outcome` is `ok`, `throttled` or `error`.
+pub fn dynamodb_call(operation: &'static str, outcome: &'static str) {
+    type Key = (&'static str, &'static str);
     thread_local! {
         static HANDLES: RefCell<FxHashMap<Key, Counter>> = RefCell::new(FxHashMap::default());
     }
     HANDLES.with(|cache| {
         cache
             .borrow_mut()
-            .entry((operation, ok))
-            .or_insert_with(|| {
-                let outcome = if ok { "ok" } else { "error" };
-                counter!(DYNAMODB_CALLS, "operation" => operation, "outcome" => outcome)
-            })
+            .entry((operation, outcome))
+            .or_insert_with(
+                || counter!(DYNAMODB_CALLS, "operation" => operation, "outcome" => outcome),
+            )
             .increment(1);
     });
 }

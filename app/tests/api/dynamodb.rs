@@ -13,7 +13,7 @@ use std::{
 
 use flight_counter::{
     route::Route,
-    store::{Increment, Store},
+    store::{ItemStore, RouteWrite, Store, StoreBase},
 };
 use serde_json::Value;
 
@@ -370,15 +370,11 @@ async fn a_count_that_would_pass_u64_max_is_refused_and_left_unchanged() {
         assert!(Instant::now() < deadline, "table never became ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let preload = store
-        .apply(&[Increment {
-            route,
-            delta: u64::MAX - 1,
-        }])
+    let preload = ItemStore::commit(&*store, &RouteWrite::keyless(route, u64::MAX - 1))
         .await
         .expect("preload");
-    assert_eq!(preload, vec![u64::MAX - 1]);
-    let app = TestApp::spawn_with_store(config, store).await;
+    assert_eq!(preload.keyless_total, u64::MAX - 1);
+    let app = TestApp::spawn_with_store(config, Store::Item(store)).await;
     assert_eq!(app.record("OV1", "OV0001").await, u64::MAX);
     let resp = app.post("OV1").await;
     assert_eq!(resp.status(), 500);
@@ -439,12 +435,14 @@ async fn a_timed_out_update_is_not_retried_into_a_double_count() {
     // The table, and a reader that sees it directly.
     let reader = TestApp::spawn_with_store(
         test_config(&dynamodb_args(&table, &direct, &["--create-table"])),
-        dynamodb_store(&test_config(&dynamodb_args(
-            &table,
-            &direct,
-            &["--create-table"],
-        )))
-        .await,
+        Store::Item(
+            dynamodb_store(&test_config(&dynamodb_args(
+                &table,
+                &direct,
+                &["--create-table"],
+            )))
+            .await,
+        ),
     )
     .await;
     let config = test_config(&dynamodb_args(
@@ -463,12 +461,11 @@ async fn a_timed_out_update_is_not_retried_into_a_double_count() {
     let posts = 5;
     for _ in 0..posts {
         let started = Instant::now();
-        let applied = store
-            .apply(&[Increment {
-                route: Route::parse("AM1").expect("route"),
-                delta: 1,
-            }])
-            .await;
+        let applied = ItemStore::commit(
+            &*store,
+            &RouteWrite::keyless(Route::parse("AM1").expect("route"), 1),
+        )
+        .await;
         assert!(
             applied.is_err(),
             "the answer came after the attempt timeout"

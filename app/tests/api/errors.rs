@@ -11,7 +11,7 @@ use std::{
 
 use flight_counter::{
     route::Route,
-    store::{CommitMode, Increment, MemoryStore, Store, StoreError},
+    store::{BatchStore, MemoryStore, RouteOutcome, RouteWrite, Store, StoreBase, StoreError},
 };
 use serde_json::Value;
 
@@ -428,18 +428,19 @@ struct FlakyStore {
 }
 
 #[async_trait::async_trait]
-impl Store for FlakyStore {
-    fn kind(&self) -> &'static str {
-        "flaky"
-    }
-    fn commit_mode(&self) -> CommitMode {
-        CommitMode::WholeBatch
-    }
-    async fn apply(&self, batch: &[Increment]) -> Result<Vec<u64>, StoreError> {
+impl BatchStore for FlakyStore {
+    async fn commit(&self, batch: &[RouteWrite]) -> Result<Vec<RouteOutcome>, StoreError> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("disk on fire".into()));
         }
-        self.inner.apply(batch).await
+        self.inner.commit(batch).await
+    }
+}
+
+#[async_trait::async_trait]
+impl StoreBase for FlakyStore {
+    fn kind(&self) -> &'static str {
+        "flaky"
     }
     async fn get(&self, route: Route) -> Result<u64, StoreError> {
         if self.failing.load(Ordering::SeqCst) {
@@ -461,7 +462,7 @@ async fn a_failing_store_gives_503_with_retry_after_and_readiness_follows() {
         inner: MemoryStore::new(),
         failing: AtomicBool::new(false),
     });
-    let app = TestApp::spawn_with_store(test_config(&[]), store.clone()).await;
+    let app = TestApp::spawn_with_store(test_config(&[]), Store::Batch(store.clone())).await;
     assert_eq!(app.record("FL1", "FL0001").await, 1);
 
     store.failing.store(true, Ordering::SeqCst);
@@ -500,15 +501,16 @@ async fn a_failing_store_gives_503_with_retry_after_and_readiness_follows() {
 struct StuckStore;
 
 #[async_trait::async_trait]
-impl Store for StuckStore {
+impl BatchStore for StuckStore {
+    async fn commit(&self, _: &[RouteWrite]) -> Result<Vec<RouteOutcome>, StoreError> {
+        std::future::pending().await
+    }
+}
+
+#[async_trait::async_trait]
+impl StoreBase for StuckStore {
     fn kind(&self) -> &'static str {
         "stuck"
-    }
-    fn commit_mode(&self) -> CommitMode {
-        CommitMode::WholeBatch
-    }
-    async fn apply(&self, _: &[Increment]) -> Result<Vec<u64>, StoreError> {
-        std::future::pending().await
     }
     async fn get(&self, _: Route) -> Result<u64, StoreError> {
         std::future::pending().await
@@ -521,7 +523,7 @@ impl Store for StuckStore {
 #[tokio::test]
 async fn a_stuck_store_gives_503_within_the_deadline() {
     let config = test_config(&["--commit-timeout", "300ms", "--drain-timeout", "1s"]);
-    let app = TestApp::spawn_with_store(config, Arc::new(StuckStore)).await;
+    let app = TestApp::spawn_with_store(config, Store::batch(StuckStore)).await;
     let started = std::time::Instant::now();
     let resp = app.post("ST1").await;
     assert!(started.elapsed() < Duration::from_secs(3));
@@ -533,16 +535,13 @@ async fn a_stuck_store_gives_503_within_the_deadline() {
 
 #[tokio::test]
 async fn a_count_that_would_overflow_is_refused_not_wrapped() {
-    let store = Arc::new(MemoryStore::new());
+    let store = MemoryStore::new();
     let route = Route::parse("OV1").expect("route");
     store
-        .apply(&[Increment {
-            route,
-            delta: u64::MAX - 1,
-        }])
+        .commit(&[RouteWrite::keyless(route, u64::MAX - 1)])
         .await
         .expect("preload");
-    let app = TestApp::spawn_with_store(test_config(&[]), store).await;
+    let app = TestApp::spawn_with_store(test_config(&[]), Store::batch(store)).await;
     assert_eq!(app.record("OV1", "OV0001").await, u64::MAX);
     let resp = app.post("OV1").await;
     let body = json_error(resp, 500, "internal").await;

@@ -13,7 +13,7 @@ use std::{
 use flight_counter::{
     config::Config,
     startup::{Application, open_store},
-    store::{DynamoStore, SharedStore},
+    store::{DynamoStore, Store},
 };
 use serde_json::Value;
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -60,7 +60,7 @@ impl TestApp {
     }
 
     /// Starts the service around a store the test provides.
-    pub async fn spawn_with_store(config: Config, store: SharedStore) -> TestApp {
+    pub async fn spawn_with_store(config: Config, store: Store) -> TestApp {
         let app = Application::build_with_store(config, store)
             .await
             .expect("build app");
@@ -119,10 +119,10 @@ impl TestApp {
 
     async fn wait_ready(&self) {
         for _ in 0..200 {
-            if let Ok(resp) = self.client.get(self.url("/readyz")).send().await {
-                if resp.status() == 200 {
-                    return;
-                }
+            if let Ok(resp) = self.client.get(self.url("/readyz")).send().await
+                && resp.status() == 200
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -245,18 +245,15 @@ impl ServiceProcess {
                 kept.lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(line.clone());
-                if !sent {
-                    if let Ok(event) = serde_json::from_str::<Value>(&line) {
-                        if event["message"]
-                            .as_str()
-                            .is_some_and(|m| m.starts_with("serving"))
-                        {
-                            if let Some(addr) = event["addr"].as_str() {
-                                let _ = tx.send(addr.to_owned());
-                                sent = true;
-                            }
-                        }
-                    }
+                if !sent
+                    && let Ok(event) = serde_json::from_str::<Value>(&line)
+                    && event["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("serving"))
+                    && let Some(addr) = event["addr"].as_str()
+                {
+                    let _ = tx.send(addr.to_owned());
+                    sent = true;
                 }
             }
         });

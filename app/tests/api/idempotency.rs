@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use flight_counter::store::{DynamoStore, EmbeddedStore, MemoryStore};
+use flight_counter::store::{DynamoStore, EmbeddedStore, MemoryStore, Store};
 use serde_json::Value;
 
 use crate::{
@@ -350,7 +350,7 @@ async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 async fn the_memory_store_sweeps_expired_keys() {
     let store = Arc::new(MemoryStore::new());
     let config = test_config(&["--idempotency-retention", "2s"]);
-    let app = TestApp::spawn_with_store(config, store.clone()).await;
+    let app = TestApp::spawn_with_store(config, Store::Batch(store.clone())).await;
     for k in 0..5 {
         let key = format!("sweep-{k}");
         assert_eq!(
@@ -490,7 +490,7 @@ async fn dynamodb_key_records_expire_through_ttl() {
         "1h",
     ]);
     let store: Arc<DynamoStore> = dynamodb_store(&config).await;
-    let app = TestApp::spawn_with_store(config, store.clone()).await;
+    let app = TestApp::spawn_with_store(config, Store::Item(store.clone())).await;
     let now = flight_counter::idempotency::epoch_seconds();
     assert_eq!(
         post_keyed(&app.client, &app.url(""), "TT1", "ttl-1")
@@ -537,8 +537,150 @@ async fn dynamodb_key_records_expire_through_ttl() {
         item["target_route"].as_s().map(String::as_str),
         Ok("TT0001")
     );
-    assert_eq!(item["count"].as_n().map(String::as_str), Ok("1"));
+    // The record names its batch and its place from the batch's end; the batch's total is on
+    // the route's item until the service moves it to the batch record (at the latest when it
+    // stops).
+    assert_eq!(item["back"].as_n().map(String::as_str), Ok("0"));
+    let batch = item["batch"].as_s().expect("a batch id").clone();
     app.stop().await;
+    let read = |name: String| {
+        let client = store.client().clone();
+        let table = table.clone();
+        async move {
+            client
+                .get_item()
+                .table_name(&table)
+                .key("route", aws_sdk_dynamodb::types::AttributeValue::S(name))
+                .consistent_read(true)
+                .send()
+                .await
+                .expect("GetItem")
+                .item
+                .unwrap_or_default()
+        }
+    };
+    let batch_record = read(format!("batch#{batch}")).await;
+    assert_eq!(batch_record["count"].as_n().map(String::as_str), Ok("1"));
+    assert_eq!(
+        batch_record["target_route"].as_s().map(String::as_str),
+        Ok("TT0001")
+    );
+    let route_item = read("TT0001".into()).await;
+    assert_eq!(
+        route_item["transactions"].as_n().map(String::as_str),
+        Ok("1")
+    );
+    assert!(
+        !route_item.keys().any(|name| name.starts_with("pending_")),
+        "the total was moved off the route's item: {route_item:?}"
+    );
+}
+
+/// A keyed commit's total stays on the route's item only until the route's next keyed commit,
+/// which moves it to a batch record; replays find it in either place, and a record written by
+/// an earlier version (the count on the record itself) is honoured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_batch_totals_move_off_the_route_item_and_replays_find_them() {
+    let server = emulators::shared(Kind::Moto);
+    let table = emulators::unique_table("idem-moves");
+    let endpoint = server.endpoint();
+    let config = test_config(&[
+        "--store",
+        "dynamodb",
+        "--table",
+        &table,
+        "--endpoint-url",
+        &endpoint,
+        "--create-table",
+    ]);
+    let store: Arc<DynamoStore> = dynamodb_store(&config).await;
+    let app = TestApp::spawn_with_store(config, Store::Item(store.clone())).await;
+    let base = app.url("");
+    let http = client();
+    let read = |name: &str| {
+        let client = store.client().clone();
+        let table = table.clone();
+        let name = name.to_owned();
+        async move {
+            client
+                .get_item()
+                .table_name(&table)
+                .key("route", aws_sdk_dynamodb::types::AttributeValue::S(name))
+                .consistent_read(true)
+                .send()
+                .await
+                .expect("GetItem")
+                .item
+                .unwrap_or_default()
+        }
+    };
+    let pending = |item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
+        let mut names: Vec<String> = item
+            .keys()
+            .filter(|n| n.starts_with("pending_"))
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    };
+
+    assert_eq!(post_keyed(&http, &base, "MV1", "move-1").await.count(), 1);
+    let first = read("idem#move-1").await;
+    let first_batch = first["batch"].as_s().expect("batch").clone();
+    assert_eq!(
+        pending(&read("MV0001").await),
+        vec![format!("pending_{first_batch}")]
+    );
+    // The next keyed commit of the route carries the first one's total off the item.
+    assert_eq!(post_keyed(&http, &base, "MV1", "move-2").await.count(), 2);
+    let second_batch = read("idem#move-2").await["batch"]
+        .as_s()
+        .expect("batch")
+        .clone();
+    assert_eq!(
+        pending(&read("MV0001").await),
+        vec![format!("pending_{second_batch}")]
+    );
+    let moved = read(&format!("batch#{first_batch}")).await;
+    assert_eq!(moved["count"].as_n().map(String::as_str), Ok("1"));
+    // Replays: one total from its batch record, one from the route's item.
+    for (key, count) in [("move-1", 1), ("move-2", 2)] {
+        let again = post_keyed(&http, &base, "MV1", key).await;
+        assert_eq!((again.count(), again.replayed), (count, true), "{key}");
+    }
+    // A record in the earlier form: the count on the record itself.
+    let expires = (flight_counter::idempotency::epoch_seconds() + 3600).to_string();
+    store
+        .client()
+        .put_item()
+        .table_name(&table)
+        .item(
+            "route",
+            aws_sdk_dynamodb::types::AttributeValue::S("idem#legacy".into()),
+        )
+        .item(
+            "target_route",
+            aws_sdk_dynamodb::types::AttributeValue::S("MV0001".into()),
+        )
+        .item(
+            "count",
+            aws_sdk_dynamodb::types::AttributeValue::N("7".into()),
+        )
+        .item(
+            "expires_at",
+            aws_sdk_dynamodb::types::AttributeValue::N(expires),
+        )
+        .send()
+        .await
+        .expect("PutItem");
+    let legacy = post_keyed(&http, &base, "MV1", "legacy").await;
+    assert_eq!((legacy.count(), legacy.replayed), (7, true));
+    assert_eq!(count(&base, "MV1").await, 2);
+    app.stop().await;
+    // At shutdown the last total is moved too.
+    assert!(pending(&read("MV0001").await).is_empty());
+    let last = read(&format!("batch#{second_batch}")).await;
+    assert_eq!(last["count"].as_n().map(String::as_str), Ok("2"));
 }
 
 /// dynalite has no `TransactWriteItems`: a keyed POST is refused with `503` and records nothing,
@@ -556,10 +698,10 @@ async fn without_transactions_a_keyed_post_is_503_and_records_nothing() {
 async fn wait_ready(base: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if let Ok(resp) = client().get(format!("{base}/readyz")).send().await {
-            if resp.status() == 200 {
-                return;
-            }
+        if let Ok(resp) = client().get(format!("{base}/readyz")).send().await
+            && resp.status() == 200
+        {
+            return;
         }
         assert!(Instant::now() < deadline, "{base} never became ready");
         tokio::time::sleep(Duration::from_millis(50)).await;

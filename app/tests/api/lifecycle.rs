@@ -137,11 +137,11 @@ async fn graceful_shutdown_under_load_loses_no_acknowledged_transaction() {
                     sent.fetch_add(1, Ordering::SeqCst);
                     match http.post(&url).send().await {
                         Ok(resp) if resp.status() == 200 => {
-                            if let Ok(body) = resp.json::<Value>().await {
-                                if let Some(n) = body["transactions"].as_u64() {
-                                    acknowledged.fetch_add(1, Ordering::SeqCst);
-                                    highest.fetch_max(n, Ordering::SeqCst);
-                                }
+                            if let Ok(body) = resp.json::<Value>().await
+                                && let Some(n) = body["transactions"].as_u64()
+                            {
+                                acknowledged.fetch_add(1, Ordering::SeqCst);
+                                highest.fetch_max(n, Ordering::SeqCst);
                             }
                         }
                         // Refused or cut off once the listener closes: expected.

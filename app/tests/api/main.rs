@@ -2,6 +2,7 @@
 
 mod auth;
 mod dynamodb;
+mod dynamodb_scale;
 mod emulators;
 mod errors;
 mod helpers;
@@ -9,3 +10,4 @@ mod idempotency;
 mod lifecycle;
 mod store_contract;
 mod stores;
+mod throttle_proxy;

@@ -1,5 +1,7 @@
 //! The API contract on each store.
 
+use flight_counter::store::Store;
+
 use crate::{
     emulators::{self, Kind},
     helpers::{TestApp, dynamodb_store, test_config},
@@ -77,7 +79,7 @@ pub async fn dynamodb(kind: Kind, extra: &[&str]) -> Fixture {
     let config = test_config(&args);
     let store = dynamodb_store(&config).await;
     Fixture {
-        app: TestApp::spawn_with_store(config, store).await,
+        app: TestApp::spawn_with_store(config, Store::Item(store)).await,
         _keep: Box::new(()),
     }
 }

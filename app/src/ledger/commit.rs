@@ -1,0 +1,126 @@
+//! Running one commit: the one place for its deadline, its metrics, the store's health, and
+//! handing the result back to every caller in it.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::time::Instant;
+
+use super::{LedgerError, StoreHealth, queue::Taken};
+use crate::{
+    store::{BatchStore, ItemStore, RouteOutcome, StoreError},
+    telemetry::metrics::{self as m, CommitOutcome},
+};
+
+/// What a commit needs besides its transactions.
+#[derive(Clone)]
+pub(super) struct CommitContext {
+    pub timeout: Duration,
+    pub health: Arc<StoreHealth>,
+    pub kind: &'static str,
+}
+
+/// Commits a whole batch in one store transaction and answers every caller in it.
+pub(super) async fn commit_batch(
+    store: &Arc<dyn BatchStore>,
+    batch: Vec<Taken>,
+    cx: &CommitContext,
+) {
+    let writes: Vec<_> = batch.iter().map(Taken::write).collect();
+    let started = Instant::now();
+    let result = tokio::time::timeout(cx.timeout, store.commit(&writes)).await;
+    let result = match result {
+        Ok(Ok(outcomes)) if outcomes.len() == batch.len() => Ok(outcomes),
+        Ok(Ok(_)) => Err(LedgerError::Store(StoreError::Unavailable(
+            "store returned a wrong number of outcomes".into(),
+        ))),
+        Ok(Err(err)) => Err(LedgerError::Store(err)),
+        Err(_) => Err(LedgerError::TimedOut(cx.timeout)),
+    };
+    let transactions: usize = batch.iter().map(Taken::len).sum();
+    match result {
+        Ok(outcomes) => {
+            let recorded = batch
+                .into_iter()
+                .zip(outcomes)
+                .map(|(taken, outcome)| taken.answer(outcome))
+                .sum();
+            finished(cx, started, transactions, CommitOutcome::Ok { recorded });
+        }
+        Err(err) => {
+            tracing::error!(store = cx.kind, error = %err, transactions, "commit failed");
+            finished(cx, started, transactions, CommitOutcome::Failed);
+            for taken in batch {
+                taken.fail(&err);
+            }
+        }
+    }
+}
+
+/// How a per-item commit ended, for the dispatcher.
+pub(super) struct ItemDone {
+    pub started: Instant,
+    /// The store refused the commit for its rate and applied nothing: these transactions go
+    /// back in the queue.
+    pub throttled: Option<Taken>,
+}
+
+/// Commits one route's transactions and answers the callers, unless the store throttled it.
+pub(super) async fn commit_item(
+    store: Arc<dyn ItemStore>,
+    taken: Taken,
+    cx: CommitContext,
+) -> ItemDone {
+    let write = taken.write();
+    let started = Instant::now();
+    let transactions = taken.len();
+    let result = match tokio::time::timeout(cx.timeout, store.commit(&write)).await {
+        Ok(Ok(outcome)) if outcome.keyed.len() == write.keyed.len() => Ok(outcome),
+        Ok(Ok(_)) => Err(LedgerError::Store(StoreError::Unavailable(
+            "store returned a wrong number of outcomes".into(),
+        ))),
+        Ok(Err(StoreError::Throttled(reason))) => {
+            tracing::debug!(route = %taken.route, %reason, transactions, "commit throttled");
+            finished(&cx, started, transactions, CommitOutcome::Throttled);
+            return ItemDone {
+                started,
+                throttled: Some(taken),
+            };
+        }
+        Ok(Err(err)) => Err(LedgerError::Store(err)),
+        Err(_) => Err(LedgerError::TimedOut(cx.timeout)),
+    };
+    settle(taken, result, &cx, started, transactions);
+    ItemDone {
+        started,
+        throttled: None,
+    }
+}
+
+fn settle(
+    taken: Taken,
+    result: Result<RouteOutcome, LedgerError>,
+    cx: &CommitContext,
+    started: Instant,
+    transactions: usize,
+) {
+    match result {
+        Ok(outcome) => {
+            let recorded = taken.answer(outcome);
+            finished(cx, started, transactions, CommitOutcome::Ok { recorded });
+        }
+        Err(err) => {
+            tracing::error!(store = cx.kind, route = %taken.route, error = %err, transactions, "commit failed");
+            finished(cx, started, transactions, CommitOutcome::Failed);
+            taken.fail(&err);
+        }
+    }
+}
+
+fn finished(cx: &CommitContext, started: Instant, transactions: usize, outcome: CommitOutcome) {
+    match outcome {
+        CommitOutcome::Ok { .. } => cx.health.set(true),
+        CommitOutcome::Failed => cx.health.set(false),
+        CommitOutcome::Throttled => {}
+    }
+    m::commit_finished(started.elapsed(), transactions as u64, outcome);
+}

@@ -1,0 +1,135 @@
+//! Idempotency key records, and the outcome of a key recorded before.
+//!
+//! A key record `idem#<key>` holds the route, and either the count itself (records written by
+//! earlier versions, one transaction per key) or the batch it was committed in and its place
+//! from the batch's end (`back`): its count is the batch's total minus `back`.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::{error::BuildError, types::AttributeValue};
+
+use super::{
+    DynamoStore, KEY_ATTRIBUTE, KEY_COUNT_ATTRIBUTE, KEY_RECORD_PREFIX, KEY_ROUTE_ATTRIBUTE,
+};
+use crate::{idempotency::KeyedOutcome, route::Route, store::StoreError};
+
+/// A key record's batch id and its place from the end of that batch.
+pub const KEY_BATCH_ATTRIBUTE: &str = "batch";
+pub const KEY_BACK_ATTRIBUTE: &str = "back";
+
+pub(super) fn invalid(err: BuildError) -> StoreError {
+    StoreError::Unavailable(err.to_string())
+}
+
+pub(super) fn num(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub(super) fn text(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+/// A stored key record.
+enum KeyRecord {
+    /// The outcome is on the record.
+    Done { route: Route, count: u64 },
+    /// The outcome is `total of batch - back`.
+    InBatch {
+        route: Route,
+        batch: String,
+        back: u64,
+    },
+}
+
+impl DynamoStore {
+    /// The outcome of a key recorded before, from the record handed back (or read, where the
+    /// server hands back none).
+    pub(super) async fn resolve(
+        &self,
+        item: HashMap<String, AttributeValue>,
+        record_id: &str,
+        batch_totals: &mut HashMap<String, u64>,
+    ) -> Result<KeyedOutcome, StoreError> {
+        let name = format!("{KEY_RECORD_PREFIX}{record_id}");
+        let item = if item.is_empty() {
+            self.read_item(&name).await?.ok_or_else(|| {
+                StoreError::Unavailable(format!(
+                    "the idempotency record {name:?} was there and then gone"
+                ))
+            })?
+        } else {
+            item
+        };
+        match self.key_record(&item, &name)? {
+            KeyRecord::Done { route, count } => Ok(KeyedOutcome::replay(route, count)),
+            KeyRecord::InBatch { route, batch, back } => {
+                // The route's item first: a total only leaves it together with the batch
+                // record's creation, so if it is gone, the batch record is there.
+                let total = match batch_totals.get(&batch) {
+                    Some(total) => *total,
+                    None => {
+                        let total = match self.read_marker(route, &batch).await? {
+                            Some(total) => total,
+                            None => self.read_batch_record(&batch).await?,
+                        };
+                        batch_totals.insert(batch.clone(), total);
+                        total
+                    }
+                };
+                let count = total.checked_sub(back).ok_or_else(|| {
+                    StoreError::Unavailable(format!("batch {batch} holds a total below {back}"))
+                })?;
+                Ok(KeyedOutcome::replay(route, count))
+            }
+        }
+    }
+
+    fn key_record(
+        &self,
+        item: &HashMap<String, AttributeValue>,
+        name: &str,
+    ) -> Result<KeyRecord, StoreError> {
+        let malformed = || {
+            StoreError::Unavailable(format!(
+                "DynamoDB table {} holds a malformed idempotency record {name:?}",
+                self.table()
+            ))
+        };
+        let number = |attribute: &str| {
+            item.get(attribute)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<u64>().ok())
+        };
+        let route = item
+            .get(KEY_ROUTE_ATTRIBUTE)
+            .and_then(|v| v.as_s().ok())
+            .and_then(|s| Route::parse(s).ok())
+            .ok_or_else(malformed)?;
+        if let Some(count) = number(KEY_COUNT_ATTRIBUTE) {
+            return Ok(KeyRecord::Done { route, count });
+        }
+        let batch = item
+            .get(KEY_BATCH_ATTRIBUTE)
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(malformed)?
+            .clone();
+        let back = number(KEY_BACK_ATTRIBUTE).ok_or_else(malformed)?;
+        Ok(KeyRecord::InBatch { route, batch, back })
+    }
+
+    pub(super) async fn read_item(
+        &self,
+        name: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(self.table())
+            .key(KEY_ATTRIBUTE, text(name))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| self.failed("GetItem", err))?;
+        Ok(out.item)
+    }
+}

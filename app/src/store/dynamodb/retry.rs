@@ -1,0 +1,153 @@
+//! How DynamoDB calls are retried and counted.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::{
+    ConfigBag, Intercept, RuntimeComponents, interceptors::FinalizerInterceptorContextRef,
+};
+use aws_sdk_dynamodb::error::BoxError;
+use aws_smithy_runtime_api::client::{
+    interceptors::context::InterceptorContext,
+    orchestrator::Metadata,
+    retries::classifiers::{ClassifyRetry, RetryAction, RetryClassifierPriority},
+};
+
+use crate::telemetry::metrics as m;
+
+/// Counts every attempt of every DynamoDB call (retries included), by operation and outcome:
+/// the real number of requests the service sends.
+#[derive(Debug)]
+pub(super) struct CallCounter;
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let operation = cfg
+            .load::<Metadata>()
+            .map(|metadata| operation_label(metadata.name()))
+            .unwrap_or("other");
+        let outcome = match context.response() {
+            Some(response) if response.status().is_success() => "ok",
+            Some(response) if response.body().bytes().is_some_and(mentions_throttling) => {
+                "throttled"
+            }
+            _ => "error",
+        };
+        m::dynamodb_call(operation, outcome);
+        Ok(())
+    }
+}
+
+/// Decides which failed write attempts the SDK may send again. Throttling is never retried
+/// here: the ledger sees it, paces the route and sends the transactions again in a later, larger
+/// commit. An attempt that may have been applied (it timed out, lost its connection after
+/// sending, or met DynamoDB's `500`) is retried only where a repeat cannot apply twice: a
+/// `TransactWriteItems` carries a client request token (the SDK fills it in, the same on every
+/// attempt), an `ADD` carries nothing of the kind. `503`s and failures to connect (nothing was
+/// written) are left to the standard classifiers, which retry them.
+#[derive(Debug)]
+pub(super) struct WriteRetry {
+    /// Whether a repeat of an attempt that may have been applied is harmless.
+    pub idempotent: bool,
+}
+
+impl ClassifyRetry for WriteRetry {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(Err(err)) = ctx.output_or_error() else {
+            return RetryAction::NoActionIndicated;
+        };
+        if let Some(response) = ctx.response() {
+            if response.body().bytes().is_some_and(mentions_throttling) {
+                return RetryAction::RetryForbidden;
+            }
+            // DynamoDB's 500 (InternalServerError) leaves the outcome unknown.
+            return if response.status().as_u16() == 500 && !self.idempotent {
+                RetryAction::RetryForbidden
+            } else {
+                RetryAction::NoActionIndicated
+            };
+        }
+        if self.idempotent {
+            return RetryAction::NoActionIndicated;
+        }
+        if err.is_timeout_error() {
+            // The attempt timed out, possibly after DynamoDB applied it.
+            return RetryAction::RetryForbidden;
+        }
+        match err.as_connector_error() {
+            Some(connector) if never_connected(connector) => RetryAction::NoActionIndicated,
+            Some(_) => RetryAction::RetryForbidden,
+            None => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "WriteRetry"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        // After the standard classifiers, so that a forbidden retry overrides theirs.
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
+    }
+}
+
+/// Whether an error answer is DynamoDB refusing a request (or a transaction's item) for its
+/// rate.
+fn mentions_throttling(body: &[u8]) -> bool {
+    [
+        &b"ProvisionedThroughputExceeded"[..],
+        b"ThrottlingException",
+        b"ThrottlingError",
+        b"RequestLimitExceeded",
+    ]
+    .iter()
+    .any(|needle| memchr::memmem::find(body, needle).is_some())
+}
+
+/// A short, jittered pause before attempt `attempt` (1-based) of a write that met contention
+/// is sent again.
+pub(super) fn contention_backoff(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let ceiling_ms = 2u64 << attempt.min(5);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_millis(1 + random % ceiling_ms)
+}
+
+/// Whether the HTTP client failed to establish a connection (refused, unreachable, connect
+/// timeout): the request was never sent.
+fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(|e| e.is_connect())
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// Operation names as static labels (metric labels must not come from the network unbounded).
+fn operation_label(name: &str) -> &'static str {
+    match name {
+        "UpdateItem" => "UpdateItem",
+        "GetItem" => "GetItem",
+        "DescribeTable" => "DescribeTable",
+        "CreateTable" => "CreateTable",
+        "TransactWriteItems" => "TransactWriteItems",
+        "UpdateTimeToLive" => "UpdateTimeToLive",
+        "PutItem" => "PutItem",
+        _ => "other",
+    }
+}
