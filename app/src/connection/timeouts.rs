@@ -49,6 +49,8 @@ pub struct ConnectionTimeouts<S> {
     /// When the first byte arrived that no answer has followed yet.
     unanswered_since: Option<Instant>,
     timer: Pin<Box<Sleep>>,
+    /// Counts the connection as open until it is dropped.
+    _open: telemetry::metrics::OpenConnection,
 }
 
 impl<S> ConnectionTimeouts<S> {
@@ -62,6 +64,7 @@ impl<S> ConnectionTimeouts<S> {
             timer: Box::pin(tokio::time::sleep_until(
                 now + limits.idle.min(limits.request),
             )),
+            _open: telemetry::metrics::OpenConnection::opened(),
         }
     }
 

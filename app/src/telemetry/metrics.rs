@@ -4,7 +4,7 @@ use std::{cell::RefCell, sync::Mutex, time::Duration};
 
 use rustc_hash::FxHashMap;
 
-use metrics::{Counter, Histogram, counter, gauge, histogram};
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "flight_counter_http_requests_total";
@@ -20,6 +20,7 @@ pub const IDEMPOTENCY_CONFLICTS: &str = "flight_counter_idempotency_conflicts_to
 pub const IDEMPOTENCY_KEYS_SWEPT: &str = "flight_counter_idempotency_keys_swept_total";
 pub const MALFORMED_REQUESTS: &str = "flight_counter_http_malformed_requests_total";
 pub const CONNECTION_TIMEOUTS: &str = "flight_counter_http_connection_timeouts_total";
+pub const OPEN_CONNECTIONS: &str = "flight_counter_http_open_connections";
 pub const AUTH_FAILURES: &str = "flight_counter_auth_failures_total";
 
 /// The reasons a request is refused by authentication: the `reason` label of [`AUTH_FAILURES`].
@@ -121,6 +122,11 @@ fn describe() {
         CONNECTION_TIMEOUTS,
         "Client connections closed past a deadline, by deadline (idle, request)"
     );
+    describe_gauge!(
+        OPEN_CONNECTIONS,
+        "Client connections open now (accepted and not yet closed)"
+    );
+    gauge!(OPEN_CONNECTIONS).set(0.0);
     describe_gauge!(
         BUILD_INFO,
         "Always 1; labels carry the version and the store in use"
@@ -273,4 +279,22 @@ pub fn malformed_request(status: u16) {
 /// A client connection closed past its `idle` or `request` deadline.
 pub fn connection_timed_out(deadline: &'static str) {
     counter!(CONNECTION_TIMEOUTS, "deadline" => deadline).increment(1);
+}
+
+/// One accepted client connection, counted in [`OPEN_CONNECTIONS`] from its acceptance until
+/// it is dropped (closed by either side or past a deadline).
+pub struct OpenConnection(Gauge);
+
+impl OpenConnection {
+    pub fn opened() -> Self {
+        let open = gauge!(OPEN_CONNECTIONS);
+        open.increment(1.0);
+        Self(open)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
