@@ -131,6 +131,22 @@ else
   log "FAIL  kubernetes: schema, consistency and checkov checks (nothing rendered)"
 fi
 
+# The optional monitoring component (Prometheus Operator objects), rendered with the base.
+MONITORING="$WORK/monitoring.yaml"
+MONITORING_K8S="$WORK/monitoring-k8s.yaml"
+render_monitoring() { kubectl kustomize monitoring/kustomize >"$MONITORING"; }
+run "kubernetes: monitoring component renders (kubectl kustomize monitoring/kustomize)" render_monitoring
+if [[ -s "$MONITORING" ]]; then
+  run "kubernetes: monitoring component: PodMonitor and PrometheusRule against their CRD schemas, rules, runbooks, port and NetworkPolicy" \
+    "$PY" "$REPO/.ci/infra/monitoring.py" check "$MONITORING" "$MONITORING_K8S"
+  run "kubernetes: monitoring component: the other objects against Kubernetes $KUBERNETES_VERSION (strict)" \
+    kubernetes-validate --strict --quiet --kubernetes-version "$KUBERNETES_VERSION" "$MONITORING_K8S"
+else
+  failed=$((failed + 2))
+  failed_names+=("monitoring component checks (nothing rendered)")
+  log "FAIL  kubernetes: monitoring component checks (nothing rendered)"
+fi
+
 # ---------------------------------------------------------------------------
 # Container image
 
