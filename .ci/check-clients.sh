@@ -9,6 +9,13 @@
 #     schema-breaking inputs, bounded in examples and time, with a write API key;
 #   - promtool / prometheus: `promtool check metrics` accepts /metrics, and a real Prometheus
 #     scrapes the service and answers a PromQL query on the request counter;
+#   - monitoring: the generated rules, PrometheusRule, promtool tests and Grafana dashboard match
+#     their sources (monitoring/generate.py --check); `promtool check rules` accepts both rules
+#     files and `promtool test rules` passes (each alert fires on a series that breaks it and
+#     stays silent on a healthy one); then real traffic (keyless, keyed, errors, throttling, a
+#     store outage) through the service on the DynamoDB store (the throttling
+#     proxy in front of moto), and every recording rule, alert signal and dashboard query returns a result from
+#     a real Prometheus that scrapes it and evaluates the rules (.ci/clients/monitoring.py);
 #   - crash-sigkill / crash-sigterm: keyed POSTs under load while the embedded-store service
 #     is killed; no acknowledged transaction or key is lost;
 #   - hostile: hostile paths, headers and slow connections, forged, overlong and non-ASCII
@@ -37,6 +44,7 @@ BIN="$REPO/target/release/flight-counter"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/flight-counter-clients.XXXXXX")"
 SERVICE_PID=""
 PROM_PID=""
+MON_PIDS=()
 cleanup() {
   [[ -n $SERVICE_PID ]] && kill -KILL "$SERVICE_PID" 2>/dev/null || true
   [[ -n $PROM_PID ]] && kill -KILL "$PROM_PID" 2>/dev/null || true
@@ -128,6 +136,9 @@ setup() {
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$CLIENTS/requirements.txt"
     echo "$py_want" >"$VENV/.stamp"
   fi
+
+  # moto (and dynalite) for the monitoring check's DynamoDB store; quick when already there.
+  scripts/install-emulators.sh
 
   if [[ ! -x $BIN || -n "${CI:-}" ]]; then
     cargo build --release --locked -p flight-counter
@@ -228,6 +239,70 @@ YAML
   return "$rc"
 }
 
+check_monitoring() {
+  # Runs in run's subshell: it stops what it started itself.
+  trap 'for pid in "${MON_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done' EXIT
+  "$VENV/bin/python" monitoring/generate.py --check
+  promtool check rules monitoring/prometheus/flight-counter.rules.yml
+  # The PrometheusRule's groups, as a plain rules file, through promtool too.
+  "$VENV/bin/python" -c 'import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); yaml.safe_dump({"groups": d["spec"]["groups"]}, open(sys.argv[2], "w"))' \
+    kubernetes/components/monitoring/prometheusrule.yaml "$WORK/prometheusrule-groups.yml"
+  promtool check rules "$WORK/prometheusrule-groups.yml"
+  (cd monitoring/prometheus && promtool test rules flight-counter.rules.test.yml flight-counter.rules.slow-test.yml)
+
+  # The service on the DynamoDB store: moto (which has transactions, for keyed POSTs) behind
+  # the proxy that throttles hot items as DynamoDB does.
+  local dport pport sport proxy_out
+  dport="$(free_port)"
+  .tools/venv/bin/python scripts/moto-server.py --host 127.0.0.1 --port "$dport" --quiet >"$WORK/moto.log" 2>&1 &
+  local dynamo=$!
+  MON_PIDS+=("$dynamo")
+  for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$dport") 2>/dev/null && break; sleep 0.1; done
+  proxy_out="$WORK/proxy.out"
+  python3 scripts/dynamodb-throttle-proxy.py --listen 127.0.0.1:0 --upstream "127.0.0.1:$dport" \
+    --writes-per-second 20 >"$proxy_out" 2>&1 &
+  MON_PIDS+=("$!")
+  for _ in $(seq 1 100); do grep -q '^listening on' "$proxy_out" && break; sleep 0.1; done
+  local proxy; proxy="$(sed -n 's/^listening on //p' "$proxy_out")"
+  sport="$(free_port)"
+  AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_EC2_METADATA_DISABLED=true \
+    "$BIN" --bind "127.0.0.1:$sport" --log-level warn --store dynamodb --create-table \
+    --endpoint-url "http://$proxy" --api-keys-file "$KEYS_FILE" \
+    --request-timeout 2s --commit-timeout 1s >"$WORK/monitoring-service.log" 2>&1 &
+  MON_PIDS+=("$!")
+  for _ in $(seq 1 200); do curl -fsS -o /dev/null "http://127.0.0.1:$sport/readyz" 2>/dev/null && break; sleep 0.1; done
+
+  pport="$(free_port)"
+  mkdir -p "$WORK/mon-prom-data"
+  # The target labels namespace and pod are those the PodMonitor (or the kubernetes-pods job of
+  # a plain Prometheus) gives the series in a cluster.
+  cat >"$WORK/mon-prometheus.yml" <<YAML
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - $REPO/monitoring/prometheus/flight-counter.rules.yml
+scrape_configs:
+  - job_name: flight-counter
+    static_configs:
+      - targets: ["127.0.0.1:$sport"]
+        labels:
+          namespace: flight-counter
+          pod: flight-counter-ci-0
+YAML
+  promtool check config "$WORK/mon-prometheus.yml"
+  prometheus --config.file="$WORK/mon-prometheus.yml" --storage.tsdb.path="$WORK/mon-prom-data" \
+    --web.listen-address="127.0.0.1:$pport" >"$WORK/mon-prometheus.log" 2>&1 &
+  MON_PIDS+=("$!")
+  local rc=0
+  timeout 400 "$VENV/bin/python" "$CLIENTS/monitoring.py" "http://127.0.0.1:$sport" "http://127.0.0.1:$pport" \
+    "$dynamo" "$WRITE_KEY" || rc=$?
+  if ((rc != 0)); then
+    tail -n 20 "$WORK/monitoring-service.log" "$WORK/mon-prometheus.log"
+  fi
+  return "$rc"
+}
+
 check_crash() {
   mkdir -p "$WORK/crash-data"
   timeout 300 "$VENV/bin/python" "$CLIENTS/crash.py" "$BIN" "$WORK/crash-data" 3
@@ -262,6 +337,8 @@ start_service --store memory
 run promtool check_promtool
 run prometheus check_prometheus
 stop_service
+
+run monitoring check_monitoring
 
 run crash-safety check_crash
 
