@@ -7,3 +7,15 @@ output "table_arn" {
   description = "ARN of the counts table, passed to the eks-cluster root as dynamodb_table_arn."
   value       = aws_dynamodb_table.counts.arn
 }
+
+output "alarm_arns" {
+  description = "ARNs of the table's CloudWatch alarms, by name."
+  value = {
+    for alarm in [
+      aws_cloudwatch_metric_alarm.throttled_requests,
+      aws_cloudwatch_metric_alarm.system_errors,
+      aws_cloudwatch_metric_alarm.user_errors,
+      aws_cloudwatch_metric_alarm.hot_item_write_units,
+    ] : alarm.alarm_name => alarm.arn
+  }
+}
