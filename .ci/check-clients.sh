@@ -239,9 +239,14 @@ YAML
   return "$rc"
 }
 
+stop_monitoring() {
+  local pid
+  for pid in "${MON_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+}
+
 check_monitoring() {
   # Runs in run's subshell: it stops what it started itself.
-  trap 'for pid in "${MON_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done' EXIT
+  trap stop_monitoring EXIT
   "$VENV/bin/python" monitoring/generate.py --check
   promtool check rules monitoring/prometheus/flight-counter.rules.yml
   # The PrometheusRule's groups, as a plain rules file, through promtool too.

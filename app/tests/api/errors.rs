@@ -414,6 +414,8 @@ async fn metrics_count_requests_by_template_and_transactions() {
     assert!(text.contains("flight_counter_store_commit_batch_size_bucket{"));
     assert!(text.contains("flight_counter_store_commit_duration_seconds_bucket{"));
     assert!(text.contains("flight_counter_build_info{"));
+    // The connection this request came on is open while /metrics is rendered.
+    assert!(value("flight_counter_http_open_connections") >= 1.0);
     assert!(
         !text.contains("/some/random/path"),
         "raw paths never become labels"
