@@ -45,6 +45,8 @@ SERVICE_DYNAMODB_ACTIONS = {
     "dynamodb:DescribeTable",
 }
 TERRAFORM_MIN_VERSION = ">= 1.10"
+# The state key's alias: made by terraform-backends, named by every backend.
+STATE_KEY_ALIAS = "alias/flight-counter-tfstate"
 
 
 # --------------------------------------------------------------------------
@@ -234,11 +236,84 @@ def load_config() -> dict:
 
 
 def esc(text: str) -> str:
+    """Names in anchors and links (terraform-docs' SanitizeName with escape: true)."""
     return text.replace("_", "\\_")
 
 
+# terraform-docs' escape rule (template/sanitizer.go: SanitizeMarkdownTable,
+# EscapeCharacters, ConvertMultiLineText, NormalizeURLs), ported line by line so
+# that this generator and terraform-docs write the same README. Go's \s is
+# [\t\n\f\r ] and its \w is ASCII; Python's are wider, hence the spelled-out
+# classes.
+_WS = r"[\t\n\f\r ]"
+_URL = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s<>"'`]+|mailto:[^\s<>"'`]+""")
+_DONT = "\u2021\u2021\u2021DONTESCAPE\u2021\u2021\u2021"
+
+
+def _segments(text: str, fence: str, normal, code) -> str:
+    """processSegments: split on `fence`; alternate normal and code segments,
+    empty segments skipped without switching (as the Go code does)."""
+    in_code = text.startswith(fence)
+    parts = text.split(fence)
+    out = []
+    for i, part in enumerate(parts):
+        if not part:
+            continue
+        first = i == 0 or not parts[i - 1].strip()
+        last = i == len(parts) - 1 or not parts[i + 1].strip()
+        out.append(code(part, first, last) if in_code else normal(part, first, last))
+        in_code = not in_code
+    return "".join(out)
+
+
+def _escape_underscores(line: str) -> str:
+    c = "_"
+    cases = [
+        (re.compile(rf"^({_WS}*)({c}+)({_WS}+)(.*)"), [2]),
+        (re.compile(rf"({_WS}+)({c}+)([^\t\n\f\r {c}])(.*)([^\t\n\f\r {c}])({c}+)({_WS}+)"), [6, 2]),
+    ]
+    for pattern, groups in cases:
+        matches = list(pattern.finditer(line))
+        for m in matches:
+            for k in groups:
+                start, end = m.span(k)
+                line = line[:start] + m.group(k).replace(c, _DONT) + line[end:]
+    return line.replace(c, "\\" + c).replace(_DONT, c)
+
+
+def escape_characters(text: str, pipe: bool) -> str:
+    tick = lambda seg, first, last: f"`{seg}`"  # noqa: E731
+    if pipe:
+        text = _segments(text, "`", lambda seg, f, l: seg.replace("|", "\\|"), tick)
+    return _segments(text, "`", lambda seg, f, l: "\n".join(_escape_underscores(x) for x in seg.split("\n")), tick)
+
+
+def convert_multiline_table(text: str) -> str:
+    text = text.strip()
+    text = re.sub(rf"([^\t\n\f\r ]*)(\r?\n)({_WS}*)([0-9A-Za-z_]+)", r"\1  \2\3\4", text)
+    text = text.replace("    \n", "  \n").replace("  \n\n", "\n\n").replace("\n  \n", "\n\n")
+    return text.replace("  \n", "<br/>").replace("\n", "<br/>")
+
+
+def normalize_urls(text: str) -> str:
+    for url in _URL.findall(text):
+        text = text.replace(url, url.replace("\\", ""))
+    return text
+
+
 def cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", "<br/>")
+    """A table cell as terraform-docs writes it with escape: true and html: true."""
+    if text == "":
+        return "n/a"
+
+    def normal(seg, first, last):
+        return normalize_urls(convert_multiline_table(escape_characters(seg, pipe=True)))
+
+    def code(seg, first, last):
+        seg = seg.strip().replace("\n", "<br/>").replace("\r", "")
+        return f"<pre>{seg}</pre>"
+
+    return _segments(text, "```", normal, code)
 
 
 def anchor(kind: str, name: str) -> str:
@@ -285,7 +360,7 @@ def generate(root: Root, cfg: dict) -> str:
     if reqs:
         out.append("| Name | Version |\n|------|---------|")
         for name, version in reqs:
-            out.append(f"| {anchor('requirement', name)} | {cell(version)} |")
+            out.append(f"| {anchor('requirement', name)} | {version} |")
     else:
         out.append("No requirements.")
 
@@ -298,7 +373,7 @@ def generate(root: Root, cfg: dict) -> str:
         out.append("| Name | Version |\n|------|---------|")
         for name in sorted(used):
             version = root.required_providers.get(name, {}).get("version", "n/a")
-            out.append(f"| {anchor('provider', name)} | {cell(version)} |")
+            out.append(f"| {anchor('provider', name)} | {version} |")
     else:
         out.append("No providers.")
 
@@ -326,8 +401,8 @@ def generate(root: Root, cfg: dict) -> str:
         out.append("| Name | Description | Type | Default | Required |\n|------|-------------|------|---------|:--------:|")
         for v in root.variables:
             out.append(
-                f"| {anchor('input', v.name)} | {cell(v.description or 'n/a')} | {render_type(v.type_src)} "
-                f"| {render_default(v)} | {'no' if v.has_default else 'yes'} |"
+                f"| {anchor('input', v.name)} | {cell(v.description or '')} | {cell(render_type(v.type_src))} "
+                f"| {cell(render_default(v))} | {'no' if v.has_default else 'yes'} |"
             )
     else:
         out.append("No inputs.")
@@ -336,7 +411,7 @@ def generate(root: Root, cfg: dict) -> str:
     if root.outputs:
         out.append("| Name | Description |\n|------|-------------|")
         for o in root.outputs:
-            out.append(f"| {anchor('output', o.name)} | {cell(o.description or 'n/a')} |")
+            out.append(f"| {anchor('output', o.name)} | {cell(o.description or '')} |")
     else:
         out.append("No outputs.")
 
@@ -437,8 +512,8 @@ def cmd_readme(roots: list[Path]) -> int:
                 failures.append(f"{readme.relative_to(REPO)}: input {name}: expected 5 columns")
                 continue
             expect = {
-                "type": render_type(var.type_src),
-                "default": render_default(var),
+                "type": cell(render_type(var.type_src)),
+                "default": cell(render_default(var)),
                 "required": "no" if var.has_default else "yes",
             }
             got = {"type": row[2], "default": row[3], "required": row[4]}
@@ -489,6 +564,43 @@ def policy_actions(root: Root) -> dict[str, tuple[set[str], set[str]]]:
     return found
 
 
+def cross_root_wiring(roots: list[Path]) -> list[str]:
+    """Re-running `terraform apply` with no arguments must change nothing, so no
+    root may need a value that only a -var flag can bring: every variable has a
+    default, and none is named after another root's output (a value that root
+    knows): such values are found by data source or remote state instead."""
+    failures = []
+    loaded = {path.name: load_root(path) for path in roots}
+    outputs = {name: {o.name for o in root.outputs} for name, root in loaded.items()}
+    for name, root in loaded.items():
+        for v in root.variables:
+            where = f"{name}/{v.file}:{v.line}: variable {v.name}"
+            if not v.has_default:
+                failures.append(f"{where} has no default: an apply without -var cannot run")
+            for other, names in outputs.items():
+                if other == name:
+                    continue
+                prefix = other.replace("-", "_") + "_"
+                fed = {n for n in names if v.name in (n, prefix + n, other.split("-")[0] + "_" + n)}
+                # A name the other root also outputs is fine when the default is
+                # that root's own default (a name to look up, not a value to pass).
+                if fed and (v.default is None or v.default == [] or v.default == ""):
+                    failures.append(
+                        f"{where} carries output {sorted(fed)[0]} of {other} and has no usable default; "
+                        "look it up (data source or terraform_remote_state) instead"
+                    )
+            mentioned = [o for o in loaded if o != name and re.search(rf"\\b{re.escape(o)} root\\b", v.description or "")]
+            if mentioned and v.default in (None, [], "", {}):
+                failures.append(
+                    f"{where} takes a value from the {mentioned[0]} root and has no usable default; "
+                    "look it up (data source or terraform_remote_state) instead"
+                )
+        text = "\n".join(root.texts.values())
+        if re.search(r"enable_cluster_creator_admin_permissions\s*=\s*(true|var\.)", text):
+            failures.append(f"{name}: enable_cluster_creator_admin_permissions must be false (explicit access entries only)")
+    return failures
+
+
 def cmd_invariants(roots: list[Path]) -> int:
     failures: list[str] = []
     seen_table = seen_policy = False
@@ -517,6 +629,8 @@ def cmd_invariants(roots: list[Path]) -> int:
                 fail(f"{rel}: backend s3 must set use_lockfile = true")
             if first(body, "encrypt") is not True:
                 fail(f"{rel}: backend s3 must set encrypt = true")
+            if first(body, "kms_key_id") != STATE_KEY_ALIAS:
+                fail(f"{rel}: backend s3 must set kms_key_id = {STATE_KEY_ALIAS!r} (the state key), or the S3 backend asks for SSE-S3")
             if "dynamodb_table" in body:
                 fail(f"{rel}: backend s3 must not use a DynamoDB lock table")
             for key in ("bucket", "region"):
@@ -599,8 +713,8 @@ def cmd_invariants(roots: list[Path]) -> int:
             seen_policy = True
             if any("*" in a for a in dynamo):
                 fail(f"{rel}: policy document {name} uses a wildcard action")
-            if resources != {"var.dynamodb_table_arn"}:
-                fail(f"{rel}: policy document {name} must grant DynamoDB actions on var.dynamodb_table_arn only (has {sorted(resources)})")
+            if resources != {"data.aws_dynamodb_table.counts.arn"}:
+                fail(f"{rel}: policy document {name} must grant DynamoDB actions on data.aws_dynamodb_table.counts.arn only (has {sorted(resources)})")
             if dynamo != SERVICE_DYNAMODB_ACTIONS:
                 fail(
                     f"{rel}: policy document {name} grants {sorted(dynamo)}, "
@@ -610,6 +724,7 @@ def cmd_invariants(roots: list[Path]) -> int:
             if rtype.startswith("aws_iam") and "dynamodb:" in json.dumps(body):
                 fail(f"{rel}/{fname}: {rtype}.{rname} carries an inline DynamoDB policy; use an aws_iam_policy_document")
 
+    failures.extend(cross_root_wiring(roots))
     if not seen_table:
         fail("no aws_dynamodb_table found in the roots checked")
     if not seen_policy:

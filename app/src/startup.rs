@@ -103,8 +103,9 @@ impl Application {
     async fn assemble(config: Config, store: Store, auth: AuthMode) -> anyhow::Result<Self> {
         let metrics = telemetry::metrics::install()?;
         telemetry::metrics::build_info(store.kind());
+        let shared_store = store.shared();
         let ledger = Ledger::start(store, config.ledger_settings());
-        let lifecycle = Arc::new(Lifecycle::new(Arc::clone(ledger.health())));
+        let lifecycle = Arc::new(Lifecycle::new(Arc::clone(ledger.health()), shared_store));
         let acceptor = TcpListener::bind(config.bind)
             .into_acceptor()
             .await

@@ -210,9 +210,10 @@ mod tests {
                 store,
                 crate::config::Config::for_tests().ledger_settings(),
             );
-            let lifecycle = Arc::new(crate::lifecycle::Lifecycle::new(Arc::clone(
-                ledger.health(),
-            )));
+            let lifecycle = Arc::new(crate::lifecycle::Lifecycle::new(
+                Arc::clone(ledger.health()),
+                false,
+            ));
             super::super::openapi(ledger, lifecycle, &crate::auth::AuthMode::Off).spec()
         });
         let spec: serde_json::Value = serde_json::from_str(&spec).expect("json");

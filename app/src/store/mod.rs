@@ -84,6 +84,15 @@ pub trait StoreBase: Send + Sync + 'static {
     /// A short name for logs and metrics (`embedded`, `memory`, ...).
     fn kind(&self) -> &'static str;
 
+    /// Whether every instance of the service shares this store over the network (DynamoDB)
+    /// rather than each having its own (a file, memory). Readiness follows the health of a
+    /// store that is local to the process only: a shared store failing fails for every pod at
+    /// once, and taking them all out of the load balancer would turn its `503`s into refused
+    /// connections (see `lifecycle`).
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// The current count of one route (0 if never seen), reflecting every acknowledged commit.
     async fn get(&self, route: Route) -> Result<u64, StoreError>;
 
@@ -164,6 +173,10 @@ impl Store {
 
     pub fn kind(&self) -> &'static str {
         self.base().kind()
+    }
+
+    pub fn shared(&self) -> bool {
+        self.base().shared()
     }
 }
 

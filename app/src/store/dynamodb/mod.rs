@@ -252,6 +252,10 @@ impl StoreBase for DynamoStore {
         "dynamodb"
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     async fn get(&self, route: Route) -> Result<u64, StoreError> {
         self.read_count(route).await
     }
