@@ -589,7 +589,7 @@ def cross_root_wiring(roots: list[Path]) -> list[str]:
                         f"{where} carries output {sorted(fed)[0]} of {other} and has no usable default; "
                         "look it up (data source or terraform_remote_state) instead"
                     )
-            mentioned = [o for o in loaded if o != name and re.search(rf"\\b{re.escape(o)} root\\b", v.description or "")]
+            mentioned = [o for o in loaded if o != name and re.search(rf"\b{re.escape(o)} root\b", v.description or "")]
             if mentioned and v.default in (None, [], "", {}):
                 failures.append(
                     f"{where} takes a value from the {mentioned[0]} root and has no usable default; "
@@ -753,7 +753,60 @@ def var_default(root: Path, name: str):
     raise KeyError(f"{root.name}: variable {name} not found")
 
 
-def cmd_manifests(rendered: Path, k8s_version: str) -> int:
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+                  "PriorityClass", "StorageClass", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}
+LB = "service.beta.kubernetes.io/aws-load-balancer-"
+
+
+def namespace_in_terraform(namespace: str) -> list[str]:
+    root = load_root(REPO / "eks-cluster")
+    for rtype, _, body, fname in root.resources():
+        if rtype != "kubernetes_namespace_v1":
+            continue
+        meta = first(body, "metadata", {})
+        labels = first(meta, "labels", {}) or {}
+        out = []
+        if unwrap(first(meta, "name")) != "var.service_namespace":
+            out.append(f"eks-cluster/{fname}: the namespace must be named var.service_namespace ({namespace})")
+        if labels.get("pod-security.kubernetes.io/enforce") != "restricted":
+            out.append(f"eks-cluster/{fname}: the namespace must enforce the restricted Pod Security Standard")
+        return out
+    return ["eks-cluster: no kubernetes_namespace_v1 makes the service's namespace"]
+
+
+def check_service(svc: dict, overlay: str, vpc_cidr: str, serving: float) -> list[str]:
+    out = []
+    spec, ann = svc["spec"], svc["metadata"].get("annotations", {})
+    ports = {p.get("port") for p in spec.get("ports", [])}
+    if spec.get("type") != "LoadBalancer" or spec.get("loadBalancerClass") != "service.k8s.aws/nlb":
+        out.append("Service must be a LoadBalancer of class service.k8s.aws/nlb (the AWS Load Balancer Controller)")
+    if ann.get(LB + "nlb-target-type") != "ip":
+        out.append("Service must use IP targets")
+    if not spec.get("loadBalancerSourceRanges"):
+        out.append("Service needs loadBalancerSourceRanges")
+    m = re.search(r"deregistration_delay\.timeout_seconds=(\d+)", ann.get(LB + "target-group-attributes", ""))
+    if not m:
+        out.append("Service must set the target group's deregistration delay")
+    elif int(m.group(1)) < serving:
+        out.append(f"deregistration delay {m.group(1)}s is shorter than the time a terminating pod serves ({serving:g}s)")
+    if overlay == "default":
+        if ann.get(LB + "scheme") != "internal":
+            out.append("default: the NLB must be internal")
+        if spec.get("loadBalancerSourceRanges") != [vpc_cidr]:
+            out.append(f"default: loadBalancerSourceRanges must be the VPC ({vpc_cidr})")
+    else:
+        if ann.get(LB + "scheme") != "internet-facing":
+            out.append("public: the NLB must be internet-facing")
+        if ports != {443}:
+            out.append(f"public: the Service must expose 443 only (has {sorted(ports)}); plain HTTP is not exposed")
+        if not re.match(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/.+$", ann.get(LB + "ssl-cert", "")):
+            out.append("public: TLS needs an ACM certificate ARN (ssl-cert)")
+        if ann.get(LB + "ssl-ports") not in ("443", "https"):
+            out.append("public: TLS must be on 443 (ssl-ports)")
+    return out
+
+
+def cmd_manifests(rendered: Path, k8s_version: str, overlay: str = "default") -> int:
     failures: list[str] = []
     docs = [d for d in yaml.safe_load_all(rendered.read_text()) if d]
     by_kind: dict[str, list[dict]] = {}
@@ -768,20 +821,22 @@ def cmd_manifests(rendered: Path, k8s_version: str) -> int:
         return items[0]
 
     namespace = var_default(REPO / "eks-cluster", "service_namespace")
+    vpc_cidr = var_default(REPO / "eks-cluster", "vpc_cidr")
+    timing: dict[str, float] = {}
     service_account = var_default(REPO / "eks-cluster", "service_account_name")
     table = var_default(REPO / "dynamodb", "table_name")
     cluster_version = var_default(REPO / "eks-cluster", "kubernetes_version")
     if not k8s_version.startswith(cluster_version + "."):
         failures.append(f"manifests are validated against {k8s_version}, the cluster runs {cluster_version}")
 
-    ns = one("Namespace")
-    if ns and ns["metadata"]["name"] != namespace:
-        failures.append(f"Namespace {ns['metadata']['name']!r} != eks-cluster service_namespace {namespace!r}")
-    if ns and ns["metadata"].get("labels", {}).get("pod-security.kubernetes.io/enforce") != "restricted":
-        failures.append("Namespace must enforce the restricted Pod Security Standard")
+    if by_kind.get("Namespace"):
+        failures.append("the rendering holds a Namespace: the eks-cluster root makes it, and the deploy role cannot (cluster-scoped)")
+    failures.extend(namespace_in_terraform(namespace))
     for d in docs:
-        if d["kind"] != "Namespace" and d["metadata"].get("namespace") != namespace:
+        if d["metadata"].get("namespace") != namespace:
             failures.append(f"{d['kind']}/{d['metadata']['name']} is not in namespace {namespace}")
+        if d["kind"] in CLUSTER_SCOPED:
+            failures.append(f"{d['kind']}/{d['metadata']['name']} is cluster-scoped; the deploy role cannot apply it")
     sa = one("ServiceAccount")
     if sa and sa["metadata"]["name"] != service_account:
         failures.append(f"ServiceAccount {sa['metadata']['name']!r} != eks-cluster service_account_name {service_account!r}")
@@ -802,8 +857,8 @@ def cmd_manifests(rendered: Path, k8s_version: str) -> int:
     if dep:
         spec = dep["spec"]
         pod = spec["template"]["spec"]
-        if spec.get("replicas", 1) < 2:
-            failures.append("Deployment needs at least 2 replicas")
+        if "replicas" in spec:
+            failures.append("Deployment sets replicas: every apply would reset the HorizontalPodAutoscaler's count")
         if spec.get("strategy", {}).get("rollingUpdate", {}).get("maxUnavailable") != 0:
             failures.append("Deployment rolling update must have maxUnavailable: 0")
         if pod.get("serviceAccountName") != service_account:
@@ -814,10 +869,15 @@ def cmd_manifests(rendered: Path, k8s_version: str) -> int:
         containers = pod.get("containers", [])
         main = containers[0] if containers else {}
         drain = humantime_seconds(env.get("FLIGHT_COUNTER_DRAIN_TIMEOUT", "10s"))
+        delay = humantime_seconds(env.get("FLIGHT_COUNTER_SHUTDOWN_DELAY", "0s"))
         pre_stop = main.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
         grace = pod.get("terminationGracePeriodSeconds", 30)
-        if grace <= drain + pre_stop:
-            failures.append(f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_stop}s + drain {drain:g}s")
+        serving = pre_stop + delay + drain
+        if grace <= serving:
+            failures.append(f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_stop}s + shutdown delay {delay:g}s + drain {drain:g}s")
+        if pre_stop < 10:
+            failures.append(f"preStop sleep {pre_stop}s is too short for the NLB to stop sending to a deregistered target")
+        timing["serving"] = serving
         probes = {
             "startupProbe": "/healthz",
             "livenessProbe": "/healthz",
@@ -851,8 +911,24 @@ def cmd_manifests(rendered: Path, k8s_version: str) -> int:
                 failures.append("Deployment must not carry AWS keys")
 
     svc = one("Service")
-    if svc and svc["spec"].get("type") != "LoadBalancer":
-        failures.append("Service must be of type LoadBalancer")
+    if svc:
+        failures.extend(check_service(svc, overlay, vpc_cidr, timing.get("serving", 0)))
+    if overlay == "public":
+        if not env.get("FLIGHT_COUNTER_API_KEYS_FILE"):
+            failures.append("public: the service must require API keys (FLIGHT_COUNTER_API_KEYS_FILE)")
+        if env.get("FLIGHT_COUNTER_PUBLIC_READS", "false").lower() not in ("false", "0", "no", "off"):
+            failures.append("public: reads must need an API key too (no FLIGHT_COUNTER_PUBLIC_READS)")
+        vols = [v for v in (dep or {}).get("spec", {}).get("template", {}).get("spec", {}).get("volumes", [])
+                if v.get("secret", {}).get("secretName") == "flight-counter-api-keys"]
+        if not vols or vols[0]["secret"].get("optional") is not False:
+            failures.append("public: the API keys Secret must be mounted and not optional")
+    netpol = one("NetworkPolicy")
+    for rule in (netpol or {}).get("spec", {}).get("ingress", []):
+        sources = [f.get("ipBlock", {}).get("cidr") for f in rule.get("from", [])]
+        if not sources:
+            failures.append("NetworkPolicy: an ingress rule admits any source")
+        elif any(c not in (vpc_cidr,) for c in sources if c):
+            failures.append(f"NetworkPolicy: ingress sources {sources} must be the VPC ({vpc_cidr}), where the NLB's addresses are")
     hpa = one("HorizontalPodAutoscaler")
     if hpa and not hpa["spec"].get("behavior", {}).get("scaleDown", {}).get("stabilizationWindowSeconds"):
         failures.append("HPA needs a scale-down stabilisation window")
@@ -875,9 +951,10 @@ def main() -> int:
     man = sub.add_parser("manifests")
     man.add_argument("rendered", type=Path)
     man.add_argument("--kubernetes-version", required=True)
+    man.add_argument("--overlay", choices=["default", "public"], default="default")
     args = parser.parse_args()
     if args.cmd == "manifests":
-        return cmd_manifests(args.rendered, args.kubernetes_version)
+        return cmd_manifests(args.rendered, args.kubernetes_version, args.overlay)
     roots = [p.resolve() for p in args.roots]
     if args.cmd == "docs":
         return cmd_docs(roots, args.check)
