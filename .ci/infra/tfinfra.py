@@ -939,6 +939,37 @@ def cmd_manifests(rendered: Path, k8s_version: str, overlay: str = "default") ->
     return 1 if failures else 0
 
 
+# Descriptions and what terraform-docs (escape: true, html: true) writes for
+# them in a table cell; each follows a rule of its template/sanitizer.go.
+ESCAPE_CASES = [
+    # Underscores outside code are escaped...
+    ("Set FLIGHT_COUNTER_TABLE to the table.", "Set FLIGHT\\_COUNTER\\_TABLE to the table."),
+    # ...inside code spans they are not...
+    ("Like `node_max_size` here.", "Like `node_max_size` here."),
+    # ...nor in URLs (escaped, then put back)...
+    ("See https://example.org/a_b/c_d for more.", "See https://example.org/a_b/c_d for more."),
+    # ...nor around a word in emphasis.
+    ("an _important_ note", "an _important_ note"),
+    ("_start_of_line", "\\_start\\_of\\_line"),
+    # Pipes are escaped outside code, newlines become <br/>, code blocks <pre>.
+    ("either a | b", "either a \\| b"),
+    ("first line\nsecond_line", "first line<br/>second\\_line"),
+    ("Example:\n```\nx_y = 1\n```\n", "Example:<pre>x_y = 1</pre>"),
+    ("", "n/a"),
+]
+
+
+def cmd_docs_selftest() -> int:
+    bad = 0
+    for text, want in ESCAPE_CASES:
+        got = cell(text)
+        if got != want:
+            bad += 1
+            print(f"cell({text!r}) = {got!r}, terraform-docs writes {want!r}", file=sys.stderr)
+    print(f"{len(ESCAPE_CASES) - bad} passed, {bad} failed")
+    return 1 if bad else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -948,11 +979,14 @@ def main() -> int:
     for name in ("readme", "invariants"):
         p = sub.add_parser(name)
         p.add_argument("roots", nargs="+", type=Path)
+    sub.add_parser("docs-selftest")
     man = sub.add_parser("manifests")
     man.add_argument("rendered", type=Path)
     man.add_argument("--kubernetes-version", required=True)
     man.add_argument("--overlay", choices=["default", "public"], default="default")
     args = parser.parse_args()
+    if args.cmd == "docs-selftest":
+        return cmd_docs_selftest()
     if args.cmd == "manifests":
         return cmd_manifests(args.rendered, args.kubernetes_version, args.overlay)
     roots = [p.resolve() for p in args.roots]
