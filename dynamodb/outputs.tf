@@ -1,5 +1,5 @@
 output "table_name" {
-  description = "Name of the counts table, for FLIGHT_COUNTER_TABLE in the configMapGenerator of kubernetes/kustomization.yaml; the eks-cluster root looks the table up by this name (its table_name)."
+  description = "Name of the counts table, for FLIGHT_COUNTER_TABLE in the configMapGenerator of kubernetes/base/kustomization.yaml; the eks-cluster root looks the table up by this name (its table_name)."
   value       = aws_dynamodb_table.counts.name
 }
 

@@ -1,6 +1,6 @@
 # --- AWS Load Balancer Controller ----------------------------------------------
 #
-# Provisions the service's NLB (kubernetes/service.yaml, loadBalancerClass
+# Provisions the service's NLB (kubernetes/base/service.yaml, loadBalancerClass
 # service.k8s.aws/nlb) with IP targets: the NLB sends to pod IPs directly, with
 # no node port hop, and deregisters a pod as soon as it starts terminating.
 # AWS access through EKS Pod Identity, with the controller's published

@@ -143,7 +143,7 @@ variable "table_name" {
 }
 
 variable "service_namespace" {
-  description = "Namespace of the service; must match kubernetes/namespace.yaml."
+  description = "Namespace of the service, made by this root; must match namespace: in kubernetes/base/kustomization.yaml."
   type        = string
   default     = "flight-counter"
 
@@ -154,7 +154,7 @@ variable "service_namespace" {
 }
 
 variable "service_account_name" {
-  description = "ServiceAccount of the service's pods; must match kubernetes/serviceaccount.yaml."
+  description = "ServiceAccount of the service's pods; must match kubernetes/base/serviceaccount.yaml."
   type        = string
   default     = "flight-counter"
 
