@@ -11,6 +11,7 @@ use std::{
 };
 
 use super::*;
+use crate::calendar::{Day, Month};
 use crate::store::{
     BatchStore, ItemLimits, ItemStore, MemoryStore, RouteOutcome, RouteWrite, StoreBase, StoreError,
 };
@@ -114,6 +115,12 @@ impl StoreBase for Observed {
     }
     async fn get(&self, route: Route) -> Result<u64, StoreError> {
         self.inner.get(route).await
+    }
+    async fn daily(&self, route: Route, from: Day, to: Day) -> Result<Vec<u64>, StoreError> {
+        self.inner.daily(route, from, to).await
+    }
+    async fn monthly(&self, route: Route, from: Month, to: Month) -> Result<Vec<u64>, StoreError> {
+        self.inner.monthly(route, from, to).await
     }
     async fn check_ready(&self) -> Result<(), StoreError> {
         Ok(())

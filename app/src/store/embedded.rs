@@ -17,7 +17,11 @@ use redb::{
 };
 
 use super::{BatchStore, RouteOutcome, RouteWrite, StoreBase, StoreError};
-use crate::{idempotency::KeyedOutcome, route::Route};
+use crate::{
+    calendar::{Day, Month},
+    idempotency::KeyedOutcome,
+    route::Route,
+};
 
 /// Canonical route → number of transactions.
 const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("transactions");
@@ -25,6 +29,11 @@ const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("transactions");
 const KEYS: TableDefinition<&str, (&str, u64, u64)> = TableDefinition::new("idempotency_keys");
 /// (expiry in epoch seconds, idempotency key): the sweep's index.
 const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("idempotency_expiry");
+/// (day number, canonical route) → transactions that day. Keyed by day first, so that the days
+/// that fell out of the window are one range to delete.
+const DAILY: TableDefinition<(i32, &str), u64> = TableDefinition::new("daily");
+/// (month number, canonical route) → transactions that month.
+const MONTHLY: TableDefinition<(i32, &str), u64> = TableDefinition::new("monthly");
 
 /// The file the store lives in, inside the configured data directory.
 pub const DATABASE_FILE: &str = "flight-counter.redb";
@@ -54,6 +63,8 @@ impl EmbeddedStore {
         txn.open_table(COUNTS)?;
         txn.open_table(KEYS)?;
         txn.open_table(EXPIRY)?;
+        txn.open_table(DAILY)?;
+        txn.open_table(MONTHLY)?;
         txn.commit()?;
         Ok(Self {
             db: Arc::new(db),
@@ -99,6 +110,8 @@ fn write_batch(
     let mut counts = txn.open_table(COUNTS).map_err(unavailable)?;
     let mut keys = txn.open_table(KEYS).map_err(unavailable)?;
     let mut expiry = txn.open_table(EXPIRY).map_err(unavailable)?;
+    let mut daily = txn.open_table(DAILY).map_err(unavailable)?;
+    let mut monthly = txn.open_table(MONTHLY).map_err(unavailable)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for write in batch {
         let current = counts
@@ -142,9 +155,11 @@ fn write_batch(
         }
         // Each route's new total, written once however many transactions it got.
         if total != current {
-            counts
-                .insert(write.route.as_str(), total)
-                .map_err(unavailable)?;
+            let route = write.route.as_str();
+            counts.insert(route, total).map_err(unavailable)?;
+            let added = total - current;
+            add_to(&mut daily, (write.day.number(), route), added)?;
+            add_to(&mut monthly, (write.day.month().number(), route), added)?;
         }
         outcomes.push(RouteOutcome {
             keyless_total,
@@ -152,6 +167,74 @@ fn write_batch(
         });
     }
     Ok(outcomes)
+}
+
+/// Adds `n` to the count under `key` (a day's or a month's, never more than the route's total).
+fn add_to(
+    table: &mut redb::Table<(i32, &str), u64>,
+    key: (i32, &str),
+    n: u64,
+) -> Result<(), StoreError> {
+    let current = table.get(key).map_err(unavailable)?.map(|v| v.value());
+    table
+        .insert(key, current.unwrap_or(0).saturating_add(n))
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Counts under `(number, route)` for each number from `from` to `to`, in one read snapshot.
+fn read_range(
+    db: &Database,
+    table: TableDefinition<(i32, &str), u64>,
+    route: Route,
+    from: i32,
+    to: i32,
+) -> Result<Vec<u64>, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let table = txn.open_table(table).map_err(unavailable)?;
+    (from..=to)
+        .map(|n| {
+            Ok(table
+                .get((n, route.as_str()))
+                .map_err(unavailable)?
+                .map(|v| v.value())
+                .unwrap_or(0))
+        })
+        .collect()
+}
+
+/// Deletes up to `limit` days and months that fell out of the window, in one write transaction.
+fn forget_old_periods(db: &Database, today: Day, limit: usize) -> Result<usize, StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    let mut forgotten = 0;
+    for (table, first) in [
+        (DAILY, today.window_start().number()),
+        (MONTHLY, today.month().window_start().number()),
+    ] {
+        let mut table = txn.open_table(table).map_err(unavailable)?;
+        let old: Vec<(i32, String)> = table
+            .range((i32::MIN, "")..(first, ""))
+            .map_err(unavailable)?
+            .take(limit - forgotten)
+            .map(|entry| {
+                entry.map(|(k, _)| {
+                    let (n, route) = k.value();
+                    (n, route.to_owned())
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)?;
+        for (n, route) in &old {
+            table.remove((*n, route.as_str())).map_err(unavailable)?;
+        }
+        forgotten += old.len();
+    }
+    if forgotten == 0 {
+        txn.abort().map_err(unavailable)?;
+    } else {
+        txn.commit().map_err(unavailable)?;
+    }
+    Ok(forgotten)
 }
 
 /// Deletes up to `limit` keys that expired at or before `now`, in one write transaction.
@@ -203,16 +286,42 @@ impl StoreBase for EmbeddedStore {
         "embedded"
     }
 
-    async fn housekeeping(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
+    async fn housekeeping(&self, now: u64, today: Day, limit: usize) -> Result<usize, StoreError> {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || sweep(&db, now, limit))
-            .await
-            .map_err(unavailable)?
+        tokio::task::spawn_blocking(move || {
+            let keys = sweep(&db, now, limit)?;
+            Ok(keys + forget_old_periods(&db, today, limit.saturating_sub(keys))?)
+        })
+        .await
+        .map_err(unavailable)?
     }
 
     async fn get(&self, route: Route) -> Result<u64, StoreError> {
         // A read transaction is a snapshot lookup in the page cache: cheap enough to run inline.
         read_count(&self.db, route)
+    }
+
+    async fn get_many(&self, routes: &[Route]) -> Result<Vec<u64>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(COUNTS).map_err(unavailable)?;
+        routes
+            .iter()
+            .map(|route| {
+                Ok(table
+                    .get(route.as_str())
+                    .map_err(unavailable)?
+                    .map(|v| v.value())
+                    .unwrap_or(0))
+            })
+            .collect()
+    }
+
+    async fn daily(&self, route: Route, from: Day, to: Day) -> Result<Vec<u64>, StoreError> {
+        read_range(&self.db, DAILY, route, from.number(), to.number())
+    }
+
+    async fn monthly(&self, route: Route, from: Month, to: Month) -> Result<Vec<u64>, StoreError> {
+        read_range(&self.db, MONTHLY, route, from.number(), to.number())
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {
