@@ -13,6 +13,7 @@ use poem::{
 use crate::{
     api,
     auth::{ApiKeys, AuthMode, KeysFileError},
+    calendar::{SharedClock, SystemClock},
     config::{Config, StoreKind},
     connection::ServiceAcceptor,
     ledger::Ledger,
@@ -91,19 +92,34 @@ impl Application {
         // Before the store: a configuration error must not open (and lock) it.
         let auth = auth_mode(&config)?;
         let store = open_store(&config).await?;
-        Self::assemble(config, store, auth).await
+        Self::assemble(config, store, auth, Arc::new(SystemClock)).await
     }
 
     /// Binds the listener around a store the caller provides (tests use this to inject faults).
     pub async fn build_with_store(config: Config, store: Store) -> anyhow::Result<Self> {
-        let auth = auth_mode(&config)?;
-        Self::assemble(config, store, auth).await
+        Self::build_with_store_and_clock(config, store, Arc::new(SystemClock)).await
     }
 
-    async fn assemble(config: Config, store: Store, auth: AuthMode) -> anyhow::Result<Self> {
+    /// As [`Application::build_with_store`], on a clock the caller controls (tests move it
+    /// across midnight).
+    pub async fn build_with_store_and_clock(
+        config: Config,
+        store: Store,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
+        let auth = auth_mode(&config)?;
+        Self::assemble(config, store, auth, clock).await
+    }
+
+    async fn assemble(
+        config: Config,
+        store: Store,
+        auth: AuthMode,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
         let metrics = telemetry::metrics::install()?;
         telemetry::metrics::build_info(store.kind());
-        let ledger = Ledger::start(store, config.ledger_settings());
+        let ledger = Ledger::start_with_clock(store, config.ledger_settings(), clock);
         let lifecycle = Arc::new(Lifecycle::new(Arc::clone(ledger.health())));
         let acceptor = TcpListener::bind(config.bind)
             .into_acceptor()

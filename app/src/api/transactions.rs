@@ -136,7 +136,7 @@ pub enum RecordResponse {
     ),
 }
 
-fn invalid_route(err: &poem::Error) -> ErrorBody {
+pub(super) fn invalid_route(err: &poem::Error) -> ErrorBody {
     let reason = match err.downcast_ref::<poem_openapi::error::ParsePathError>() {
         Some(path) => path.reason.clone(),
         None => err.to_string(),
@@ -165,17 +165,17 @@ fn record_bad_request(err: poem::Error) -> RecordResponse {
 }
 
 /// How a transaction that could not be recorded (or a count that could not be read) is
-/// answered; both operations share it.
-enum Failure {
+/// answered; every operation shares it.
+pub(super) enum Failure {
     Internal(ErrorBody),
     Unavailable(ErrorBody),
 }
 
 impl Failure {
-    fn from_ledger(route: Route, err: LedgerError) -> Self {
+    pub(super) fn from_ledger(route: Option<Route>, err: LedgerError) -> Self {
         match err {
             LedgerError::Store(StoreError::Overflow(_)) => {
-                tracing::error!(%route, "count overflow");
+                tracing::error!(route = ?route.map(|r| r.to_string()), "count overflow");
                 Failure::Internal(ErrorBody::new(
                     ErrorCode::Internal,
                     "internal error; it has been logged",
@@ -196,7 +196,7 @@ impl Failure {
 
 impl RecordResponse {
     fn failed(route: Route, err: LedgerError) -> Self {
-        match Failure::from_ledger(route, err) {
+        match Failure::from_ledger(Some(route), err) {
             Failure::Internal(body) => RecordResponse::Internal(Json(body)),
             Failure::Unavailable(body) => {
                 RecordResponse::Unavailable(Json(body), RETRY_AFTER_SECONDS)
@@ -214,7 +214,7 @@ impl CountResponse {
     }
 
     fn failed(route: Route, err: LedgerError) -> Self {
-        match Failure::from_ledger(route, err) {
+        match Failure::from_ledger(Some(route), err) {
             Failure::Internal(body) => CountResponse::Internal(Json(body)),
             Failure::Unavailable(body) => {
                 CountResponse::Unavailable(Json(body), RETRY_AFTER_SECONDS)

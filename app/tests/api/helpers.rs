@@ -11,6 +11,7 @@ use std::{
 };
 
 use flight_counter::{
+    calendar::{SharedClock, SystemClock},
     config::Config,
     startup::{Application, open_store},
     store::{DynamoStore, Store},
@@ -61,7 +62,12 @@ impl TestApp {
 
     /// Starts the service around a store the test provides.
     pub async fn spawn_with_store(config: Config, store: Store) -> TestApp {
-        let app = Application::build_with_store(config, store)
+        Self::spawn_with_clock(config, store, Arc::new(SystemClock)).await
+    }
+
+    /// Starts the service around a store and a clock the test provides.
+    pub async fn spawn_with_clock(config: Config, store: Store, clock: SharedClock) -> TestApp {
+        let app = Application::build_with_store_and_clock(config, store, clock)
             .await
             .expect("build app");
         let addr = app.local_addr();
