@@ -8,6 +8,7 @@ mod errors;
 mod helpers;
 mod idempotency;
 mod lifecycle;
+mod reports;
 mod store_contract;
 mod stores;
 mod throttle_proxy;
