@@ -47,9 +47,9 @@ async fn unknown_paths_are_json_404() {
     let app = memory_app().await;
     for path in [
         "/nope",
-        "/transactions",
         "/transactions/",
         "/transactions/AR1/extra",
+        "/transactions/AR1/daily/extra",
         "/../etc/passwd",
     ] {
         let resp = app.client.get(app.url(path)).send().await.expect("sent");

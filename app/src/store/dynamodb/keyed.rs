@@ -2,7 +2,7 @@
 //! 98 keys, in one `TransactWriteItems`, with no condition on the count's value.
 //!
 //! The transaction holds:
-//! - the route's item: `SET pending_<batch> = count + n, transactions = count + n` (both
+//! - the route's item: `SET p<batch> = count + n, transactions = count + n` (both
 //!   operands are the count before the update, so the item records the total this commit left,
 //!   under a name of its own, in the same atomic write as the increment), on condition only that
 //!   the count stays within 64 bits;
@@ -10,7 +10,7 @@
 //!   of the batch (`back`), on condition that no unexpired record of the key exists
 //!   (`ReturnValuesOnConditionCheckFailure=ALL_OLD` hands back the record that is there);
 //! - the batch record of the route's previous keyed commit (`batch#<id>`, its total), with
-//!   `REMOVE pending_<id>` on the route's item: the total moves off the item in the same write.
+//!   `REMOVE p<id>` on the route's item: the total moves off the item in the same write.
 //!
 //! After it, one consistent read of the route's item gives the batch's total `T`: key `j` of `r`
 //! counts `T - (r - 1 - j)`, the `n - r` keyless ones the numbers just below. Other instances'

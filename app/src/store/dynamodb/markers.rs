@@ -1,5 +1,5 @@
 //! Where a keyed commit's total lives after the commit: first on its route's item, under
-//! `pending_<batch>` (written atomically with the increment), then in a batch record
+//! `p<batch>` (written atomically with the increment), then in a batch record
 //! `batch#<batch>` (written atomically with the removal from the route's item). A replayed key
 //! reads its batch's total from one or the other. Totals are carried off by the route's next
 //! keyed commit, or by the periodic upkeep when none comes, or at shutdown; one left behind by
