@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use poem::{
     Server,
-    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    listener::{Acceptor, TcpAcceptor},
 };
 
 use crate::{
@@ -76,7 +76,8 @@ pub fn auth_mode(config: &Config) -> Result<AuthMode, KeysFileError> {
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(match config.store {
         StoreKind::Embedded => {
-            let store = EmbeddedStore::open(&config.data_dir)?;
+            let cache = config.embedded_cache_mib as usize * 1024 * 1024;
+            let store = EmbeddedStore::open_with_cache(&config.data_dir, cache)?;
             tracing::info!(path = %store.path().display(), "opened embedded store");
             Store::batch(store)
         }
@@ -121,9 +122,7 @@ impl Application {
         telemetry::metrics::build_info(store.kind());
         let ledger = Ledger::start_with_clock(store, config.ledger_settings(), clock);
         let lifecycle = Arc::new(Lifecycle::new(Arc::clone(ledger.health())));
-        let acceptor = TcpListener::bind(config.bind)
-            .into_acceptor()
-            .await
+        let acceptor = crate::connection::bind(config.bind)
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let local_addr = acceptor
             .local_addr()
@@ -254,10 +253,14 @@ impl Application {
         };
         let app = api::app(Arc::clone(&ledger), Arc::clone(&lifecycle), metrics, auth);
         let started_draining = tokio::time::Instant::now();
-        Server::new_with_acceptor(ServiceAcceptor::new(acceptor, config.connection_timeouts()))
-            .run_with_graceful_shutdown(app, signal, Some(drain_timeout))
-            .await
-            .context("server failed")?;
+        Server::new_with_acceptor(ServiceAcceptor::new(
+            acceptor,
+            config.connection_timeouts(),
+            config.max_connections as usize,
+        ))
+        .run_with_graceful_shutdown(app, signal, Some(drain_timeout))
+        .await
+        .context("server failed")?;
 
         // Every request has been answered or cut off; commit whatever is still queued.
         let remaining = drain_timeout

@@ -231,11 +231,44 @@ impl ServiceProcess {
 
     /// As [`ServiceProcess::start`], with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> ServiceProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flight-counter"))
+        let mut command = Self::command(args);
+        command.envs(env.iter().copied());
+        Self::spawn(command)
+    }
+
+    /// As [`ServiceProcess::start`], with at most `open_files` descriptors (soft and hard
+    /// limit, so the service cannot raise it).
+    pub fn start_with_open_files(args: &[&str], open_files: u64) -> ServiceProcess {
+        use std::os::unix::process::CommandExt as _;
+        let mut command = Self::command(args);
+        // SAFETY: setrlimit is async-signal-safe, and the closure touches nothing else.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: open_files,
+                    rlim_max: open_files,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        Self::spawn(command)
+    }
+
+    fn command(args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flight-counter"));
+        command
             .args(["--bind", "127.0.0.1:0", "--log-format", "json"])
             .args(args)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
+            .env("RUST_LOG", "info");
+        command
+    }
+
+    fn spawn(mut command: Command) -> ServiceProcess {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -9,6 +9,7 @@ mod helpers;
 mod idempotency;
 mod lifecycle;
 mod reports;
+mod resources;
 mod store_contract;
 mod stores;
 mod throttle_proxy;

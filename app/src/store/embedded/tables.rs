@@ -1,101 +1,50 @@
-//! The default store: a redb file on local disk. Each batch is one write transaction, made
-//! durable (fsync) before it returns, so a batch of any size costs one commit.
-//!
-//! Idempotency keys live in the same file, in the table `idempotency_keys` (key → route, count,
-//! expiry), written in the same write transaction as the counts of their batch, plus an index by
-//! expiry (`idempotency_expiry`) from which a periodic sweep deletes expired keys in bounded
-//! chunks.
+//! The tables of the store's file and the transactions on them: one batch in one write
+//! transaction, reads in read transactions, and the upkeep that deletes expired keys and the
+//! days and months that left the window.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
-};
-
-use super::{BatchStore, RouteOutcome, RouteWrite, StoreBase, StoreError};
 use crate::{
-    calendar::{Day, Month},
+    calendar::Day,
     idempotency::KeyedOutcome,
     route::Route,
+    store::{RouteOutcome, RouteWrite, StoreError},
 };
 
 /// Canonical route → number of transactions.
-const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("transactions");
+pub(super) const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("transactions");
 /// Idempotency key → (canonical route, count it answered, expiry in epoch seconds).
-const KEYS: TableDefinition<&str, (&str, u64, u64)> = TableDefinition::new("idempotency_keys");
+pub(super) const KEYS: TableDefinition<&str, (&str, u64, u64)> =
+    TableDefinition::new("idempotency_keys");
 /// (expiry in epoch seconds, idempotency key): the sweep's index.
-const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("idempotency_expiry");
+pub(super) const EXPIRY: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("idempotency_expiry");
 /// (day number, canonical route) → transactions that day. Keyed by day first, so that the days
 /// that fell out of the window are one range to delete.
-const DAILY: TableDefinition<(i32, &str), u64> = TableDefinition::new("daily");
+pub(super) const DAILY: TableDefinition<(i32, &str), u64> = TableDefinition::new("daily");
 /// (month number, canonical route) → transactions that month.
-const MONTHLY: TableDefinition<(i32, &str), u64> = TableDefinition::new("monthly");
+pub(super) const MONTHLY: TableDefinition<(i32, &str), u64> = TableDefinition::new("monthly");
 
-/// The file the store lives in, inside the configured data directory.
-pub const DATABASE_FILE: &str = "flight-counter.redb";
-
-pub struct EmbeddedStore {
-    db: Arc<Database>,
-    path: PathBuf,
+/// Creates every table, so that reads never meet a missing one.
+pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), redb::TableError> {
+    txn.open_table(COUNTS)?;
+    txn.open_table(KEYS)?;
+    txn.open_table(EXPIRY)?;
+    txn.open_table(DAILY)?;
+    txn.open_table(MONTHLY)?;
+    Ok(())
 }
 
-impl EmbeddedStore {
-    /// Opens (or creates) the database in `data_dir`. Fails if another process has it open.
-    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-        let path = data_dir.join(DATABASE_FILE);
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => anyhow::anyhow!(
-                "database {} is already open in another process",
-                path.display()
-            ),
-            other => anyhow::anyhow!("cannot open database {}: {other}", path.display()),
-        })?;
-        // Create the table up front so that reads never meet a missing table.
-        let txn = db.begin_write()?;
-        txn.open_table(COUNTS)?;
-        txn.open_table(KEYS)?;
-        txn.open_table(EXPIRY)?;
-        txn.open_table(DAILY)?;
-        txn.open_table(MONTHLY)?;
-        txn.commit()?;
-        Ok(Self {
-            db: Arc::new(db),
-            path,
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// How many idempotency key records are stored, expired or not.
-    pub fn key_records(&self) -> anyhow::Result<u64> {
-        let txn = self.db.begin_read()?;
-        let keys = txn.open_table(KEYS)?.len()?;
-        let index = txn.open_table(EXPIRY)?.len()?;
-        anyhow::ensure!(
-            keys == index,
-            "{keys} key records but {index} expiry index entries"
-        );
-        Ok(keys)
-    }
-}
-
-fn unavailable(err: impl std::fmt::Display) -> StoreError {
+pub(super) fn unavailable(err: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
 /// One batch: every route's keyless transactions, then its keyed ones, counts and keys in one
 /// write transaction and one fsync.
-fn commit_batch(db: &Database, batch: &[RouteWrite]) -> Result<Vec<RouteOutcome>, StoreError> {
+pub(super) fn commit_batch(
+    db: &Database,
+    batch: &[RouteWrite],
+) -> Result<Vec<RouteOutcome>, StoreError> {
     let txn = db.begin_write().map_err(unavailable)?;
     let outcomes = write_batch(&txn, batch)?;
     // Returning early above drops the transaction, which aborts it: nothing half-applied.
@@ -183,7 +132,7 @@ fn add_to(
 }
 
 /// Counts under `(number, route)` for each number from `from` to `to`, in one read snapshot.
-fn read_range(
+pub(super) fn read_range(
     db: &Database,
     table: TableDefinition<(i32, &str), u64>,
     route: Route,
@@ -204,7 +153,11 @@ fn read_range(
 }
 
 /// Deletes up to `limit` days and months that fell out of the window, in one write transaction.
-fn forget_old_periods(db: &Database, today: Day, limit: usize) -> Result<usize, StoreError> {
+pub(super) fn forget_old_periods(
+    db: &Database,
+    today: Day,
+    limit: usize,
+) -> Result<usize, StoreError> {
     let txn = db.begin_write().map_err(unavailable)?;
     let mut forgotten = 0;
     for (table, first) in [
@@ -238,7 +191,7 @@ fn forget_old_periods(db: &Database, today: Day, limit: usize) -> Result<usize, 
 }
 
 /// Deletes up to `limit` keys that expired at or before `now`, in one write transaction.
-fn sweep(db: &Database, now: u64, limit: usize) -> Result<usize, StoreError> {
+pub(super) fn sweep(db: &Database, now: u64, limit: usize) -> Result<usize, StoreError> {
     let txn = db.begin_write().map_err(unavailable)?;
     let swept;
     {
@@ -273,77 +226,9 @@ fn sweep(db: &Database, now: u64, limit: usize) -> Result<usize, StoreError> {
 /// Sorts after every valid key (keys are visible ASCII, below 0x7F).
 const MAX_KEY_SENTINEL: &str = "\u{7f}";
 
-fn read_count(db: &Database, route: Route) -> Result<u64, StoreError> {
+pub(super) fn read_count(db: &Database, route: Route) -> Result<u64, StoreError> {
     let txn = db.begin_read().map_err(unavailable)?;
     let table = txn.open_table(COUNTS).map_err(unavailable)?;
     let count = table.get(route.as_str()).map_err(unavailable)?;
     Ok(count.map(|v| v.value()).unwrap_or(0))
-}
-
-#[async_trait::async_trait]
-impl StoreBase for EmbeddedStore {
-    fn kind(&self) -> &'static str {
-        "embedded"
-    }
-
-    async fn housekeeping(&self, now: u64, today: Day, limit: usize) -> Result<usize, StoreError> {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || {
-            let keys = sweep(&db, now, limit)?;
-            Ok(keys + forget_old_periods(&db, today, limit.saturating_sub(keys))?)
-        })
-        .await
-        .map_err(unavailable)?
-    }
-
-    async fn get(&self, route: Route) -> Result<u64, StoreError> {
-        // A read transaction is a snapshot lookup in the page cache: cheap enough to run inline.
-        read_count(&self.db, route)
-    }
-
-    async fn get_many(&self, routes: &[Route]) -> Result<Vec<u64>, StoreError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(COUNTS).map_err(unavailable)?;
-        routes
-            .iter()
-            .map(|route| {
-                Ok(table
-                    .get(route.as_str())
-                    .map_err(unavailable)?
-                    .map(|v| v.value())
-                    .unwrap_or(0))
-            })
-            .collect()
-    }
-
-    async fn daily(&self, route: Route, from: Day, to: Day) -> Result<Vec<u64>, StoreError> {
-        read_range(&self.db, DAILY, route, from.number(), to.number())
-    }
-
-    async fn monthly(&self, route: Route, from: Month, to: Month) -> Result<Vec<u64>, StoreError> {
-        read_range(&self.db, MONTHLY, route, from.number(), to.number())
-    }
-
-    async fn check_ready(&self) -> Result<(), StoreError> {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || {
-            let txn = db.begin_read().map_err(unavailable)?;
-            txn.open_table(COUNTS).map_err(unavailable)?;
-            Ok(())
-        })
-        .await
-        .map_err(unavailable)?
-    }
-}
-
-#[async_trait::async_trait]
-impl BatchStore for EmbeddedStore {
-    async fn commit(&self, batch: &[RouteWrite]) -> Result<Vec<RouteOutcome>, StoreError> {
-        let db = Arc::clone(&self.db);
-        let batch = batch.to_vec();
-        // The commit blocks on fsync: keep it off the async workers.
-        tokio::task::spawn_blocking(move || commit_batch(&db, &batch))
-            .await
-            .map_err(unavailable)?
-    }
 }
