@@ -29,8 +29,10 @@ use crate::{calendar::Day, idempotency::epoch_seconds, route::Route, store::Stor
 pub const MARKER_PREFIX: &str = "p";
 
 /// A total left on a route's item this long with no keyed commit of the route to carry it
-/// off is moved by the periodic upkeep.
-const IDLE_MARKER_AGE: Duration = Duration::from_secs(2);
+/// off is moved by the periodic upkeep (every minute). Long enough that a route with a keyed
+/// POST a minute carries its totals off in its own commits, at no extra write; the item holds
+/// a couple of totals at most meanwhile.
+const IDLE_MARKER_AGE: Duration = Duration::from_secs(60);
 /// A total another instance left on a route's item this long ago (epoch seconds) was
 /// abandoned (the instance stopped before moving it): any instance moves it.
 const ABANDONED_MARKER_AGE: u32 = 600;
