@@ -214,6 +214,64 @@ pub async fn dynamodb_store(config: &Config) -> Arc<DynamoStore> {
     )
 }
 
+/// A fresh table on the shared server of `kind`, and a configuration of the dynamodb store on
+/// it (creating it), with `extra` flags.
+pub fn table_on(kind: crate::emulators::Kind, prefix: &str, extra: &[&str]) -> (String, Config) {
+    let table = crate::emulators::unique_table(prefix);
+    let endpoint = crate::emulators::shared(kind).endpoint();
+    let mut args = vec![
+        "--store",
+        "dynamodb",
+        "--table",
+        &table,
+        "--endpoint-url",
+        &endpoint,
+        "--create-table",
+    ];
+    args.extend_from_slice(extra);
+    let config = test_config(&args);
+    (table, config)
+}
+
+/// One item of `table`, read consistently straight from the server (empty when absent).
+pub async fn read_item(
+    store: &DynamoStore,
+    table: &str,
+    key: &str,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    store
+        .client()
+        .get_item()
+        .table_name(table)
+        .key(
+            "route",
+            aws_sdk_dynamodb::types::AttributeValue::S(key.to_owned()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem")
+        .item
+        .unwrap_or_default()
+}
+
+/// The sum of a metric's samples (from `/metrics` at `base`) whose line contains every one of
+/// `labels`.
+pub async fn metric_sum(base: &str, name: &str, labels: &[&str]) -> f64 {
+    let text = client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The real binary, run as a child process.
 pub struct ServiceProcess {
     pub child: Child,

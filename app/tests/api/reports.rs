@@ -15,8 +15,10 @@ use flight_counter::{
 use serde_json::{Value, json};
 
 use crate::{
-    emulators::{self, Kind},
-    helpers::{TestApp, client, dynamodb_store, post_concurrently, test_config},
+    emulators::Kind,
+    helpers::{
+        TestApp, client, dynamodb_store, post_concurrently, read_item, table_on, test_config,
+    },
     idempotency::post_keyed,
     store_contract::Fixture,
 };
@@ -232,31 +234,8 @@ macro_rules! report_tests {
     };
 }
 
-async fn memory() -> Fixture {
-    Fixture {
-        app: TestApp::spawn(test_config(&["--store", "memory"])).await,
-        _keep: Box::new(()),
-    }
-}
-
-async fn embedded() -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data_dir = dir.path().to_str().expect("utf-8 path").to_owned();
-    let app = TestApp::spawn(test_config(&[
-        "--store",
-        "embedded",
-        "--data-dir",
-        &data_dir,
-    ]))
-    .await;
-    Fixture {
-        app,
-        _keep: Box::new(dir),
-    }
-}
-
-report_tests!(on_memory, memory(), keyed: true);
-report_tests!(on_embedded, embedded(), keyed: true);
+report_tests!(on_memory, crate::stores::memory(), keyed: true);
+report_tests!(on_embedded, crate::stores::embedded(), keyed: true);
 // dynalite has no transactions: keyless POSTs only.
 report_tests!(on_dynalite, crate::stores::dynamodb(Kind::Dynalite, &[]), keyed: false);
 report_tests!(on_moto, crate::stores::dynamodb(Kind::Moto, &[]), keyed: true);
@@ -353,18 +332,7 @@ async fn the_day_boundary_and_the_window_on_embedded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_day_boundary_and_the_window_on_dynamodb() {
-    let server = emulators::shared(Kind::Moto);
-    let table = emulators::unique_table("reports-clock");
-    let endpoint = server.endpoint();
-    let config = test_config(&[
-        "--store",
-        "dynamodb",
-        "--table",
-        &table,
-        "--endpoint-url",
-        &endpoint,
-        "--create-table",
-    ]);
+    let (_, config) = table_on(Kind::Moto, "reports-clock", &[]);
     let store = dynamodb_store(&config).await;
     // Ready the table first: the clock-driven app is built on the test configuration.
     let app = TestApp::spawn_with_store(config, Store::Item(store.clone())).await;
@@ -396,18 +364,7 @@ fn item_size(item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) ->
 /// that left the window leave the item.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_item_written_for_90_days_stays_under_1_kb() {
-    let server = emulators::shared(Kind::Moto);
-    let table = emulators::unique_table("reports-size");
-    let endpoint = server.endpoint();
-    let config = test_config(&[
-        "--store",
-        "dynamodb",
-        "--table",
-        &table,
-        "--endpoint-url",
-        &endpoint,
-        "--create-table",
-    ]);
+    let (table, config) = table_on(Kind::Moto, "reports-size", &[]);
     let store = dynamodb_store(&config).await;
     while store.check_ready().await.is_err() {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -440,20 +397,7 @@ async fn a_route_item_written_for_90_days_stays_under_1_kb() {
         )
         .await
         .expect("keyed commit");
-        let item = store
-            .client()
-            .get_item()
-            .table_name(&table)
-            .key(
-                "route",
-                aws_sdk_dynamodb::types::AttributeValue::S("SZ0001".into()),
-            )
-            .consistent_read(true)
-            .send()
-            .await
-            .expect("GetItem")
-            .item
-            .unwrap_or_default();
+        let item = read_item(&store, &table, "SZ0001").await;
         largest = largest.max(item_size(&item));
     }
     println!("largest route item over 90 days: {largest} bytes");

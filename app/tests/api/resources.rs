@@ -14,7 +14,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::helpers::{ServiceProcess, TestApp, client, test_config};
+use crate::helpers::{ServiceProcess, TestApp, client, metric_sum, test_config};
 
 async fn connect(addr: impl tokio::net::ToSocketAddrs) -> TcpStream {
     TcpStream::connect(addr).await.expect("connect")
@@ -65,20 +65,13 @@ async fn connections_past_the_limit_are_closed_at_once() {
     let mut stream = connect(app.addr).await;
     assert!(healthz_over(&mut stream).await.starts_with("HTTP/1.1 200"));
     drop(idle);
-    let metrics = client()
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics.lines().any(|l| l.starts_with(
-            "flight_counter_http_connections_refused_total{reason=\"max_connections\"}"
-        )),
-        "{metrics}"
-    );
+    let refused = metric_sum(
+        &app.url(""),
+        "flight_counter_http_connections_refused_total",
+        &["reason=\"max_connections\""],
+    )
+    .await;
+    assert!(refused >= 1.0, "{refused} refusals counted");
     app.stop().await;
 }
 
@@ -140,24 +133,13 @@ async fn out_of_descriptors_the_service_backs_off_and_recovers() {
         assert!(Instant::now() < deadline, "never answered again");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metrics = client()
-        .get(format!("{}/metrics", service.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let failures: f64 = metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with(
-                "flight_counter_http_accept_failures_total{reason=\"process_descriptor_limit\"}",
-            )
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert!(failures >= 1.0, "{metrics}");
+    let failures = metric_sum(
+        &service.base,
+        "flight_counter_http_accept_failures_total",
+        &["reason=\"process_descriptor_limit\""],
+    )
+    .await;
+    assert!(failures >= 1.0, "{failures} failed accepts counted");
 }
 
 /// A tmpfs mounted for one test, unmounted when dropped.
