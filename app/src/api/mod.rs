@@ -1,6 +1,8 @@
 //! The HTTP surface: the OpenAPI operations, Swagger UI, the OpenAPI document and `/metrics`,
 //! assembled into one endpoint with the JSON error shape and request telemetry around it.
 
+#[macro_use]
+mod responses;
 pub mod auth;
 pub mod error;
 mod json;

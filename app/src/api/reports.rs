@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use poem_openapi::{
-    ApiResponse, Object, OpenApi,
+    Object, OpenApi,
     param::{Path, Query},
     types::Example,
 };
@@ -12,9 +12,9 @@ use poem_openapi::{
 use super::{
     ApiTags,
     auth::Caller,
-    error::{ErrorBody, ErrorCode, RETRY_AFTER_SECONDS},
+    error::ErrorCode,
     json::JsonBody as Json,
-    transactions::{Failure, TransactionCount, invalid_route},
+    transactions::{TransactionCount, invalid_route},
 };
 use crate::{
     calendar::{Day, Month},
@@ -124,69 +124,10 @@ impl Example for RouteCounts {
     }
 }
 
-/// Declares the answers of one read operation: its body on `200`, its `400`s, and the statuses
-/// every read shares.
-macro_rules! read_response {
-    ($name:ident, $body:ty, $bad:literal, $handler:literal) => {
-        #[derive(ApiResponse)]
-        #[oai(bad_request_handler = $handler)]
-        pub enum $name {
-            /// The counts.
-            #[oai(status = 200)]
-            Ok(Json<$body>),
-            #[doc = $bad]
-            #[oai(status = 400)]
-            BadRequest(Json<ErrorBody>),
-            /// No API key, a malformed `Authorization` header, or a key that is not valid
-            /// (`unauthorized`); only when the service runs with API keys, and reads are not
-            /// public. Produced before the operation runs.
-            #[oai(status = 401)]
-            #[allow(dead_code)]
-            Unauthorized(
-                Json<ErrorBody>,
-                /// Always `Bearer`.
-                #[oai(header = "WWW-Authenticate")]
-                String,
-            ),
-            /// The request body is larger than the service accepts (`payload_too_large`).
-            /// Produced before the operation runs.
-            #[oai(status = 413)]
-            #[allow(dead_code)]
-            PayloadTooLarge(Json<ErrorBody>),
-            /// Unexpected failure (`internal`); nothing about it is exposed.
-            #[oai(status = 500)]
-            Internal(Json<ErrorBody>),
-            /// The store cannot answer right now (`store_unavailable`, `shutting_down`).
-            /// Retry after the given number of seconds.
-            #[oai(status = 503)]
-            Unavailable(
-                Json<ErrorBody>,
-                /// Seconds to wait before retrying.
-                #[oai(header = "Retry-After")]
-                u32,
-            ),
-        }
-
-        impl $name {
-            fn bad(code: ErrorCode, message: impl Into<String>) -> Self {
-                Self::BadRequest(Json(ErrorBody::new(code, message)))
-            }
-
-            fn failed(route: Option<Route>, err: crate::ledger::LedgerError) -> Self {
-                match Failure::from_ledger(route, err) {
-                    Failure::Internal(body) => Self::Internal(Json(body)),
-                    Failure::Unavailable(body) => {
-                        Self::Unavailable(Json(body), RETRY_AFTER_SECONDS)
-                    }
-                }
-            }
-        }
-    };
-}
-
 read_response!(
     DailyResponse,
     DailyCounts,
+    "The route's count on each day of the range.",
     "The route is not a flight designator (`invalid_route`), or the dates are not a range \
      that can be read (`invalid_date_range`): malformed, `from` after `to`, `to` after today, \
      or `from` before the first day kept. The message says which days can be read.",
@@ -195,6 +136,7 @@ read_response!(
 read_response!(
     MonthlyResponse,
     MonthlyCounts,
+    "The route's count in each month of the range.",
     "The route is not a flight designator (`invalid_route`), or the months are not a range \
      that can be read (`invalid_date_range`): malformed, `from` after `to`, `to` after this \
      month, or `from` before the first month kept. The message says which months can be read.",
@@ -203,6 +145,7 @@ read_response!(
 read_response!(
     ManyResponse,
     RouteCounts,
+    "Each route's count.",
     "No `route` parameter, or more than 100 (`invalid_query`), or one that is not a flight \
      designator (`invalid_route`, naming it).",
     "many_bad_request"
