@@ -250,14 +250,16 @@ resource "aws_iam_role" "service" {
   max_session_duration = 3600
 }
 
-# Exactly what the service calls: GetItem (consistent reads), UpdateItem
-# (ADD to the counter), PutItem (the idempotency record written inside
-# TransactWriteItems, which is authorised by the actions of its parts) and
-# DescribeTable (readiness). CreateTable is for local development only.
+# Exactly what the service calls: GetItem (consistent reads), BatchGetItem
+# (many routes in one read), UpdateItem (ADD to the counter), PutItem (key and
+# batch records written inside TransactWriteItems, which is authorised by the
+# actions of its parts) and DescribeTable (readiness). CreateTable is for local
+# development only.
 data "aws_iam_policy_document" "service_dynamodb" {
   statement {
     sid = "CountsTable"
     actions = [
+      "dynamodb:BatchGetItem",
       "dynamodb:DescribeTable",
       "dynamodb:GetItem",
       "dynamodb:PutItem",

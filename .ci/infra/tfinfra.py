@@ -39,6 +39,7 @@ CONFIG = REPO / ".terraform-docs.yml"
 TABLE_HASH_KEY = ("route", "S")
 TABLE_TTL_ATTRIBUTE = "expires_at"
 SERVICE_DYNAMODB_ACTIONS = {
+    "dynamodb:BatchGetItem",
     "dynamodb:GetItem",
     "dynamodb:UpdateItem",
     "dynamodb:PutItem",

@@ -61,6 +61,21 @@ pub const ROUTES: &[RouteEntry] = &[
         handler: Handler::Operation,
     },
     RouteEntry {
+        template: "/transactions/{route}/daily",
+        methods: &[method("GET", Access::Read)],
+        handler: Handler::Operation,
+    },
+    RouteEntry {
+        template: "/transactions/{route}/monthly",
+        methods: &[method("GET", Access::Read)],
+        handler: Handler::Operation,
+    },
+    RouteEntry {
+        template: "/transactions",
+        methods: &[method("GET", Access::Read)],
+        handler: Handler::Operation,
+    },
+    RouteEntry {
         template: "/healthz",
         methods: &[method("GET", Access::Open)],
         handler: Handler::Operation,

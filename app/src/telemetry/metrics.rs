@@ -24,6 +24,9 @@ pub const AUTH_FAILURES: &str = "flight_counter_auth_failures_total";
 
 /// The reasons a request is refused by authentication: the `reason` label of [`AUTH_FAILURES`].
 pub const AUTH_FAILURE_REASONS: [&str; 4] = ["missing", "malformed", "unknown", "forbidden"];
+pub const OPEN_CONNECTIONS: &str = "flight_counter_http_open_connections";
+pub const CONNECTIONS_REFUSED: &str = "flight_counter_http_connections_refused_total";
+pub const ACCEPT_FAILURES: &str = "flight_counter_http_accept_failures_total";
 pub const PACED_ROUTES: &str = "flight_counter_store_paced_routes";
 pub const SLOWEST_PACE: &str = "flight_counter_store_slowest_route_pace";
 
@@ -82,6 +85,16 @@ fn describe() {
     describe_counter!(
         COMMITS,
         "Store commits, by outcome (ok, error, throttled: refused for its rate, retried)"
+    );
+    describe_gauge!(OPEN_CONNECTIONS, "Client connections open now");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Client connections closed as soon as accepted, by reason (max_connections)"
+    );
+    describe_counter!(
+        ACCEPT_FAILURES,
+        "Failed accepts of client connections, by reason (process_descriptor_limit, \
+         system_descriptor_limit, memory); each is followed by a pause"
     );
     describe_gauge!(
         PACED_ROUTES,
@@ -268,6 +281,21 @@ pub fn keys_swept(n: u64) {
 /// A request refused by the HTTP parser (no endpoint saw it).
 pub fn malformed_request(status: u16) {
     counter!(MALFORMED_REQUESTS, "status" => status.to_string()).increment(1);
+}
+
+/// How many client connections are open.
+pub fn open_connections(open: usize) {
+    gauge!(OPEN_CONNECTIONS).set(open as f64);
+}
+
+/// A client connection closed as soon as it was accepted.
+pub fn connection_refused(reason: &'static str) {
+    counter!(CONNECTIONS_REFUSED, "reason" => reason).increment(1);
+}
+
+/// An accept that failed for want of a resource.
+pub fn accept_failed(reason: &'static str) {
+    counter!(ACCEPT_FAILURES, "reason" => reason).increment(1);
 }
 
 /// A client connection closed past its `idle` or `request` deadline.

@@ -8,10 +8,11 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use flight_counter::{
+    calendar::Day,
     route::Route,
     store::{ItemStore, RouteWrite, Store, StoreBase},
 };
@@ -471,9 +472,12 @@ async fn a_count_that_would_pass_u64_max_is_refused_and_left_unchanged() {
         assert!(Instant::now() < deadline, "table never became ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let preload = ItemStore::commit(&*store, &RouteWrite::keyless(route, u64::MAX - 1))
-        .await
-        .expect("preload");
+    let preload = ItemStore::commit(
+        &*store,
+        &RouteWrite::keyless(route, u64::MAX - 1, Day::of(SystemTime::now())),
+    )
+    .await
+    .expect("preload");
     assert_eq!(preload.keyless_total, u64::MAX - 1);
     let app = TestApp::spawn_with_store(config, Store::Item(store)).await;
     assert_eq!(app.record("OV1", "OV0001").await, u64::MAX);
@@ -564,7 +568,11 @@ async fn a_timed_out_update_is_not_retried_into_a_double_count() {
         let started = Instant::now();
         let applied = ItemStore::commit(
             &*store,
-            &RouteWrite::keyless(Route::parse("AM1").expect("route"), 1),
+            &RouteWrite::keyless(
+                Route::parse("AM1").expect("route"),
+                1,
+                Day::of(SystemTime::now()),
+            ),
         )
         .await;
         assert!(
