@@ -103,39 +103,58 @@ untracked_state() {
   # State, generated backend settings, variable files with real values and
   # local override files stay out of git.
   local found
-  found="$(git ls-files -- '*.tfstate' '*.tfstate.*' '*.tfvars' '*.tfplan' '*backend.hcl' '*_override.tf' '*.terraform/*' || true)"
+  found="$(git ls-files -- '*.tfstate' '*.tfstate.*' '*.tfvars' '*.tfvars.json' '*.tfplan' '*backend.hcl' '*_override.tf' '*_override.tf.json' '*.terraform/*' || true)"
   [[ -z "$found" ]] || { echo "committed but must not be:"; echo "$found"; return 1; }
+}
+ignored_by_git() {
+  # What the guide writes (backend.hcl), variable files and local overrides
+  # are ignored, so a `git add -A` cannot commit them.
+  local path missing=0
+  for path in backend.hcl eks-cluster/terraform.tfvars dynamodb/prod.tfvars terraform-backends/backend_override.tf \
+              eks-cluster/x_override.tf.json dynamodb/terraform.tfstate eks-cluster/.terraform/x; do
+    git check-ignore -q --no-index "$path" || { echo "not ignored: $path"; missing=1; }
+  done
+  return "$missing"
 }
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   run "terraform: no state, backend.hcl, tfvars or override files in git" untracked_state
+  run "terraform: .gitignore keeps backend.hcl, *.tfvars, *_override.tf and state out" ignored_by_git
 fi
 
 run "terraform-docs: READMEs up to date (./terraform-docs.sh --check)" ./terraform-docs.sh --check
 run "terraform-docs: READMEs list exactly the variables and outputs" "$PY" "$TFINFRA" readme "${ROOTS[@]}"
 
-# ---------------------------------------------------------------------------
-# Kubernetes
-
-RENDERED="$WORK/kubernetes.yaml"
-render() { kubectl kustomize kubernetes/ >"$RENDERED"; }
-run "kubernetes: kubectl kustomize renders" render
-if [[ -s "$RENDERED" ]]; then
-  run "kubernetes: schemas of Kubernetes $KUBERNETES_VERSION (strict)" \
-    kubernetes-validate --strict --quiet --kubernetes-version "$KUBERNETES_VERSION" "$RENDERED"
-  run "kubernetes: manifests agree with Terraform and the service" \
-    "$PY" "$TFINFRA" manifests "$RENDERED" --kubernetes-version "$KUBERNETES_VERSION"
-  run "checkov: kubernetes (rendered)" "${CHECKOV[@]}" --framework kubernetes -f "$RENDERED"
+# One escape rule for both generators: the project's generator reproduces
+# terraform-docs' (escape: true) on descriptions with underscores, code,
+# URLs, emphasis and pipes, checked against a README written the way
+# terraform-docs writes it; where terraform-docs is installed, the two
+# generators must also write byte-identical READMEs for every root.
+DOCS_FIXTURE=.ci/infra/testdata/docs-escape
+run "terraform-docs: escape rule on descriptions with underscores (project generator)" \
+  "$PY" "$TFINFRA" docs --check "$DOCS_FIXTURE"
+run "terraform-docs: escape rule unit cases" "$PY" "$TFINFRA" docs-selftest
+if command -v terraform-docs >/dev/null; then
+  docs_agree() {
+    local copy="$WORK/docs-agree" root
+    mkdir -p "$copy"
+    for root in "${ROOTS[@]}" "$DOCS_FIXTURE"; do
+      rm -rf "${copy:?}/x" && cp -r "$root" "$copy/x"
+      terraform-docs --config "$REPO/.terraform-docs.yml" "$copy/x" >/dev/null
+      cp "$copy/x/README.md" "$copy/real.md"
+      "$PY" "$TFINFRA" docs "$copy/x" >/dev/null
+      diff -u "$copy/real.md" "$copy/x/README.md" || return 1
+    done
+  }
+  run "terraform-docs: real terraform-docs and the project's generator agree" docs_agree
 else
-  failed=$((failed + 3))
-  failed_names+=("kubernetes checks (nothing rendered)")
-  log "FAIL  kubernetes: schema, consistency and checkov checks (nothing rendered)"
+  log "SKIP  terraform-docs: real terraform-docs not installed (no registry here ships it); the fixture above holds its output"
 fi
 
 # The optional monitoring component (Prometheus Operator objects), rendered with the base.
 MONITORING="$WORK/monitoring.yaml"
 MONITORING_K8S="$WORK/monitoring-k8s.yaml"
-render_monitoring() { kubectl kustomize monitoring/kustomize >"$MONITORING"; }
-run "kubernetes: monitoring component renders (kubectl kustomize monitoring/kustomize)" render_monitoring
+render_monitoring() { kubectl kustomize kubernetes/overlays/monitoring >"$MONITORING"; }
+run "kubernetes: monitoring overlay renders (kubectl kustomize kubernetes/overlays/monitoring)" render_monitoring
 if [[ -s "$MONITORING" ]]; then
   run "kubernetes: monitoring component: PodMonitor and PrometheusRule against their CRD schemas, rules, runbooks, port and NetworkPolicy" \
     "$PY" "$REPO/.ci/infra/monitoring.py" check "$MONITORING" "$MONITORING_K8S"
@@ -146,6 +165,44 @@ else
   failed_names+=("monitoring component checks (nothing rendered)")
   log "FAIL  kubernetes: monitoring component checks (nothing rendered)"
 fi
+
+# ---------------------------------------------------------------------------
+# Kubernetes: the two renderings that can be deployed, made by the deploy
+# script itself (kubernetes/deploy.sh --render), as CI and people deploy them.
+
+TEST_IMAGE=123456789012.dkr.ecr.us-east-1.amazonaws.com/flight-counter:0123456789abcdef0123456789abcdef01234567
+TEST_CERT=arn:aws:acm:us-east-1:123456789012:certificate/0f0e0d0c-0b0a-4090-8070-605040302010
+render() {
+  local overlay="$1" out="$2"
+  if [[ "$overlay" == default ]]; then
+    IMAGE="$TEST_IMAGE" kubernetes/deploy.sh --render >"$out"
+  else
+    IMAGE="$TEST_IMAGE" OVERLAY=kubernetes/overlays/public ACM_CERTIFICATE_ARN="$TEST_CERT" \
+      kubernetes/deploy.sh --render >"$out"
+  fi
+}
+for overlay in default public; do
+  RENDERED="$WORK/kubernetes-$overlay.yaml"
+  run "kubernetes ($overlay): kubernetes/deploy.sh renders" render "$overlay" "$RENDERED"
+  if [[ -s "$RENDERED" ]]; then
+    run "kubernetes ($overlay): schemas of Kubernetes $KUBERNETES_VERSION (strict)" \
+      kubernetes-validate --strict --quiet --kubernetes-version "$KUBERNETES_VERSION" "$RENDERED"
+    run "kubernetes ($overlay): no replicas, entry, timing, namespace; agrees with Terraform" \
+      "$PY" "$TFINFRA" manifests "$RENDERED" --kubernetes-version "$KUBERNETES_VERSION" --overlay "$overlay"
+    run "checkov: kubernetes ($overlay, rendered)" "${CHECKOV[@]}" --framework kubernetes -f "$RENDERED"
+  else
+    failed=$((failed + 3))
+    failed_names+=("kubernetes ($overlay) checks (nothing rendered)")
+    log "FAIL  kubernetes ($overlay): schema, consistency and checkov checks (nothing rendered)"
+  fi
+done
+no_placeholder_deploy() {
+  # The deploy script refuses the image placeholder and a public rendering
+  # without a certificate.
+  ! IMAGE=x/flight-counter:set-by-deploy kubernetes/deploy.sh --render >/dev/null 2>&1 &&
+    ! IMAGE="$TEST_IMAGE" OVERLAY=kubernetes/overlays/public kubernetes/deploy.sh --render >/dev/null 2>&1
+}
+run "kubernetes: deploy.sh refuses the image placeholder and TLS without a certificate" no_placeholder_deploy
 
 # ---------------------------------------------------------------------------
 # Container image
@@ -168,12 +225,17 @@ mapfile -t workflows < <(find .github/workflows -name '*.yml' -o -name '*.yaml' 
 run "github actions: workflows match the schema" \
   check-jsonschema --builtin-schema vendor.github-workflows "${workflows[@]}"
 pinned_actions() {
-  # Every action is pinned to a full version (vX.Y.Z) or a commit SHA.
-  ! grep -nE '^\s*-?\s*uses:\s*[^ ]+@' "${workflows[@]}" \
-    | grep -vE '@(v[0-9]+\.[0-9]+\.[0-9]+|[0-9a-f]{40})\s*(#.*)?$'
+  # Every action is pinned to a full 40-hex commit SHA, with the version it
+  # stands for in a comment (uses: owner/repo@<sha> # vX.Y.Z). Local actions
+  # (./...) have nothing to pin.
+  local bad
+  bad="$(grep -nE '^\s*-?\s*uses:' "${workflows[@]}" \
+    | grep -vE 'uses:\s*\./' \
+    | grep -vE 'uses:\s*[^ @]+@[0-9a-f]{40}\s+#\s*v[0-9]+(\.[0-9]+){0,2}\s*$' || true)"
+  [[ -z "$bad" ]] || { echo "not pinned by commit SHA with a version comment:"; echo "$bad"; return 1; }
 }
-run "github actions: actions pinned to versions" pinned_actions
-run "shellcheck: infrastructure scripts" shellcheck terraform-docs.sh .ci/check-infra.sh
+run "github actions: actions pinned by commit SHA (40 hex) with the version in a comment" pinned_actions
+run "shellcheck: infrastructure scripts" shellcheck terraform-docs.sh .ci/check-infra.sh kubernetes/deploy.sh
 
 # ---------------------------------------------------------------------------
 

@@ -6,12 +6,16 @@
 #                                                 on every request (each a new transaction);
 #                                                 and the hot route with a write API key
 #                                                 (the service started with a keys file)
+#       and GET /transactions with 100 routes in one read (a dashboard's multi-route read)
+#   (p) with BASELINE_REV set: that revision's release build, (a)'s keyless POSTs, so this
+#       build's figures are compared with the previous one's in the same run
 #   (b) embedded store, group commit off          POST, one durable commit per request
 #   (c) GET /version through the same poem-openapi stack: the service's own HTTP ceiling
 #   (n) nginx, one worker, `return 200` with the same JSON: the machine's HTTP ceiling
 # and then the footprint: peak RSS of (a) under that load, start-up time to /readyz, binary sizes.
 #
-# Usage: bench/run.sh   (DURATION=10s CONNECTION_COUNTS="32 128" WORKERS=1 change the load)
+# Usage: bench/run.sh   (DURATION=10s CONNECTION_COUNTS="32 128" WORKERS=1 change the load;
+#        BASELINE_REV=<commit> adds the previous build's rows, built in a temporary worktree)
 # Installs wrk and nginx-light from Debian if missing. Loopback only; every run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +31,7 @@ PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  [[ -d "$BENCH_DIR/baseline" ]] && git worktree remove --force "$BENCH_DIR/baseline" 2>/dev/null
   rm -rf "$BENCH_DIR"
 }
 trap cleanup EXIT
@@ -43,8 +48,12 @@ load() {
 }
 
 start_service() {
-  local port=$1; shift
-  RUST_LOG=warn ./target/release/flight-counter --bind "127.0.0.1:$port" \
+  start_binary ./target/release/flight-counter "$@"
+}
+
+start_binary() {
+  local binary=$1 port=$2; shift 2
+  RUST_LOG=warn "$binary" --bind "127.0.0.1:$port" \
     --worker-threads "$WORKERS" "$@" >"$BENCH_DIR/service-$port.log" 2>&1 &
   PIDS+=($!)
   wait_http "http://127.0.0.1:$port/readyz"
@@ -53,6 +62,15 @@ start_service() {
 install_debian_tools wrk:wrk nginx:nginx-light
 echo "building the release binary..." >&2
 cargo build --release --locked -p flight-counter >&2
+BASELINE_BINARY=""
+if [[ -n "${BASELINE_REV:-}" ]]; then
+  echo "building $BASELINE_REV for the baseline rows..." >&2
+  git worktree add --detach "$BENCH_DIR/baseline" "$BASELINE_REV" >&2
+  # Its own target directory: the dependencies are built again, once.
+  (cd "$BENCH_DIR/baseline" && cargo build --release --locked -p flight-counter \
+    --target-dir "$BENCH_DIR/baseline-target" >&2)
+  BASELINE_BINARY="$BENCH_DIR/baseline-target/release/flight-counter"
+fi
 
 declare -A RPS P50 P99
 record() { # key "rps p50 p99"
@@ -82,9 +100,15 @@ API_KEY=$(./target/release/flight-counter api-key --client bench --scope write 2
 export API_KEY
 S_PORT=$(free_port)
 start_service "$S_PORT" --store embedded --data-dir "$BENCH_DIR/s" --api-keys-file "$BENCH_DIR/api-keys"
+if [[ -n "$BASELINE_BINARY" ]]; then
+  P_PORT=$(free_port)
+  start_binary "$BASELINE_BINARY" "$P_PORT" --store embedded --data-dir "$BENCH_DIR/p"
+fi
 
 RUNS=("a hot, group commit" "a hot, authenticated" "a many, group commit" "a hot, keyed" "a many, keyed"
-      "b hot, commit per POST" "b many, commit per POST" "c GET /version" "n nginx")
+      "a GET 100 routes")
+[[ -n "$BASELINE_BINARY" ]] && RUNS+=("p hot, previous build" "p many, previous build")
+RUNS+=("b hot, commit per POST" "b many, commit per POST" "c GET /version" "n nginx")
 for CONNECTIONS in $CONNECTION_COUNTS; do
   echo "wrk: 1 thread, $CONNECTIONS connections, $DURATION per run; service: $WORKERS runtime thread(s)" >&2
   record "n nginx @$CONNECTIONS" "$(load "http://127.0.0.1:$NGINX_PORT/transactions/AR1133")"
@@ -94,6 +118,11 @@ for CONNECTIONS in $CONNECTION_COUNTS; do
   record "a many, group commit @$CONNECTIONS" "$(load "http://127.0.0.1:$A_PORT" bench/wrk/post-many.lua)"
   record "a hot, keyed @$CONNECTIONS" "$(load "http://127.0.0.1:$K_PORT" bench/wrk/post-hot-keyed.lua)"
   record "a many, keyed @$CONNECTIONS" "$(load "http://127.0.0.1:$K_PORT" bench/wrk/post-many-keyed.lua)"
+  record "a GET 100 routes @$CONNECTIONS" "$(load "http://127.0.0.1:$A_PORT" bench/wrk/get-many-routes.lua)"
+  if [[ -n "$BASELINE_BINARY" ]]; then
+    record "p hot, previous build @$CONNECTIONS" "$(load "http://127.0.0.1:$P_PORT" bench/wrk/post-hot.lua)"
+    record "p many, previous build @$CONNECTIONS" "$(load "http://127.0.0.1:$P_PORT" bench/wrk/post-many.lua)"
+  fi
   record "b hot, commit per POST @$CONNECTIONS" "$(load "http://127.0.0.1:$B_PORT" bench/wrk/post-hot.lua)"
   record "b many, commit per POST @$CONNECTIONS" "$(load "http://127.0.0.1:$B_PORT" bench/wrk/post-many.lua)"
 done
@@ -125,6 +154,10 @@ row "a hot / b hot: group commit gain" ">= 5" "a hot, group commit" "b hot, comm
 row "keyed / keyless (hot route)" ">= 0.5" "a hot, keyed" "a hot, group commit"
 row "keyed / keyless (many routes)" "none" "a many, keyed" "a many, group commit"
 row "authenticated / unauthenticated hot route" ">= 0.95" "a hot, authenticated" "a hot, group commit"
+if [[ -n "$BASELINE_BINARY" ]]; then
+  row "this build / $BASELINE_REV (hot route)" ">= 0.90" "a hot, group commit" "p hot, previous build"
+  row "this build / $BASELINE_REV (many routes)" ">= 0.90" "a many, group commit" "p many, previous build"
+fi
 
 # Footprint: memory high-water mark of (a) after all its load, start-up time, binary sizes.
 peak_rss_kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$A_PID/status")

@@ -1,10 +1,10 @@
 output "table_name" {
-  description = "Name of the counts table, for FLIGHT_COUNTER_TABLE in kubernetes/configmap.yaml."
+  description = "Name of the counts table, for FLIGHT_COUNTER_TABLE in the configMapGenerator of kubernetes/base/kustomization.yaml; the eks-cluster root looks the table up by this name (its table_name)."
   value       = aws_dynamodb_table.counts.name
 }
 
 output "table_arn" {
-  description = "ARN of the counts table, passed to the eks-cluster root as dynamodb_table_arn."
+  description = "ARN of the counts table (the eks-cluster root finds it by name; nothing needs to pass it on)."
   value       = aws_dynamodb_table.counts.arn
 }
 

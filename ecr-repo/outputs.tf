@@ -14,6 +14,6 @@ output "registry_id" {
 }
 
 output "github_deploy_role_arn" {
-  description = "Role for the GitHub Actions workflow (repository variable AWS_DEPLOY_ROLE_ARN); also pass it to the eks-cluster root as deployer_role_arns. Null when github_repository is empty."
+  description = "Role for the GitHub Actions workflow (repository variable AWS_DEPLOY_ROLE_ARN); the eks-cluster root finds it by name (deployer_role_names) and gives it an access entry. Null when github_repository is empty."
   value       = one(aws_iam_role.github_deploy[*].arn)
 }

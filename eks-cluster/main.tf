@@ -2,16 +2,35 @@ data "aws_caller_identity" "current" {}
 
 data "aws_partition" "current" {}
 
+# The counts table of the dynamodb root, found by name: no ARN to pass between
+# roots, and an apply that forgets a flag cannot change the service's policy.
+data "aws_dynamodb_table" "counts" {
+  name = var.table_name
+}
+
+# The CI deploy role of the ecr-repo root, found by name. The plural data
+# source returns an empty set (no access entry) until ecr-repo creates it,
+# and the entry appears with the next apply after that.
+data "aws_iam_roles" "deployer" {
+  for_each   = toset(var.deployer_role_names)
+  name_regex = "^${each.value}$"
+}
+
 locals {
   partition = data.aws_partition.current.partition
+
+  deployer_role_arns = sort(flatten([for r in data.aws_iam_roles.deployer : tolist(r.arns)]))
 
   # Three private /20s (nodes and pods: the VPC CNI gives every pod a VPC IP)
   # and three public /24s (NAT gateways and the internet-facing NLB).
   private_subnets = [for i in range(3) : cidrsubnet(var.vpc_cidr, 4, i)]
   public_subnets  = [for i in range(3) : cidrsubnet(var.vpc_cidr, 8, 48 + i)]
 
+  # Cluster admins: the cluster-admin role below, which the Terraform runner
+  # and operators assume, plus any principals listed explicitly. Nobody gets
+  # admin for having run an apply.
   admin_access_entries = {
-    for i, arn in var.admin_principal_arns : "admin-${i}" => {
+    for i, arn in concat([aws_iam_role.cluster_admin.arn], var.admin_principal_arns) : "admin-${i}" => {
       principal_arn = arn
       policy_associations = {
         admin = {
@@ -22,10 +41,11 @@ locals {
     }
   }
 
-  # The deploy role may only change objects in the service's namespace
-  # (enough for kubectl set image and rollout status).
+  # The deploy role may only change objects in the service's namespace: all
+  # of kubernetes/ is namespaced (the Namespace itself is made here, below),
+  # so `kubectl apply -k --server-side` and `rollout status` need no more.
   deployer_access_entries = {
-    for i, arn in var.deployer_role_arns : "deployer-${i}" => {
+    for i, arn in local.deployer_role_arns : "deployer-${i}" => {
       principal_arn = arn
       policy_associations = {
         edit = {
@@ -59,12 +79,15 @@ module "vpc" {
   enable_dns_hostnames = true
   enable_dns_support   = true
 
-  # Subnet discovery for Service type LoadBalancer.
+  # Subnet discovery for Service type LoadBalancer (internal NLBs in the
+  # private subnets, internet-facing ones in the public subnets), and for the
+  # nodes Karpenter launches.
   public_subnet_tags = {
     "kubernetes.io/role/elb" = "1"
   }
   private_subnet_tags = {
     "kubernetes.io/role/internal-elb" = "1"
+    "karpenter.sh/discovery"          = var.cluster_name
   }
 
   enable_flow_log                                 = var.enable_flow_log
@@ -98,7 +121,9 @@ module "eks" {
   vpc_id     = module.vpc.vpc_id
   subnet_ids = module.vpc.private_subnets
 
-  endpoint_public_access       = true
+  # The private endpoint always; the public one only for the CIDRs listed
+  # (none by default).
+  endpoint_public_access       = length(var.endpoint_public_access_cidrs) > 0
   endpoint_private_access      = true
   endpoint_public_access_cidrs = var.endpoint_public_access_cidrs
 
@@ -106,7 +131,7 @@ module "eks" {
   cloudwatch_log_group_retention_in_days = var.log_retention_days
 
   authentication_mode                      = "API"
-  enable_cluster_creator_admin_permissions = var.enable_cluster_creator_admin_permissions
+  enable_cluster_creator_admin_permissions = false
   access_entries                           = merge(local.admin_access_entries, local.deployer_access_entries)
 
   addons = {
@@ -126,6 +151,14 @@ module "eks" {
     metrics-server = {}
   }
 
+  # Karpenter finds the node security group by this tag.
+  node_security_group_tags = {
+    "karpenter.sh/discovery" = var.cluster_name
+  }
+
+  # A fixed base of nodes, one per AZ, for the cluster's own controllers
+  # (CoreDNS, Karpenter, the load balancer controller) and the service's
+  # first pods. Everything past it is launched by Karpenter (karpenter.tf).
   eks_managed_node_groups = {
     default = {
       ami_type       = "AL2023_x86_64_STANDARD"
@@ -136,9 +169,14 @@ module "eks" {
       # balances nodes across the AZs.
       subnet_ids = module.vpc.private_subnets
 
-      min_size     = var.node_min_size
-      max_size     = var.node_max_size
-      desired_size = var.node_desired_size
+      min_size     = var.node_count
+      max_size     = var.node_count
+      desired_size = var.node_count
+
+      labels = {
+        # Karpenter runs here, never on the nodes it manages.
+        "karpenter.sh/controller" = "true"
+      }
 
       block_device_mappings = {
         xvda = {
@@ -212,20 +250,22 @@ resource "aws_iam_role" "service" {
   max_session_duration = 3600
 }
 
-# Exactly what the service calls: GetItem (consistent reads), UpdateItem
-# (ADD to the counter), PutItem (the idempotency record written inside
-# TransactWriteItems, which is authorised by the actions of its parts) and
-# DescribeTable (readiness). CreateTable is for local development only.
+# Exactly what the service calls: GetItem (consistent reads), BatchGetItem
+# (many routes in one read), UpdateItem (ADD to the counter), PutItem (key and
+# batch records written inside TransactWriteItems, which is authorised by the
+# actions of its parts) and DescribeTable (readiness). CreateTable is for local
+# development only.
 data "aws_iam_policy_document" "service_dynamodb" {
   statement {
     sid = "CountsTable"
     actions = [
+      "dynamodb:BatchGetItem",
       "dynamodb:DescribeTable",
       "dynamodb:GetItem",
       "dynamodb:PutItem",
       "dynamodb:UpdateItem",
     ]
-    resources = [var.dynamodb_table_arn]
+    resources = [data.aws_dynamodb_table.counts.arn]
   }
 }
 

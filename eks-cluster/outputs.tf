@@ -39,6 +39,31 @@ output "service_role_arn" {
 }
 
 output "node_iam_role_name" {
-  description = "IAM role of the managed nodes (holds no DynamoDB permissions)."
-  value       = module.eks.node_iam_role_name
+  description = "IAM role of the fixed managed node group (holds no DynamoDB permissions). The eks module's output of the same name is the EKS Auto Mode role, null here."
+  value       = module.eks.eks_managed_node_groups["default"].iam_role_name
+}
+
+output "karpenter_node_iam_role_name" {
+  description = "IAM role of the nodes Karpenter launches (named in the EC2NodeClass)."
+  value       = module.karpenter.node_iam_role_name
+}
+
+output "cluster_admin_role_arn" {
+  description = "Role with cluster-admin through an access entry; aws eks update-kubeconfig --role-arn it (the Terraform runner assumes it too)."
+  value       = aws_iam_role.cluster_admin.arn
+}
+
+output "deployer_role_arns" {
+  description = "Roles found by deployer_role_names that have edit rights in the service namespace (empty until the ecr-repo root has made the CI role)."
+  value       = local.deployer_role_arns
+}
+
+output "service_namespace" {
+  description = "Namespace of the service, made by this root (the deploy role may only act inside it)."
+  value       = kubernetes_namespace_v1.service.metadata[0].name
+}
+
+output "kubeconfig_admin_command" {
+  description = "Command that writes a kubeconfig entry acting as the cluster-admin role."
+  value       = "aws eks update-kubeconfig --region ${var.aws_region} --name ${module.eks.cluster_name} --role-arn ${aws_iam_role.cluster_admin.arn}"
 }

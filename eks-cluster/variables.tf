@@ -77,13 +77,13 @@ variable "log_retention_days" {
 }
 
 variable "endpoint_public_access_cidrs" {
-  description = "CIDRs allowed to reach the public Kubernetes API endpoint (requests still need IAM authentication). Narrow it to office/VPN ranges when CI runs on self-hosted runners."
+  description = "CIDRs allowed to reach the public Kubernetes API endpoint (requests still need IAM authentication). Empty (the default) turns the public endpoint off: the API is then reachable from the VPC only. List the ranges of the machines that run Terraform and kubectl, and of the CI runners that deploy (see Deploy to AWS in the README)."
   type        = list(string)
-  default     = ["0.0.0.0/0"]
+  default     = []
 
   validation {
-    condition     = length(var.endpoint_public_access_cidrs) > 0 && alltrue([for c in var.endpoint_public_access_cidrs : can(cidrhost(c, 0))])
-    error_message = "endpoint_public_access_cidrs must be a non-empty list of valid CIDRs."
+    condition     = alltrue([for c in var.endpoint_public_access_cidrs : can(cidrhost(c, 0))])
+    error_message = "endpoint_public_access_cidrs must be a list of valid CIDRs."
   }
 }
 
@@ -109,36 +109,14 @@ variable "node_capacity_type" {
   }
 }
 
-variable "node_min_size" {
-  description = "Minimum number of nodes; 3 keeps one node in each AZ."
+variable "node_count" {
+  description = "Nodes of the fixed managed node group, which runs the cluster's controllers (Karpenter among them) and the first pods; 3 keeps one in each AZ. Capacity past it comes from Karpenter (karpenter_cpu_limit)."
   type        = number
   default     = 3
 
   validation {
-    condition     = var.node_min_size >= 1
-    error_message = "node_min_size must be at least 1."
-  }
-}
-
-variable "node_desired_size" {
-  description = "Initial number of nodes (ignored by the module after creation)."
-  type        = number
-  default     = 3
-
-  validation {
-    condition     = var.node_desired_size >= 1
-    error_message = "node_desired_size must be at least 1."
-  }
-}
-
-variable "node_max_size" {
-  description = "Maximum number of nodes."
-  type        = number
-  default     = 6
-
-  validation {
-    condition     = var.node_max_size >= var.node_min_size && var.node_max_size >= var.node_desired_size && var.node_max_size <= 100
-    error_message = "node_max_size must be at least node_min_size and node_desired_size, and at most 100."
+    condition     = var.node_count >= 2 && var.node_count <= 10
+    error_message = "node_count must be between 2 and 10 (Karpenter runs two replicas here)."
   }
 }
 
@@ -153,18 +131,19 @@ variable "node_disk_size_gb" {
   }
 }
 
-variable "dynamodb_table_arn" {
-  description = "ARN of the counts table (output table_arn of the dynamodb root); the service's pods may use it and nothing else."
+variable "table_name" {
+  description = "Name of the counts table made by the dynamodb root (its table_name); looked up by name, and the service's pods may use it and nothing else."
   type        = string
+  default     = "flight-transactions"
 
   validation {
-    condition     = can(regex("^arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:[0-9]+:table/[A-Za-z0-9_.-]{3,255}$", var.dynamodb_table_arn))
-    error_message = "dynamodb_table_arn must be a DynamoDB table ARN (arn:aws:dynamodb:<region>:<account>:table/<name>)."
+    condition     = can(regex("^[A-Za-z0-9_.-]{3,255}$", var.table_name))
+    error_message = "table_name must be 3-255 characters of letters, digits, underscore, hyphen and dot."
   }
 }
 
 variable "service_namespace" {
-  description = "Namespace of the service; must match kubernetes/namespace.yaml."
+  description = "Namespace of the service, made by this root; must match namespace: in kubernetes/base/kustomization.yaml."
   type        = string
   default     = "flight-counter"
 
@@ -175,7 +154,7 @@ variable "service_namespace" {
 }
 
 variable "service_account_name" {
-  description = "ServiceAccount of the service's pods; must match kubernetes/serviceaccount.yaml."
+  description = "ServiceAccount of the service's pods; must match kubernetes/base/serviceaccount.yaml."
   type        = string
   default     = "flight-counter"
 
@@ -185,14 +164,8 @@ variable "service_account_name" {
   }
 }
 
-variable "enable_cluster_creator_admin_permissions" {
-  description = "Give whoever runs the first apply cluster-admin through an access entry."
-  type        = bool
-  default     = true
-}
-
 variable "admin_principal_arns" {
-  description = "IAM role or user ARNs granted cluster-admin through access entries."
+  description = "IAM role or user ARNs granted cluster-admin through access entries, besides the cluster-admin role this root creates (output cluster_admin_role_arn), which anyone in the account allowed to assume it can use."
   type        = list(string)
   default     = []
 
@@ -202,14 +175,58 @@ variable "admin_principal_arns" {
   }
 }
 
-variable "deployer_role_arns" {
-  description = "IAM role ARNs (e.g. the GitHub Actions role from the ecr-repo root) allowed to edit objects in the service namespace only."
+variable "deployer_role_names" {
+  description = "Names of IAM roles (the GitHub Actions role of the ecr-repo root, <repository_name>-github-deploy) that may edit objects in the service namespace only. Looked up by name; a role that does not exist yet gets no access entry until the next apply after it is created."
   type        = list(string)
-  default     = []
+  default     = ["flight-counter-github-deploy"]
 
   validation {
-    condition     = alltrue([for a in var.deployer_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]+:role/.+$", a))])
-    error_message = "deployer_role_arns must contain IAM role ARNs."
+    condition     = alltrue([for n in var.deployer_role_names : can(regex("^[A-Za-z0-9+=,.@_-]{1,64}$", n))])
+    error_message = "deployer_role_names must contain IAM role names."
+  }
+}
+
+variable "karpenter_chart_version" {
+  description = "Version of the Karpenter Helm chart (oci://public.ecr.aws/karpenter/karpenter); it must support kubernetes_version."
+  type        = string
+  default     = "1.11.1"
+
+  validation {
+    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.karpenter_chart_version))
+    error_message = "karpenter_chart_version must be a version such as 1.11.1."
+  }
+}
+
+variable "karpenter_cpu_limit" {
+  description = "Most vCPUs that Karpenter may launch in all (on top of the fixed node group); the ceiling on what scaling can cost."
+  type        = number
+  default     = 32
+
+  validation {
+    condition     = var.karpenter_cpu_limit >= 2 && var.karpenter_cpu_limit <= 1000
+    error_message = "karpenter_cpu_limit must be between 2 and 1000."
+  }
+}
+
+variable "karpenter_capacity_types" {
+  description = "Capacity types Karpenter may launch: on-demand, spot, or both (spot first when cheaper; interruptions arrive through the SQS queue and pods move before the node goes)."
+  type        = list(string)
+  default     = ["on-demand"]
+
+  validation {
+    condition     = length(var.karpenter_capacity_types) > 0 && alltrue([for c in var.karpenter_capacity_types : contains(["on-demand", "spot"], c)])
+    error_message = "karpenter_capacity_types must list on-demand and/or spot."
+  }
+}
+
+variable "lb_controller_chart_version" {
+  description = "Version of the AWS Load Balancer Controller Helm chart (https://aws.github.io/eks-charts)."
+  type        = string
+  default     = "1.17.0"
+
+  validation {
+    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.lb_controller_chart_version))
+    error_message = "lb_controller_chart_version must be a version such as 1.17.0."
   }
 }
 

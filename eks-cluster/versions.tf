@@ -6,5 +6,13 @@ terraform {
       source  = "hashicorp/aws"
       version = "~> 6.28"
     }
+    helm = {
+      source  = "hashicorp/helm"
+      version = "~> 3.1"
+    }
+    kubernetes = {
+      source  = "hashicorp/kubernetes"
+      version = "~> 2.38"
+    }
   }
 }

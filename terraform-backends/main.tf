@@ -5,6 +5,10 @@ data "aws_partition" "current" {}
 locals {
   bucket_name = "${var.bucket_prefix}-${data.aws_caller_identity.current.account_id}-${var.aws_region}"
   account_arn = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"
+
+  # Every root's backend block names the key by this alias (kms_key_id), so
+  # it is fixed rather than derived from a variable.
+  state_key_alias = "alias/flight-counter-tfstate"
 }
 
 # Customer managed key for the state objects, so access to state can be
@@ -29,7 +33,7 @@ resource "aws_kms_key" "state" {
 }
 
 resource "aws_kms_alias" "state" {
-  name          = "alias/${var.bucket_prefix}"
+  name          = local.state_key_alias
   target_key_id = aws_kms_key.state.key_id
 }
 
@@ -155,6 +159,33 @@ data "aws_iam_policy_document" "state" {
       test     = "NumericLessThan"
       variable = "s3:TlsVersion"
       values   = ["1.2"]
+    }
+  }
+
+  # State must be written encrypted with the state key: the backends send it
+  # (kms_key_id), and anything else that writes a state object without it,
+  # or with SSE-S3 or another key, is refused. Lock files (.tflock) hold no
+  # state and are left to the bucket's default encryption, which is the same
+  # key.
+  statement {
+    sid       = "DenyStateWithoutTheStateKey"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.state.arn}/*.tfstate"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "StringNotEquals"
+      variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+      values = [
+        aws_kms_key.state.arn,
+        aws_kms_alias.state.arn,
+        local.state_key_alias,
+      ]
     }
   }
 }

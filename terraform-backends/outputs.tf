@@ -1,5 +1,5 @@
 output "state_bucket_name" {
-  description = "Name of the S3 bucket holding Terraform state; pass it to every root with -backend-config=bucket=..."
+  description = "Name of the S3 bucket holding Terraform state; written into backend.hcl by the backend_config output"
   value       = aws_s3_bucket.state.id
 }
 
@@ -9,7 +9,7 @@ output "state_bucket_arn" {
 }
 
 output "state_bucket_region" {
-  description = "Region of the state bucket; pass it with -backend-config=region=..."
+  description = "Region of the state bucket (also in backend_config)."
   value       = var.aws_region
 }
 
@@ -18,8 +18,13 @@ output "state_kms_key_arn" {
   value       = aws_kms_key.state.arn
 }
 
+output "state_kms_key_alias" {
+  description = "Alias of the state KMS key, as every backend block names it (kms_key_id)."
+  value       = aws_kms_alias.state.name
+}
+
 output "backend_config" {
-  description = "Contents for a backend.hcl file used as terraform init -backend-config=backend.hcl in the other roots."
+  description = "Contents for the backend.hcl file (git-ignored) that every root reads with terraform init -backend-config=../backend.hcl."
   value       = <<-EOT
     bucket = "${aws_s3_bucket.state.id}"
     region = "${var.aws_region}"

@@ -135,6 +135,12 @@ paths += [b"/transactions/" + p.encode() if isinstance(p, str) else b"/transacti
 paths += [b"//transactions//AR1133", b"/transactions", b"/transactions/", b"/../../../etc/passwd",
           b"/%2e%2e/%2e%2e/etc/passwd", b"*", b"http://127.0.0.1/transactions/AR1133",
           b"/\xff\xfe", "/transactions/ＡＲ１１３３".encode(), b"/transactions/AR1\x01"]
+# The dashboards' reads: huge and odd query strings.
+paths += [b"/transactions?" + b"route=AR1&" * 5000, b"/transactions?route=" + b"A" * 60000,
+          b"/transactions?route=%00&route=%FF", b"/transactions?route[]=AR1&route=LA1",
+          b"/transactions/AR1/daily?from=" + b"9" * 5000, b"/transactions/AR1/daily?from=2026-02-30",
+          b"/transactions/AR1/daily?to=-2026-11-21", b"/transactions/AR1/monthly?from=%FF%FE",
+          b"/transactions/AR1/monthly?from=2026-11&from=2025-01", b"/transactions/AR1/daily?to=%00"]
 for method in ("GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH", "TRACE", "FOO"):
     for p in paths:
         probe(f"{method} {p[:40]!r}", req(method, p), method)

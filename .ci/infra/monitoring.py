@@ -1,5 +1,5 @@
 """Offline checks of the optional monitoring component (kubernetes/components/monitoring),
-rendered with the base through monitoring/kustomize.
+rendered with the base through kubernetes/overlays/monitoring.
 
     python monitoring.py check RENDERED K8S_OUT
 

@@ -39,12 +39,15 @@ CONFIG = REPO / ".terraform-docs.yml"
 TABLE_HASH_KEY = ("route", "S")
 TABLE_TTL_ATTRIBUTE = "expires_at"
 SERVICE_DYNAMODB_ACTIONS = {
+    "dynamodb:BatchGetItem",
     "dynamodb:GetItem",
     "dynamodb:UpdateItem",
     "dynamodb:PutItem",
     "dynamodb:DescribeTable",
 }
 TERRAFORM_MIN_VERSION = ">= 1.10"
+# The state key's alias: made by terraform-backends, named by every backend.
+STATE_KEY_ALIAS = "alias/flight-counter-tfstate"
 
 
 # --------------------------------------------------------------------------
@@ -234,11 +237,84 @@ def load_config() -> dict:
 
 
 def esc(text: str) -> str:
+    """Names in anchors and links (terraform-docs' SanitizeName with escape: true)."""
     return text.replace("_", "\\_")
 
 
+# terraform-docs' escape rule (template/sanitizer.go: SanitizeMarkdownTable,
+# EscapeCharacters, ConvertMultiLineText, NormalizeURLs), ported line by line so
+# that this generator and terraform-docs write the same README. Go's \s is
+# [\t\n\f\r ] and its \w is ASCII; Python's are wider, hence the spelled-out
+# classes.
+_WS = r"[\t\n\f\r ]"
+_URL = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s<>"'`]+|mailto:[^\s<>"'`]+""")
+_DONT = "\u2021\u2021\u2021DONTESCAPE\u2021\u2021\u2021"
+
+
+def _segments(text: str, fence: str, normal, code) -> str:
+    """processSegments: split on `fence`; alternate normal and code segments,
+    empty segments skipped without switching (as the Go code does)."""
+    in_code = text.startswith(fence)
+    parts = text.split(fence)
+    out = []
+    for i, part in enumerate(parts):
+        if not part:
+            continue
+        first = i == 0 or not parts[i - 1].strip()
+        last = i == len(parts) - 1 or not parts[i + 1].strip()
+        out.append(code(part, first, last) if in_code else normal(part, first, last))
+        in_code = not in_code
+    return "".join(out)
+
+
+def _escape_underscores(line: str) -> str:
+    c = "_"
+    cases = [
+        (re.compile(rf"^({_WS}*)({c}+)({_WS}+)(.*)"), [2]),
+        (re.compile(rf"({_WS}+)({c}+)([^\t\n\f\r {c}])(.*)([^\t\n\f\r {c}])({c}+)({_WS}+)"), [6, 2]),
+    ]
+    for pattern, groups in cases:
+        matches = list(pattern.finditer(line))
+        for m in matches:
+            for k in groups:
+                start, end = m.span(k)
+                line = line[:start] + m.group(k).replace(c, _DONT) + line[end:]
+    return line.replace(c, "\\" + c).replace(_DONT, c)
+
+
+def escape_characters(text: str, pipe: bool) -> str:
+    tick = lambda seg, first, last: f"`{seg}`"  # noqa: E731
+    if pipe:
+        text = _segments(text, "`", lambda seg, f, l: seg.replace("|", "\\|"), tick)
+    return _segments(text, "`", lambda seg, f, l: "\n".join(_escape_underscores(x) for x in seg.split("\n")), tick)
+
+
+def convert_multiline_table(text: str) -> str:
+    text = text.strip()
+    text = re.sub(rf"([^\t\n\f\r ]*)(\r?\n)({_WS}*)([0-9A-Za-z_]+)", r"\1  \2\3\4", text)
+    text = text.replace("    \n", "  \n").replace("  \n\n", "\n\n").replace("\n  \n", "\n\n")
+    return text.replace("  \n", "<br/>").replace("\n", "<br/>")
+
+
+def normalize_urls(text: str) -> str:
+    for url in _URL.findall(text):
+        text = text.replace(url, url.replace("\\", ""))
+    return text
+
+
 def cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", "<br/>")
+    """A table cell as terraform-docs writes it with escape: true and html: true."""
+    if text == "":
+        return "n/a"
+
+    def normal(seg, first, last):
+        return normalize_urls(convert_multiline_table(escape_characters(seg, pipe=True)))
+
+    def code(seg, first, last):
+        seg = seg.strip().replace("\n", "<br/>").replace("\r", "")
+        return f"<pre>{seg}</pre>"
+
+    return _segments(text, "```", normal, code)
 
 
 def anchor(kind: str, name: str) -> str:
@@ -285,7 +361,7 @@ def generate(root: Root, cfg: dict) -> str:
     if reqs:
         out.append("| Name | Version |\n|------|---------|")
         for name, version in reqs:
-            out.append(f"| {anchor('requirement', name)} | {cell(version)} |")
+            out.append(f"| {anchor('requirement', name)} | {version} |")
     else:
         out.append("No requirements.")
 
@@ -298,7 +374,7 @@ def generate(root: Root, cfg: dict) -> str:
         out.append("| Name | Version |\n|------|---------|")
         for name in sorted(used):
             version = root.required_providers.get(name, {}).get("version", "n/a")
-            out.append(f"| {anchor('provider', name)} | {cell(version)} |")
+            out.append(f"| {anchor('provider', name)} | {version} |")
     else:
         out.append("No providers.")
 
@@ -326,8 +402,8 @@ def generate(root: Root, cfg: dict) -> str:
         out.append("| Name | Description | Type | Default | Required |\n|------|-------------|------|---------|:--------:|")
         for v in root.variables:
             out.append(
-                f"| {anchor('input', v.name)} | {cell(v.description or 'n/a')} | {render_type(v.type_src)} "
-                f"| {render_default(v)} | {'no' if v.has_default else 'yes'} |"
+                f"| {anchor('input', v.name)} | {cell(v.description or '')} | {cell(render_type(v.type_src))} "
+                f"| {cell(render_default(v))} | {'no' if v.has_default else 'yes'} |"
             )
     else:
         out.append("No inputs.")
@@ -336,7 +412,7 @@ def generate(root: Root, cfg: dict) -> str:
     if root.outputs:
         out.append("| Name | Description |\n|------|-------------|")
         for o in root.outputs:
-            out.append(f"| {anchor('output', o.name)} | {cell(o.description or 'n/a')} |")
+            out.append(f"| {anchor('output', o.name)} | {cell(o.description or '')} |")
     else:
         out.append("No outputs.")
 
@@ -437,8 +513,8 @@ def cmd_readme(roots: list[Path]) -> int:
                 failures.append(f"{readme.relative_to(REPO)}: input {name}: expected 5 columns")
                 continue
             expect = {
-                "type": render_type(var.type_src),
-                "default": render_default(var),
+                "type": cell(render_type(var.type_src)),
+                "default": cell(render_default(var)),
                 "required": "no" if var.has_default else "yes",
             }
             got = {"type": row[2], "default": row[3], "required": row[4]}
@@ -489,6 +565,43 @@ def policy_actions(root: Root) -> dict[str, tuple[set[str], set[str]]]:
     return found
 
 
+def cross_root_wiring(roots: list[Path]) -> list[str]:
+    """Re-running `terraform apply` with no arguments must change nothing, so no
+    root may need a value that only a -var flag can bring: every variable has a
+    default, and none is named after another root's output (a value that root
+    knows): such values are found by data source or remote state instead."""
+    failures = []
+    loaded = {path.name: load_root(path) for path in roots}
+    outputs = {name: {o.name for o in root.outputs} for name, root in loaded.items()}
+    for name, root in loaded.items():
+        for v in root.variables:
+            where = f"{name}/{v.file}:{v.line}: variable {v.name}"
+            if not v.has_default:
+                failures.append(f"{where} has no default: an apply without -var cannot run")
+            for other, names in outputs.items():
+                if other == name:
+                    continue
+                prefix = other.replace("-", "_") + "_"
+                fed = {n for n in names if v.name in (n, prefix + n, other.split("-")[0] + "_" + n)}
+                # A name the other root also outputs is fine when the default is
+                # that root's own default (a name to look up, not a value to pass).
+                if fed and (v.default is None or v.default == [] or v.default == ""):
+                    failures.append(
+                        f"{where} carries output {sorted(fed)[0]} of {other} and has no usable default; "
+                        "look it up (data source or terraform_remote_state) instead"
+                    )
+            mentioned = [o for o in loaded if o != name and re.search(rf"\b{re.escape(o)} root\b", v.description or "")]
+            if mentioned and v.default in (None, [], "", {}):
+                failures.append(
+                    f"{where} takes a value from the {mentioned[0]} root and has no usable default; "
+                    "look it up (data source or terraform_remote_state) instead"
+                )
+        text = "\n".join(root.texts.values())
+        if re.search(r"enable_cluster_creator_admin_permissions\s*=\s*(true|var\.)", text):
+            failures.append(f"{name}: enable_cluster_creator_admin_permissions must be false (explicit access entries only)")
+    return failures
+
+
 def cmd_invariants(roots: list[Path]) -> int:
     failures: list[str] = []
     seen_table = seen_policy = False
@@ -517,6 +630,8 @@ def cmd_invariants(roots: list[Path]) -> int:
                 fail(f"{rel}: backend s3 must set use_lockfile = true")
             if first(body, "encrypt") is not True:
                 fail(f"{rel}: backend s3 must set encrypt = true")
+            if first(body, "kms_key_id") != STATE_KEY_ALIAS:
+                fail(f"{rel}: backend s3 must set kms_key_id = {STATE_KEY_ALIAS!r} (the state key), or the S3 backend asks for SSE-S3")
             if "dynamodb_table" in body:
                 fail(f"{rel}: backend s3 must not use a DynamoDB lock table")
             for key in ("bucket", "region"):
@@ -599,8 +714,8 @@ def cmd_invariants(roots: list[Path]) -> int:
             seen_policy = True
             if any("*" in a for a in dynamo):
                 fail(f"{rel}: policy document {name} uses a wildcard action")
-            if resources != {"var.dynamodb_table_arn"}:
-                fail(f"{rel}: policy document {name} must grant DynamoDB actions on var.dynamodb_table_arn only (has {sorted(resources)})")
+            if resources != {"data.aws_dynamodb_table.counts.arn"}:
+                fail(f"{rel}: policy document {name} must grant DynamoDB actions on data.aws_dynamodb_table.counts.arn only (has {sorted(resources)})")
             if dynamo != SERVICE_DYNAMODB_ACTIONS:
                 fail(
                     f"{rel}: policy document {name} grants {sorted(dynamo)}, "
@@ -610,6 +725,7 @@ def cmd_invariants(roots: list[Path]) -> int:
             if rtype.startswith("aws_iam") and "dynamodb:" in json.dumps(body):
                 fail(f"{rel}/{fname}: {rtype}.{rname} carries an inline DynamoDB policy; use an aws_iam_policy_document")
 
+    failures.extend(cross_root_wiring(roots))
     if not seen_table:
         fail("no aws_dynamodb_table found in the roots checked")
     if not seen_policy:
@@ -638,7 +754,60 @@ def var_default(root: Path, name: str):
     raise KeyError(f"{root.name}: variable {name} not found")
 
 
-def cmd_manifests(rendered: Path, k8s_version: str) -> int:
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+                  "PriorityClass", "StorageClass", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}
+LB = "service.beta.kubernetes.io/aws-load-balancer-"
+
+
+def namespace_in_terraform(namespace: str) -> list[str]:
+    root = load_root(REPO / "eks-cluster")
+    for rtype, _, body, fname in root.resources():
+        if rtype != "kubernetes_namespace_v1":
+            continue
+        meta = first(body, "metadata", {})
+        labels = first(meta, "labels", {}) or {}
+        out = []
+        if unwrap(first(meta, "name")) != "var.service_namespace":
+            out.append(f"eks-cluster/{fname}: the namespace must be named var.service_namespace ({namespace})")
+        if labels.get("pod-security.kubernetes.io/enforce") != "restricted":
+            out.append(f"eks-cluster/{fname}: the namespace must enforce the restricted Pod Security Standard")
+        return out
+    return ["eks-cluster: no kubernetes_namespace_v1 makes the service's namespace"]
+
+
+def check_service(svc: dict, overlay: str, vpc_cidr: str, serving: float) -> list[str]:
+    out = []
+    spec, ann = svc["spec"], svc["metadata"].get("annotations", {})
+    ports = {p.get("port") for p in spec.get("ports", [])}
+    if spec.get("type") != "LoadBalancer" or spec.get("loadBalancerClass") != "service.k8s.aws/nlb":
+        out.append("Service must be a LoadBalancer of class service.k8s.aws/nlb (the AWS Load Balancer Controller)")
+    if ann.get(LB + "nlb-target-type") != "ip":
+        out.append("Service must use IP targets")
+    if not spec.get("loadBalancerSourceRanges"):
+        out.append("Service needs loadBalancerSourceRanges")
+    m = re.search(r"deregistration_delay\.timeout_seconds=(\d+)", ann.get(LB + "target-group-attributes", ""))
+    if not m:
+        out.append("Service must set the target group's deregistration delay")
+    elif int(m.group(1)) < serving:
+        out.append(f"deregistration delay {m.group(1)}s is shorter than the time a terminating pod serves ({serving:g}s)")
+    if overlay == "default":
+        if ann.get(LB + "scheme") != "internal":
+            out.append("default: the NLB must be internal")
+        if spec.get("loadBalancerSourceRanges") != [vpc_cidr]:
+            out.append(f"default: loadBalancerSourceRanges must be the VPC ({vpc_cidr})")
+    else:
+        if ann.get(LB + "scheme") != "internet-facing":
+            out.append("public: the NLB must be internet-facing")
+        if ports != {443}:
+            out.append(f"public: the Service must expose 443 only (has {sorted(ports)}); plain HTTP is not exposed")
+        if not re.match(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/.+$", ann.get(LB + "ssl-cert", "")):
+            out.append("public: TLS needs an ACM certificate ARN (ssl-cert)")
+        if ann.get(LB + "ssl-ports") not in ("443", "https"):
+            out.append("public: TLS must be on 443 (ssl-ports)")
+    return out
+
+
+def cmd_manifests(rendered: Path, k8s_version: str, overlay: str = "default") -> int:
     failures: list[str] = []
     docs = [d for d in yaml.safe_load_all(rendered.read_text()) if d]
     by_kind: dict[str, list[dict]] = {}
@@ -653,20 +822,22 @@ def cmd_manifests(rendered: Path, k8s_version: str) -> int:
         return items[0]
 
     namespace = var_default(REPO / "eks-cluster", "service_namespace")
+    vpc_cidr = var_default(REPO / "eks-cluster", "vpc_cidr")
+    timing: dict[str, float] = {}
     service_account = var_default(REPO / "eks-cluster", "service_account_name")
     table = var_default(REPO / "dynamodb", "table_name")
     cluster_version = var_default(REPO / "eks-cluster", "kubernetes_version")
     if not k8s_version.startswith(cluster_version + "."):
         failures.append(f"manifests are validated against {k8s_version}, the cluster runs {cluster_version}")
 
-    ns = one("Namespace")
-    if ns and ns["metadata"]["name"] != namespace:
-        failures.append(f"Namespace {ns['metadata']['name']!r} != eks-cluster service_namespace {namespace!r}")
-    if ns and ns["metadata"].get("labels", {}).get("pod-security.kubernetes.io/enforce") != "restricted":
-        failures.append("Namespace must enforce the restricted Pod Security Standard")
+    if by_kind.get("Namespace"):
+        failures.append("the rendering holds a Namespace: the eks-cluster root makes it, and the deploy role cannot (cluster-scoped)")
+    failures.extend(namespace_in_terraform(namespace))
     for d in docs:
-        if d["kind"] != "Namespace" and d["metadata"].get("namespace") != namespace:
+        if d["metadata"].get("namespace") != namespace:
             failures.append(f"{d['kind']}/{d['metadata']['name']} is not in namespace {namespace}")
+        if d["kind"] in CLUSTER_SCOPED:
+            failures.append(f"{d['kind']}/{d['metadata']['name']} is cluster-scoped; the deploy role cannot apply it")
     sa = one("ServiceAccount")
     if sa and sa["metadata"]["name"] != service_account:
         failures.append(f"ServiceAccount {sa['metadata']['name']!r} != eks-cluster service_account_name {service_account!r}")
@@ -687,8 +858,8 @@ def cmd_manifests(rendered: Path, k8s_version: str) -> int:
     if dep:
         spec = dep["spec"]
         pod = spec["template"]["spec"]
-        if spec.get("replicas", 1) < 2:
-            failures.append("Deployment needs at least 2 replicas")
+        if "replicas" in spec:
+            failures.append("Deployment sets replicas: every apply would reset the HorizontalPodAutoscaler's count")
         if spec.get("strategy", {}).get("rollingUpdate", {}).get("maxUnavailable") != 0:
             failures.append("Deployment rolling update must have maxUnavailable: 0")
         if pod.get("serviceAccountName") != service_account:
@@ -699,10 +870,15 @@ def cmd_manifests(rendered: Path, k8s_version: str) -> int:
         containers = pod.get("containers", [])
         main = containers[0] if containers else {}
         drain = humantime_seconds(env.get("FLIGHT_COUNTER_DRAIN_TIMEOUT", "10s"))
+        delay = humantime_seconds(env.get("FLIGHT_COUNTER_SHUTDOWN_DELAY", "0s"))
         pre_stop = main.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
         grace = pod.get("terminationGracePeriodSeconds", 30)
-        if grace <= drain + pre_stop:
-            failures.append(f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_stop}s + drain {drain:g}s")
+        serving = pre_stop + delay + drain
+        if grace <= serving:
+            failures.append(f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_stop}s + shutdown delay {delay:g}s + drain {drain:g}s")
+        if pre_stop < 10:
+            failures.append(f"preStop sleep {pre_stop}s is too short for the NLB to stop sending to a deregistered target")
+        timing["serving"] = serving
         probes = {
             "startupProbe": "/healthz",
             "livenessProbe": "/healthz",
@@ -736,8 +912,24 @@ def cmd_manifests(rendered: Path, k8s_version: str) -> int:
                 failures.append("Deployment must not carry AWS keys")
 
     svc = one("Service")
-    if svc and svc["spec"].get("type") != "LoadBalancer":
-        failures.append("Service must be of type LoadBalancer")
+    if svc:
+        failures.extend(check_service(svc, overlay, vpc_cidr, timing.get("serving", 0)))
+    if overlay == "public":
+        if not env.get("FLIGHT_COUNTER_API_KEYS_FILE"):
+            failures.append("public: the service must require API keys (FLIGHT_COUNTER_API_KEYS_FILE)")
+        if env.get("FLIGHT_COUNTER_PUBLIC_READS", "false").lower() not in ("false", "0", "no", "off"):
+            failures.append("public: reads must need an API key too (no FLIGHT_COUNTER_PUBLIC_READS)")
+        vols = [v for v in (dep or {}).get("spec", {}).get("template", {}).get("spec", {}).get("volumes", [])
+                if v.get("secret", {}).get("secretName") == "flight-counter-api-keys"]
+        if not vols or vols[0]["secret"].get("optional") is not False:
+            failures.append("public: the API keys Secret must be mounted and not optional")
+    netpol = one("NetworkPolicy")
+    for rule in (netpol or {}).get("spec", {}).get("ingress", []):
+        sources = [f.get("ipBlock", {}).get("cidr") for f in rule.get("from", [])]
+        if not sources:
+            failures.append("NetworkPolicy: an ingress rule admits any source")
+        elif any(c not in (vpc_cidr,) for c in sources if c):
+            failures.append(f"NetworkPolicy: ingress sources {sources} must be the VPC ({vpc_cidr}), where the NLB's addresses are")
     hpa = one("HorizontalPodAutoscaler")
     if hpa and not hpa["spec"].get("behavior", {}).get("scaleDown", {}).get("stabilizationWindowSeconds"):
         failures.append("HPA needs a scale-down stabilisation window")
@@ -746,6 +938,37 @@ def cmd_manifests(rendered: Path, k8s_version: str) -> int:
     for f in failures:
         print(f, file=sys.stderr)
     return 1 if failures else 0
+
+
+# Descriptions and what terraform-docs (escape: true, html: true) writes for
+# them in a table cell; each follows a rule of its template/sanitizer.go.
+ESCAPE_CASES = [
+    # Underscores outside code are escaped...
+    ("Set FLIGHT_COUNTER_TABLE to the table.", "Set FLIGHT\\_COUNTER\\_TABLE to the table."),
+    # ...inside code spans they are not...
+    ("Like `node_max_size` here.", "Like `node_max_size` here."),
+    # ...nor in URLs (escaped, then put back)...
+    ("See https://example.org/a_b/c_d for more.", "See https://example.org/a_b/c_d for more."),
+    # ...nor around a word in emphasis.
+    ("an _important_ note", "an _important_ note"),
+    ("_start_of_line", "\\_start\\_of\\_line"),
+    # Pipes are escaped outside code, newlines become <br/>, code blocks <pre>.
+    ("either a | b", "either a \\| b"),
+    ("first line\nsecond_line", "first line<br/>second\\_line"),
+    ("Example:\n```\nx_y = 1\n```\n", "Example:<pre>x_y = 1</pre>"),
+    ("", "n/a"),
+]
+
+
+def cmd_docs_selftest() -> int:
+    bad = 0
+    for text, want in ESCAPE_CASES:
+        got = cell(text)
+        if got != want:
+            bad += 1
+            print(f"cell({text!r}) = {got!r}, terraform-docs writes {want!r}", file=sys.stderr)
+    print(f"{len(ESCAPE_CASES) - bad} passed, {bad} failed")
+    return 1 if bad else 0
 
 
 def main() -> int:
@@ -757,12 +980,16 @@ def main() -> int:
     for name in ("readme", "invariants"):
         p = sub.add_parser(name)
         p.add_argument("roots", nargs="+", type=Path)
+    sub.add_parser("docs-selftest")
     man = sub.add_parser("manifests")
     man.add_argument("rendered", type=Path)
     man.add_argument("--kubernetes-version", required=True)
+    man.add_argument("--overlay", choices=["default", "public"], default="default")
     args = parser.parse_args()
+    if args.cmd == "docs-selftest":
+        return cmd_docs_selftest()
     if args.cmd == "manifests":
-        return cmd_manifests(args.rendered, args.kubernetes_version)
+        return cmd_manifests(args.rendered, args.kubernetes_version, args.overlay)
     roots = [p.resolve() for p in args.roots]
     if args.cmd == "docs":
         return cmd_docs(roots, args.check)

@@ -154,6 +154,17 @@ pub struct Config {
     #[arg(long, env = "FLIGHT_COUNTER_REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
+    /// Most client connections open at once (each costs a descriptor and some memory); past
+    /// it, a new connection is closed as soon as it is accepted.
+    #[arg(long, env = "FLIGHT_COUNTER_MAX_CONNECTIONS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Page cache of the embedded store, in MiB (memory the store may use for pages it read).
+    #[arg(long, env = "FLIGHT_COUNTER_EMBEDDED_CACHE_MIB", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub embedded_cache_mib: u32,
+
     /// Coalesce concurrent POSTs into shared commits (true) or commit each POST alone (false).
     #[arg(long, env = "FLIGHT_COUNTER_GROUP_COMMIT", default_value_t = true, action = ArgAction::Set)]
     pub group_commit: bool,

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod calendar;
 pub mod config;
 pub mod connection;
 pub mod idempotency;

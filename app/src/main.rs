@@ -53,6 +53,25 @@ fn main() -> ExitCode {
         }
     };
     telemetry::logging::init(config.log_format, EnvFilter::new(&config.log_level));
+    // Every connection is a descriptor: take all the process may have.
+    match flight_counter::connection::raise_open_files_limit() {
+        Ok(limit) => {
+            tracing::info!(
+                open_files = limit,
+                max_connections = config.max_connections,
+                "descriptor limit"
+            );
+            if u64::from(config.max_connections) + 64 > limit {
+                tracing::warn!(
+                    open_files = limit,
+                    max_connections = config.max_connections,
+                    "--max-connections is above what the descriptor limit leaves for connections; \
+                     accepts will fail (and back off) before it is reached"
+                );
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot raise the open-files limit"),
+    }
 
     let runtime = match config.worker_threads {
         1 => tokio::runtime::Builder::new_current_thread()

@@ -7,12 +7,13 @@ use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use poem::{
     Server,
-    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    listener::{Acceptor, TcpAcceptor},
 };
 
 use crate::{
     api,
     auth::{ApiKeys, AuthMode, KeysFileError},
+    calendar::{SharedClock, SystemClock},
     config::{Config, StoreKind},
     connection::ServiceAcceptor,
     ledger::Ledger,
@@ -75,7 +76,8 @@ pub fn auth_mode(config: &Config) -> Result<AuthMode, KeysFileError> {
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(match config.store {
         StoreKind::Embedded => {
-            let store = EmbeddedStore::open(&config.data_dir)?;
+            let cache = config.embedded_cache_mib as usize * 1024 * 1024;
+            let store = EmbeddedStore::open_with_cache(&config.data_dir, cache)?;
             tracing::info!(path = %store.path().display(), "opened embedded store");
             Store::batch(store)
         }
@@ -91,23 +93,37 @@ impl Application {
         // Before the store: a configuration error must not open (and lock) it.
         let auth = auth_mode(&config)?;
         let store = open_store(&config).await?;
-        Self::assemble(config, store, auth).await
+        Self::assemble(config, store, auth, Arc::new(SystemClock)).await
     }
 
     /// Binds the listener around a store the caller provides (tests use this to inject faults).
     pub async fn build_with_store(config: Config, store: Store) -> anyhow::Result<Self> {
-        let auth = auth_mode(&config)?;
-        Self::assemble(config, store, auth).await
+        Self::build_with_store_and_clock(config, store, Arc::new(SystemClock)).await
     }
 
-    async fn assemble(config: Config, store: Store, auth: AuthMode) -> anyhow::Result<Self> {
+    /// As [`Application::build_with_store`], on a clock the caller controls (tests move it
+    /// across midnight).
+    pub async fn build_with_store_and_clock(
+        config: Config,
+        store: Store,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
+        let auth = auth_mode(&config)?;
+        Self::assemble(config, store, auth, clock).await
+    }
+
+    async fn assemble(
+        config: Config,
+        store: Store,
+        auth: AuthMode,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
         let metrics = telemetry::metrics::install()?;
         telemetry::metrics::build_info(store.kind());
-        let ledger = Ledger::start(store, config.ledger_settings());
-        let lifecycle = Arc::new(Lifecycle::new(Arc::clone(ledger.health())));
-        let acceptor = TcpListener::bind(config.bind)
-            .into_acceptor()
-            .await
+        let shared_store = store.shared();
+        let ledger = Ledger::start_with_clock(store, config.ledger_settings(), clock);
+        let lifecycle = Arc::new(Lifecycle::new(Arc::clone(ledger.health()), shared_store));
+        let acceptor = crate::connection::bind(config.bind)
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let local_addr = acceptor
             .local_addr()
@@ -238,10 +254,14 @@ impl Application {
         };
         let app = api::app(Arc::clone(&ledger), Arc::clone(&lifecycle), metrics, auth);
         let started_draining = tokio::time::Instant::now();
-        Server::new_with_acceptor(ServiceAcceptor::new(acceptor, config.connection_timeouts()))
-            .run_with_graceful_shutdown(app, signal, Some(drain_timeout))
-            .await
-            .context("server failed")?;
+        Server::new_with_acceptor(ServiceAcceptor::new(
+            acceptor,
+            config.connection_timeouts(),
+            config.max_connections as usize,
+        ))
+        .run_with_graceful_shutdown(app, signal, Some(drain_timeout))
+        .await
+        .context("server failed")?;
 
         // Every request has been answered or cut off; commit whatever is still queued.
         let remaining = drain_timeout

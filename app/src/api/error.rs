@@ -29,6 +29,8 @@ pub const RETRY_AFTER_SECONDS: u32 = 1;
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     InvalidRoute,
+    InvalidDateRange,
+    InvalidQuery,
     InvalidIdempotencyKey,
     BadRequest,
     Unauthorized,

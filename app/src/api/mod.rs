@@ -1,11 +1,14 @@
 //! The HTTP surface: the OpenAPI operations, Swagger UI, the OpenAPI document and `/metrics`,
 //! assembled into one endpoint with the JSON error shape and request telemetry around it.
 
+#[macro_use]
+mod responses;
 pub mod auth;
 pub mod error;
 mod json;
 pub mod operations;
 pub mod parameter;
+pub mod reports;
 pub mod routes;
 pub mod transactions;
 
@@ -37,7 +40,11 @@ pub enum ApiTags {
     Operations,
 }
 
-pub type Apis = (transactions::TransactionsApi, operations::OperationsApi);
+pub type Apis = (
+    transactions::TransactionsApi,
+    reports::ReportsApi,
+    operations::OperationsApi,
+);
 
 /// The OpenAPI service, with its document metadata.
 pub fn openapi(
@@ -48,7 +55,8 @@ pub fn openapi(
     let store_kind = ledger.store_kind();
     OpenApiService::new(
         (
-            transactions::TransactionsApi::new(ledger),
+            transactions::TransactionsApi::new(Arc::clone(&ledger)),
+            reports::ReportsApi::new(ledger),
             operations::OperationsApi::new(lifecycle, store_kind, auth.as_str()),
         ),
         "Flight transaction counter",

@@ -32,7 +32,8 @@ pub enum ReadyResponse {
     /// Ready to take traffic.
     #[oai(status = 200)]
     Ready(Json<Status>),
-    /// Not ready: starting, draining, or the store cannot commit.
+    /// Not ready: starting, draining, or (with a store local to the instance) the store cannot
+    /// commit.
     #[oai(status = 503)]
     NotReady(Json<Status>),
 }
@@ -67,8 +68,10 @@ impl OperationsApi {
         })
     }
 
-    /// Readiness: `200` when the store can commit; `503` while starting, draining, or while the
-    /// store is failing.
+    /// Readiness: `503` while starting or draining. With a store local to the instance
+    /// (embedded, memory) also while that store is failing; with a shared store (DynamoDB)
+    /// store failures are answered `503` by the requests that need the store, and readiness
+    /// stays `200` so that the load balancer keeps sending clients to an instance that answers.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self) -> ReadyResponse {
         match self.lifecycle.readiness() {

@@ -61,6 +61,21 @@ pub const ROUTES: &[RouteEntry] = &[
         handler: Handler::Operation,
     },
     RouteEntry {
+        template: "/transactions/{route}/daily",
+        methods: &[method("GET", Access::Read)],
+        handler: Handler::Operation,
+    },
+    RouteEntry {
+        template: "/transactions/{route}/monthly",
+        methods: &[method("GET", Access::Read)],
+        handler: Handler::Operation,
+    },
+    RouteEntry {
+        template: "/transactions",
+        methods: &[method("GET", Access::Read)],
+        handler: Handler::Operation,
+    },
+    RouteEntry {
         template: "/healthz",
         methods: &[method("GET", Access::Open)],
         handler: Handler::Operation,
@@ -210,9 +225,10 @@ mod tests {
                 store,
                 crate::config::Config::for_tests().ledger_settings(),
             );
-            let lifecycle = Arc::new(crate::lifecycle::Lifecycle::new(Arc::clone(
-                ledger.health(),
-            )));
+            let lifecycle = Arc::new(crate::lifecycle::Lifecycle::new(
+                Arc::clone(ledger.health()),
+                false,
+            ));
             super::super::openapi(ledger, lifecycle, &crate::auth::AuthMode::Off).spec()
         });
         let spec: serde_json::Value = serde_json::from_str(&spec).expect("json");

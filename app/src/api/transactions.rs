@@ -38,44 +38,13 @@ impl Example for TransactionCount {
     }
 }
 
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "bad_request")]
-pub enum CountResponse {
-    /// The route's count.
-    #[oai(status = 200)]
-    Ok(Json<TransactionCount>),
-    /// The route is not a valid flight designator (`invalid_route`).
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// No API key, a malformed `Authorization` header, or a key that is not valid
-    /// (`unauthorized`); only when the service runs with API keys, and reads are not public.
-    /// Produced before the operation runs.
-    #[oai(status = 401)]
-    #[allow(dead_code)]
-    Unauthorized(
-        Json<ErrorBody>,
-        /// Always `Bearer`.
-        #[oai(header = "WWW-Authenticate")]
-        String,
-    ),
-    /// The request body is larger than the service accepts (`payload_too_large`); no operation
-    /// takes a body. Produced before the operation runs.
-    #[oai(status = 413)]
-    #[allow(dead_code)]
-    PayloadTooLarge(Json<ErrorBody>),
-    /// Unexpected failure (`internal`); nothing about it is exposed.
-    #[oai(status = 500)]
-    Internal(Json<ErrorBody>),
-    /// The store cannot commit or answer right now (`store_unavailable`); nothing was recorded
-    /// unless a later read shows it. Retry after the given number of seconds.
-    #[oai(status = 503)]
-    Unavailable(
-        Json<ErrorBody>,
-        /// Seconds to wait before retrying.
-        #[oai(header = "Retry-After")]
-        u32,
-    ),
-}
+read_response!(
+    CountResponse,
+    TransactionCount,
+    "The route's count.",
+    "The route is not a valid flight designator (`invalid_route`).",
+    "bad_request"
+);
 
 /// The answer to a POST: a count (maybe replayed), or why not.
 #[derive(ApiResponse)]
@@ -136,7 +105,7 @@ pub enum RecordResponse {
     ),
 }
 
-fn invalid_route(err: &poem::Error) -> ErrorBody {
+pub(super) fn invalid_route(err: &poem::Error) -> ErrorBody {
     let reason = match err.downcast_ref::<poem_openapi::error::ParsePathError>() {
         Some(path) => path.reason.clone(),
         None => err.to_string(),
@@ -165,17 +134,17 @@ fn record_bad_request(err: poem::Error) -> RecordResponse {
 }
 
 /// How a transaction that could not be recorded (or a count that could not be read) is
-/// answered; both operations share it.
-enum Failure {
+/// answered; every operation shares it.
+pub(super) enum Failure {
     Internal(ErrorBody),
     Unavailable(ErrorBody),
 }
 
 impl Failure {
-    fn from_ledger(route: Route, err: LedgerError) -> Self {
+    pub(super) fn from_ledger(route: Option<Route>, err: LedgerError) -> Self {
         match err {
             LedgerError::Store(StoreError::Overflow(_)) => {
-                tracing::error!(%route, "count overflow");
+                tracing::error!(route = ?route.map(|r| r.to_string()), "count overflow");
                 Failure::Internal(ErrorBody::new(
                     ErrorCode::Internal,
                     "internal error; it has been logged",
@@ -196,7 +165,7 @@ impl Failure {
 
 impl RecordResponse {
     fn failed(route: Route, err: LedgerError) -> Self {
-        match Failure::from_ledger(route, err) {
+        match Failure::from_ledger(Some(route), err) {
             Failure::Internal(body) => RecordResponse::Internal(Json(body)),
             Failure::Unavailable(body) => {
                 RecordResponse::Unavailable(Json(body), RETRY_AFTER_SECONDS)
@@ -211,15 +180,6 @@ impl CountResponse {
             route: route.to_string(),
             transactions,
         }))
-    }
-
-    fn failed(route: Route, err: LedgerError) -> Self {
-        match Failure::from_ledger(route, err) {
-            Failure::Internal(body) => CountResponse::Internal(Json(body)),
-            Failure::Unavailable(body) => {
-                CountResponse::Unavailable(Json(body), RETRY_AFTER_SECONDS)
-            }
-        }
     }
 }
 
@@ -330,7 +290,7 @@ impl TransactionsApi {
         let route = route.0;
         match self.ledger.count(route).await {
             Ok(count) => CountResponse::counted(route, count),
-            Err(err) => CountResponse::failed(route, err),
+            Err(err) => CountResponse::failed(Some(route), err),
         }
     }
 }

@@ -49,8 +49,6 @@ pub struct ConnectionTimeouts<S> {
     /// When the first byte arrived that no answer has followed yet.
     unanswered_since: Option<Instant>,
     timer: Pin<Box<Sleep>>,
-    /// Counts the connection as open until it is dropped.
-    _open: telemetry::metrics::OpenConnection,
 }
 
 impl<S> ConnectionTimeouts<S> {
@@ -64,7 +62,6 @@ impl<S> ConnectionTimeouts<S> {
             timer: Box::pin(tokio::time::sleep_until(
                 now + limits.idle.min(limits.request),
             )),
-            _open: telemetry::metrics::OpenConnection::opened(),
         }
     }
 

@@ -7,6 +7,7 @@ use tokio::time::Instant;
 
 use super::{LedgerError, StoreHealth, queue::Taken};
 use crate::{
+    calendar::SharedClock,
     store::{BatchStore, ItemStore, RouteOutcome, StoreError},
     telemetry::metrics::{self as m, CommitOutcome},
 };
@@ -17,6 +18,8 @@ pub(super) struct CommitContext {
     pub timeout: Duration,
     pub health: Arc<StoreHealth>,
     pub kind: &'static str,
+    /// Says which day a commit happens on: the day its transactions count on.
+    pub clock: SharedClock,
 }
 
 /// Commits a whole batch in one store transaction and answers every caller in it.
@@ -25,7 +28,8 @@ pub(super) async fn commit_batch(
     batch: Vec<Taken>,
     cx: &CommitContext,
 ) {
-    let writes: Vec<_> = batch.iter().map(Taken::write).collect();
+    let day = cx.clock.today();
+    let writes: Vec<_> = batch.iter().map(|taken| taken.write(day)).collect();
     let started = Instant::now();
     let result = tokio::time::timeout(cx.timeout, store.commit(&writes)).await;
     let result = match result {
@@ -70,7 +74,7 @@ pub(super) async fn commit_item(
     taken: Taken,
     cx: CommitContext,
 ) -> ItemDone {
-    let write = taken.write();
+    let write = taken.write(cx.clock.today());
     let started = Instant::now();
     let transactions = taken.len();
     let result = match tokio::time::timeout(cx.timeout, store.commit(&write)).await {

@@ -38,9 +38,10 @@ pub use health::StoreHealth;
 pub use settings::{LedgerError, LedgerSettings};
 
 use crate::{
+    calendar::{Day, Month, SharedClock, SystemClock},
     idempotency::{IdempotencyKey, KeyedIncrement, KeyedOutcome, epoch_seconds, expiry},
     route::Route,
-    store::Store,
+    store::{Store, StoreError},
     telemetry::metrics as m,
 };
 use commit::CommitContext;
@@ -63,6 +64,7 @@ pub struct Ledger {
     dispatcher: Mutex<Option<JoinHandle<()>>>,
     stop: Arc<Notify>,
     in_flight: InFlight,
+    clock: SharedClock,
 }
 
 /// Takes a key out of the in-flight map when its first caller finishes or gives up.
@@ -81,8 +83,18 @@ impl Drop for InFlightEntry<'_> {
 }
 
 impl Ledger {
-    /// Starts the dispatcher for `store`. Must be called inside a tokio runtime.
+    /// Starts the dispatcher for `store`, on the system clock. Must be called inside a tokio
+    /// runtime.
     pub fn start(store: Store, settings: LedgerSettings) -> Arc<Self> {
+        Self::start_with_clock(store, settings, Arc::new(SystemClock))
+    }
+
+    /// As [`Ledger::start`], with the clock that says which day a commit counts on.
+    pub fn start_with_clock(
+        store: Store,
+        settings: LedgerSettings,
+        clock: SharedClock,
+    ) -> Arc<Self> {
         let (intake, queue) = mpsc::channel(settings.max_batch.clamp(64, 8192));
         let health = Arc::new(StoreHealth::new());
         let stop = Arc::new(Notify::new());
@@ -90,6 +102,7 @@ impl Ledger {
             timeout: settings.commit_timeout,
             health: Arc::clone(&health),
             kind: store.kind(),
+            clock: Arc::clone(&clock),
         };
         let dispatcher = Dispatcher::new(store.clone(), settings.clone(), cx);
         let handle = tokio::spawn(dispatcher.run(queue, Arc::clone(&stop)));
@@ -101,6 +114,7 @@ impl Ledger {
             dispatcher: Mutex::new(Some(handle)),
             stop,
             in_flight: std::sync::Mutex::new(FxHashMap::default()),
+            clock,
         })
     }
 
@@ -211,12 +225,15 @@ impl Ledger {
     pub async fn sweep_expired_keys(&self) -> Result<usize, LedgerError> {
         let deadline = self.settings.commit_timeout;
         let now = epoch_seconds();
+        let today = self.today();
         let mut swept = 0;
         loop {
-            let chunk =
-                tokio::time::timeout(deadline, self.store.base().housekeeping(now, SWEEP_CHUNK))
-                    .await
-                    .map_err(|_| LedgerError::TimedOut(deadline))??;
+            let chunk = tokio::time::timeout(
+                deadline,
+                self.store.base().housekeeping(now, today, SWEEP_CHUNK),
+            )
+            .await
+            .map_err(|_| LedgerError::TimedOut(deadline))??;
             swept += chunk;
             if chunk < SWEEP_CHUNK {
                 m::keys_swept(swept as u64);
@@ -225,10 +242,43 @@ impl Ledger {
         }
     }
 
+    /// Today, UTC, by the ledger's clock.
+    pub fn today(&self) -> Day {
+        self.clock.today()
+    }
+
     /// The current count of `route`.
     pub async fn count(&self, route: Route) -> Result<u64, LedgerError> {
+        self.read(self.store.base().get(route)).await
+    }
+
+    /// The current counts of distinct `routes`, in order.
+    pub async fn counts(&self, routes: &[Route]) -> Result<Vec<u64>, LedgerError> {
+        self.read(self.store.base().get_many(routes)).await
+    }
+
+    /// The count of `route` on each day from `from` to `to`, oldest first.
+    pub async fn daily(&self, route: Route, from: Day, to: Day) -> Result<Vec<u64>, LedgerError> {
+        self.read(self.store.base().daily(route, from, to)).await
+    }
+
+    /// The count of `route` in each month from `from` to `to`, oldest first.
+    pub async fn monthly(
+        &self,
+        route: Route,
+        from: Month,
+        to: Month,
+    ) -> Result<Vec<u64>, LedgerError> {
+        self.read(self.store.base().monthly(route, from, to)).await
+    }
+
+    /// A read from the store, within the commit timeout.
+    async fn read<T>(
+        &self,
+        read: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, LedgerError> {
         let deadline = self.settings.commit_timeout;
-        tokio::time::timeout(deadline, self.store.base().get(route))
+        tokio::time::timeout(deadline, read)
             .await
             .map_err(|_| LedgerError::TimedOut(deadline))?
             .map_err(LedgerError::from)

@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use super::LedgerError;
 use crate::{
+    calendar::Day,
     idempotency::{KeyedIncrement, KeyedOutcome},
     route::Route,
     store::{RouteOutcome, RouteWrite},
@@ -30,12 +31,13 @@ pub(super) struct Taken {
 }
 
 impl Taken {
-    /// What the store is asked to write.
-    pub fn write(&self) -> RouteWrite {
+    /// What the store is asked to write, on `day`.
+    pub fn write(&self, day: Day) -> RouteWrite {
         RouteWrite {
             route: self.route,
             keyless: self.plain.len() as u64,
             keyed: self.keyed.iter().map(|(k, _)| k.clone()).collect(),
+            day,
         }
     }
 

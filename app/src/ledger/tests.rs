@@ -11,6 +11,7 @@ use std::{
 };
 
 use super::*;
+use crate::calendar::{Day, Month};
 use crate::store::{
     BatchStore, ItemLimits, ItemStore, MemoryStore, RouteOutcome, RouteWrite, StoreBase, StoreError,
 };
@@ -114,6 +115,12 @@ impl StoreBase for Observed {
     }
     async fn get(&self, route: Route) -> Result<u64, StoreError> {
         self.inner.get(route).await
+    }
+    async fn daily(&self, route: Route, from: Day, to: Day) -> Result<Vec<u64>, StoreError> {
+        self.inner.daily(route, from, to).await
+    }
+    async fn monthly(&self, route: Route, from: Month, to: Month) -> Result<Vec<u64>, StoreError> {
+        self.inner.monthly(route, from, to).await
     }
     async fn check_ready(&self) -> Result<(), StoreError> {
         Ok(())
@@ -449,8 +456,9 @@ async fn a_failed_keyed_commit_records_nothing_and_the_retry_counts() {
 #[tokio::test]
 async fn throttled_commits_are_retried_in_larger_batches_without_failing_anyone() {
     let store = Observed::new(Duration::from_millis(2));
-    // The first ten commits are refused for their rate.
-    store.throttle.store(10, Ordering::SeqCst);
+    // The first five commits are refused for their rate: each halves the route's pace (64, 32,
+    // 16, 8, 4 commits a second), about half a second of waits in all.
+    store.throttle.store(5, Ordering::SeqCst);
     let ledger = Ledger::start(item_store(&store), LedgerSettings::default());
     let hot = route("TH1");
     let tasks: Vec<_> = (0..300u64)
@@ -472,7 +480,7 @@ async fn throttled_commits_are_retried_in_larger_batches_without_failing_anyone(
     }
     counts.sort_unstable();
     assert_eq!(counts, (1..=300).collect::<Vec<u64>>());
-    assert_eq!(store.throttled.load(Ordering::SeqCst), 10);
+    assert_eq!(store.throttled.load(Ordering::SeqCst), 5);
     assert!(ledger.health().is_healthy(), "throttling is not a failure");
     // Paced, the route's commits carried more than one transaction each.
     assert!(store.largest_commit.load(Ordering::SeqCst) > 1);

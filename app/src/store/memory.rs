@@ -7,6 +7,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use super::{BatchStore, RouteOutcome, RouteWrite, StoreBase, StoreError};
 use crate::{
+    calendar::{Day, Month},
     idempotency::{IdempotencyKey, KeyedOutcome},
     route::Route,
 };
@@ -23,6 +24,9 @@ struct KeyRecord {
 struct State {
     counts: HashMap<Route, u64>,
     keys: HashMap<IdempotencyKey, KeyRecord>,
+    /// (route, day number) and (route, month number) → count.
+    days: HashMap<(Route, i32), u64>,
+    months: HashMap<(Route, i32), u64>,
 }
 
 #[derive(Default)]
@@ -59,12 +63,38 @@ impl StoreBase for MemoryStore {
         Ok(self.lock().counts.get(&route).copied().unwrap_or(0))
     }
 
+    async fn get_many(&self, routes: &[Route]) -> Result<Vec<u64>, StoreError> {
+        let state = self.lock();
+        Ok(routes
+            .iter()
+            .map(|r| state.counts.get(r).copied().unwrap_or(0))
+            .collect())
+    }
+
+    async fn daily(&self, route: Route, from: Day, to: Day) -> Result<Vec<u64>, StoreError> {
+        let state = self.lock();
+        Ok((from.number()..=to.number())
+            .map(|day| state.days.get(&(route, day)).copied().unwrap_or(0))
+            .collect())
+    }
+
+    async fn monthly(&self, route: Route, from: Month, to: Month) -> Result<Vec<u64>, StoreError> {
+        let state = self.lock();
+        Ok((from.number()..=to.number())
+            .map(|month| state.months.get(&(route, month)).copied().unwrap_or(0))
+            .collect())
+    }
+
     async fn check_ready(&self) -> Result<(), StoreError> {
         Ok(())
     }
 
-    async fn housekeeping(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
+    async fn housekeeping(&self, now: u64, today: Day, limit: usize) -> Result<usize, StoreError> {
         let mut state = self.lock();
+        let first_day = today.window_start().number();
+        let first_month = today.month().window_start().number();
+        state.days.retain(|(_, day), _| *day >= first_day);
+        state.months.retain(|(_, month), _| *month >= first_month);
         let expired: Vec<IdempotencyKey> = state
             .keys
             .iter()
@@ -86,6 +116,8 @@ impl BatchStore for MemoryStore {
         // Work on copies of what changes, and write them back only if everything fits.
         let mut counts: HashMap<Route, u64> = HashMap::default();
         let mut keys: HashMap<IdempotencyKey, KeyRecord> = HashMap::default();
+        let mut days: HashMap<(Route, i32), u64> = HashMap::default();
+        let mut months: HashMap<(Route, i32), u64> = HashMap::default();
         let mut outcomes = Vec::with_capacity(batch.len());
         for write in batch {
             let current = counts
@@ -119,6 +151,26 @@ impl BatchStore for MemoryStore {
                 keyed.push(KeyedOutcome::recorded(k.route, total));
             }
             counts.insert(write.route, total);
+            let added = total - current;
+            if added > 0 {
+                *days
+                    .entry((write.route, write.day.number()))
+                    .or_insert_with(|| {
+                        state
+                            .days
+                            .get(&(write.route, write.day.number()))
+                            .copied()
+                            .unwrap_or(0)
+                    }) += added;
+                let month = write.day.month().number();
+                *months.entry((write.route, month)).or_insert_with(|| {
+                    state
+                        .months
+                        .get(&(write.route, month))
+                        .copied()
+                        .unwrap_or(0)
+                }) += added;
+            }
             outcomes.push(RouteOutcome {
                 keyless_total,
                 keyed,
@@ -126,6 +178,8 @@ impl BatchStore for MemoryStore {
         }
         state.counts.extend(counts);
         state.keys.extend(keys);
+        state.days.extend(days);
+        state.months.extend(months);
         Ok(outcomes)
     }
 }
@@ -134,6 +188,10 @@ impl BatchStore for MemoryStore {
 mod tests {
     use super::*;
     use crate::idempotency::KeyedIncrement;
+
+    fn today() -> Day {
+        Day::parse("2026-11-21").expect("day")
+    }
 
     fn keyed(key: &str, route: &str, now: u64) -> KeyedIncrement {
         KeyedIncrement {
@@ -149,6 +207,7 @@ mod tests {
             route: k.route,
             keyless: 0,
             keyed: vec![k],
+            day: today(),
         };
         let mut outcomes = store.commit(&[write]).await.expect("ok");
         outcomes.remove(0).keyed.remove(0)
@@ -172,8 +231,8 @@ mod tests {
         // Expired: a new transaction.
         let later = one_keyed(&store, keyed("k1", "AR1", 110)).await;
         assert_eq!(later, KeyedOutcome::recorded(route, 2));
-        assert_eq!(store.housekeeping(119, 10).await.ok(), Some(0));
-        assert_eq!(store.housekeeping(120, 10).await.ok(), Some(1));
+        assert_eq!(store.housekeeping(119, today(), 10).await.ok(), Some(0));
+        assert_eq!(store.housekeeping(120, today(), 10).await.ok(), Some(1));
         assert_eq!(store.key_records(), 0);
     }
 
@@ -190,6 +249,7 @@ mod tests {
                     keyed("a", "AR1", 1),
                     keyed("b", "AR1", 1),
                 ],
+                day: today(),
             }])
             .await
             .expect("ok");
@@ -215,11 +275,14 @@ mod tests {
             Route::parse("LA1").expect("route"),
         );
         store
-            .commit(&[RouteWrite::keyless(b, u64::MAX)])
+            .commit(&[RouteWrite::keyless(b, u64::MAX, today())])
             .await
             .expect("ok");
         let failed = store
-            .commit(&[RouteWrite::keyless(a, 5), RouteWrite::keyless(b, 1)])
+            .commit(&[
+                RouteWrite::keyless(a, 5, today()),
+                RouteWrite::keyless(b, 1, today()),
+            ])
             .await;
         assert!(matches!(failed, Err(StoreError::Overflow(r)) if r == b));
         assert_eq!(store.get(a).await.ok(), Some(0));

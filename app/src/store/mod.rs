@@ -24,26 +24,30 @@ pub use embedded::{DATABASE_FILE, EmbeddedStore};
 pub use memory::MemoryStore;
 
 use crate::{
+    calendar::{Day, Month},
     idempotency::{KeyedIncrement, KeyedOutcome},
     route::Route,
 };
 
 /// One route's share of a commit: `keyless` transactions without a key, then the keyed ones,
-/// in order.
+/// in order, all on `day` (the UTC day of the commit: the one whose count, and whose month's,
+/// they join, in the same atomic write as the route's total).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteWrite {
     pub route: Route,
     pub keyless: u64,
     pub keyed: Vec<KeyedIncrement>,
+    pub day: Day,
 }
 
 impl RouteWrite {
-    /// `n` transactions without a key.
-    pub fn keyless(route: Route, n: u64) -> Self {
+    /// `n` transactions without a key, on `day`.
+    pub fn keyless(route: Route, n: u64, day: Day) -> Self {
         Self {
             route,
             keyless: n,
             keyed: Vec::new(),
+            day,
         }
     }
 
@@ -84,17 +88,44 @@ pub trait StoreBase: Send + Sync + 'static {
     /// A short name for logs and metrics (`embedded`, `memory`, ...).
     fn kind(&self) -> &'static str;
 
+    /// Whether every instance of the service shares this store over the network (DynamoDB)
+    /// rather than each having its own (a file, memory). Readiness follows the health of a
+    /// store that is local to the process only: a shared store failing fails for every pod at
+    /// once, and taking them all out of the load balancer would turn its `503`s into refused
+    /// connections (see `lifecycle`).
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// The current count of one route (0 if never seen), reflecting every acknowledged commit.
     async fn get(&self, route: Route) -> Result<u64, StoreError>;
+
+    /// The current counts of several distinct routes, in order, read consistently (one read
+    /// each, unless the store can do better).
+    async fn get_many(&self, routes: &[Route]) -> Result<Vec<u64>, StoreError> {
+        let mut counts = Vec::with_capacity(routes.len());
+        for route in routes {
+            counts.push(self.get(*route).await?);
+        }
+        Ok(counts)
+    }
+
+    /// A route's count on each day from `from` to `to` inclusive, oldest first (0 for a day
+    /// without transactions, or one no longer kept).
+    async fn daily(&self, route: Route, from: Day, to: Day) -> Result<Vec<u64>, StoreError>;
+
+    /// A route's count in each month from `from` to `to` inclusive, oldest first.
+    async fn monthly(&self, route: Route, from: Month, to: Month) -> Result<Vec<u64>, StoreError>;
 
     /// Whether the store can take commits now (cheap; called by readiness checks).
     async fn check_ready(&self) -> Result<(), StoreError>;
 
-    /// Periodic upkeep at `now` (epoch seconds): deletes up to `limit` idempotency key records
-    /// that expired at or before `now` and returns how many (a store that expires keys itself,
-    /// like DynamoDB with TTL, deletes none and may finish deferred work instead).
-    async fn housekeeping(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
-        let _ = (now, limit);
+    /// Periodic upkeep at `now` (epoch seconds), today being `today`: deletes up to `limit`
+    /// idempotency key records that expired at or before `now`, and days and months that fell
+    /// out of the window, and returns how many records it deleted (a store that expires keys
+    /// itself, like DynamoDB with TTL, deletes none and may finish deferred work instead).
+    async fn housekeeping(&self, now: u64, today: Day, limit: usize) -> Result<usize, StoreError> {
+        let _ = (now, today, limit);
         Ok(0)
     }
 
@@ -164,6 +195,10 @@ impl Store {
 
     pub fn kind(&self) -> &'static str {
         self.base().kind()
+    }
+
+    pub fn shared(&self) -> bool {
+        self.base().shared()
     }
 }
 

@@ -4,7 +4,7 @@ use std::{cell::RefCell, sync::Mutex, time::Duration};
 
 use rustc_hash::FxHashMap;
 
-use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "flight_counter_http_requests_total";
@@ -25,6 +25,8 @@ pub const AUTH_FAILURES: &str = "flight_counter_auth_failures_total";
 
 /// The reasons a request is refused by authentication: the `reason` label of [`AUTH_FAILURES`].
 pub const AUTH_FAILURE_REASONS: [&str; 4] = ["missing", "malformed", "unknown", "forbidden"];
+pub const CONNECTIONS_REFUSED: &str = "flight_counter_http_connections_refused_total";
+pub const ACCEPT_FAILURES: &str = "flight_counter_http_accept_failures_total";
 pub const PACED_ROUTES: &str = "flight_counter_store_paced_routes";
 pub const SLOWEST_PACE: &str = "flight_counter_store_slowest_route_pace";
 
@@ -83,6 +85,15 @@ fn describe() {
     describe_counter!(
         COMMITS,
         "Store commits, by outcome (ok, error, throttled: refused for its rate, retried)"
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Client connections closed as soon as accepted, by reason (max_connections)"
+    );
+    describe_counter!(
+        ACCEPT_FAILURES,
+        "Failed accepts of client connections, by reason (process_descriptor_limit, \
+         system_descriptor_limit, memory); each is followed by a pause"
     );
     describe_gauge!(
         PACED_ROUTES,
@@ -276,25 +287,22 @@ pub fn malformed_request(status: u16) {
     counter!(MALFORMED_REQUESTS, "status" => status.to_string()).increment(1);
 }
 
+/// How many client connections are open.
+pub fn open_connections(open: usize) {
+    gauge!(OPEN_CONNECTIONS).set(open as f64);
+}
+
+/// A client connection closed as soon as it was accepted.
+pub fn connection_refused(reason: &'static str) {
+    counter!(CONNECTIONS_REFUSED, "reason" => reason).increment(1);
+}
+
+/// An accept that failed for want of a resource.
+pub fn accept_failed(reason: &'static str) {
+    counter!(ACCEPT_FAILURES, "reason" => reason).increment(1);
+}
+
 /// A client connection closed past its `idle` or `request` deadline.
 pub fn connection_timed_out(deadline: &'static str) {
     counter!(CONNECTION_TIMEOUTS, "deadline" => deadline).increment(1);
-}
-
-/// One accepted client connection, counted in [`OPEN_CONNECTIONS`] from its acceptance until
-/// it is dropped (closed by either side or past a deadline).
-pub struct OpenConnection(Gauge);
-
-impl OpenConnection {
-    pub fn opened() -> Self {
-        let open = gauge!(OPEN_CONNECTIONS);
-        open.increment(1.0);
-        Self(open)
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.decrement(1.0);
-    }
 }

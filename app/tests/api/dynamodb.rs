@@ -8,10 +8,11 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use flight_counter::{
+    calendar::Day,
     route::Route,
     store::{ItemStore, RouteWrite, Store, StoreBase},
 };
@@ -60,6 +61,52 @@ async fn wait_for_readiness(base: &str, status: u16, limit: Duration) {
     }
 }
 
+/// Polls a read until the store answers it (`200`), for at most `limit`. On DynamoDB, readiness
+/// no longer tells whether the table can be reached (it stays `200` through a DynamoDB outage),
+/// so the tests wait for the store itself.
+async fn wait_for_store(base: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let got = match client()
+            .get(format!("{base}/transactions/RZ1"))
+            .send()
+            .await
+        {
+            Ok(resp) => resp.status().as_u16(),
+            Err(_) => 0,
+        };
+        if got == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{base} still answers reads with {got} after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The sum of the samples of metric `name` whose labels contain every one of `labels`.
+async fn metric(base: &str, name: &str, labels: &[&str]) -> f64 {
+    let text = client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|line| line.starts_with(name) && !line.starts_with('#'))
+        .filter(|line| {
+            let series = line.rsplit_once(' ').map_or(*line, |(series, _)| series);
+            series[name.len()..].starts_with(['{', ' '])
+                && labels.iter().all(|label| series.contains(label))
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 async fn count(base: &str, route: &str) -> u64 {
     let resp = client()
         .get(format!("{base}/transactions/{route}"))
@@ -85,6 +132,7 @@ async fn processes_sharing_a_table_never_lose_or_repeat_a_count(kind: Kind) {
     ];
     for pod in &pods {
         wait_for_readiness(&pod.base, 200, Duration::from_secs(15)).await;
+        wait_for_store(&pod.base, Duration::from_secs(15)).await;
     }
     let bases: Arc<Vec<String>> = Arc::new(pods.iter().map(|p| p.base.clone()).collect());
     let (clients, per_client) = (32, 40);
@@ -142,11 +190,14 @@ struct Observed {
     slowest_refusal: Duration,
 }
 
-/// DynamoDB dies (SIGKILL) while 16 clients post; POSTs turn 503 within the commit timeout and
-/// readiness turns 503. It comes back on the same port with its data (dynalite on disk): the
-/// service recovers without a restart, and every acknowledged count is in the table.
+/// DynamoDB dies (SIGKILL) while 16 clients post; POSTs turn 503 within the commit timeout,
+/// while readiness stays 200 (a shared store failing is no reason to take this pod out of the
+/// load balancer: every pod would go, and clients would get refused connections instead of
+/// 503s) and the metrics count the failures. It comes back on the same port with its data
+/// (dynalite on disk): the service recovers without a restart, and every acknowledged count is
+/// in the table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dynamodb_going_away_under_load_gives_503_then_recovers_losing_nothing() {
+async fn dynamodb_going_away_under_load_gives_503_keeps_readiness_then_recovers_losing_nothing() {
     let data = tempfile::tempdir().expect("temp dir");
     let server = Emulator::start(Kind::Dynalite, Some(data.path()));
     let endpoint = server.endpoint();
@@ -160,6 +211,7 @@ async fn dynamodb_going_away_under_load_gives_503_then_recovers_losing_nothing()
         &AWS_TEST_ENV,
     );
     wait_for_readiness(&service.base, 200, Duration::from_secs(15)).await;
+    wait_for_store(&service.base, Duration::from_secs(15)).await;
 
     let observed = Arc::new(Mutex::new(Observed::default()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -213,21 +265,69 @@ async fn dynamodb_going_away_under_load_gives_503_then_recovers_losing_nothing()
     let before = acknowledged();
     assert!(before > 0, "load is running");
 
+    let refused = || {
+        observed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .refused
+            .len()
+    };
+    let failed_commits_before = metric(
+        &service.base,
+        "flight_counter_store_commits_total",
+        &["outcome=\"error\""],
+    )
+    .await;
+
     server.kill();
-    wait_for_readiness(&service.base, 503, commit_timeout * 3).await;
-    let ready: Value = send_json(client().get(format!("{}/readyz", service.base))).await;
-    assert_eq!(ready["status"], "store_unavailable");
-    // Keep it down a while, so that clients meet the outage on every path (retries included).
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let during = observed
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .refused
-        .len();
-    assert!(during > 0, "no POST was refused while DynamoDB was down");
+    let deadline = Instant::now() + commit_timeout * 3;
+    while refused() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no POST was refused while DynamoDB was down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Keep it down a while, so that clients meet the outage on every path (retries included);
+    // readiness stays up all along: the pod answers, with 503s.
+    let down_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < down_until {
+        let ready: Value = send_json(client().get(format!("{}/readyz", service.base))).await;
+        assert_eq!(
+            ready["status"], "ready",
+            "readiness during a DynamoDB outage"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refused_during = refused();
+    assert!(
+        refused_during > 0,
+        "no POST was refused while DynamoDB was down"
+    );
+    // The outage shows where alerts look: failed commits and 503 answers.
+    let failed_commits = metric(
+        &service.base,
+        "flight_counter_store_commits_total",
+        &["outcome=\"error\""],
+    )
+    .await;
+    assert!(
+        failed_commits > failed_commits_before,
+        "failed commits are counted ({failed_commits_before} before, {failed_commits} during)"
+    );
+    let answered_503 = metric(
+        &service.base,
+        "flight_counter_http_requests_total",
+        &["method=\"POST\"", "status=\"503\""],
+    )
+    .await;
+    assert!(
+        answered_503 >= 1.0,
+        "POSTs answered 503 are counted ({answered_503})"
+    );
 
     server.launch().expect("dynalite restarts on its port");
-    wait_for_readiness(&service.base, 200, Duration::from_secs(15)).await;
+    wait_for_store(&service.base, Duration::from_secs(15)).await;
     let after_restart = acknowledged();
     let deadline = Instant::now() + Duration::from_secs(10);
     while acknowledged() < after_restart + 100 {
@@ -278,10 +378,11 @@ async fn dynamodb_going_away_under_load_gives_503_then_recovers_losing_nothing()
     );
 }
 
-/// The service starts while nothing listens at the DynamoDB endpoint: it serves, readiness and
-/// POSTs answer 503 promptly, and once DynamoDB is up it becomes ready by itself.
+/// The service starts while nothing listens at the DynamoDB endpoint: it serves and is ready
+/// (the pod itself is fine), POSTs answer 503 promptly, and once DynamoDB is up they succeed
+/// without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_service_starts_before_dynamodb_and_becomes_ready_with_it() {
+async fn the_service_starts_before_dynamodb_and_counts_once_it_is_up() {
     let server = Emulator::on_port(Kind::Dynalite, emulators::free_port(), None);
     let endpoint = server.endpoint();
     let service = ServiceProcess::start_with_env(
@@ -292,7 +393,7 @@ async fn the_service_starts_before_dynamodb_and_becomes_ready_with_it() {
         ),
         &AWS_TEST_ENV,
     );
-    assert_eq!(readiness(&service.base).await, 503);
+    assert_eq!(readiness(&service.base).await, 200);
     let started = Instant::now();
     let resp = client()
         .post(format!("{}/transactions/LT1", service.base))
@@ -306,7 +407,7 @@ async fn the_service_starts_before_dynamodb_and_becomes_ready_with_it() {
     assert!(!logged.is_empty(), "the log says DynamoDB is unreachable");
 
     server.launch().expect("dynalite starts");
-    wait_for_readiness(&service.base, 200, Duration::from_secs(10)).await;
+    wait_for_store(&service.base, Duration::from_secs(10)).await;
     let resp = client()
         .post(format!("{}/transactions/LT1", service.base))
         .send()
@@ -317,16 +418,17 @@ async fn the_service_starts_before_dynamodb_and_becomes_ready_with_it() {
     assert_eq!(body["transactions"], 1);
 }
 
-/// Without --create-table a missing table keeps the service unready, and the log says so on
-/// one line; once the table exists the service becomes ready without a restart.
+/// Without --create-table a missing table is answered 503 (readiness stays 200: the table is
+/// shared, so it would be missing for every pod), and the log says so on one line; once the
+/// table exists the service counts without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_table_is_reported_and_readiness_follows_its_creation() {
+async fn a_missing_table_is_reported_and_answered_503_until_it_is_created() {
     let server = emulators::shared(Kind::Dynalite);
     let table = emulators::unique_table("missing");
     let endpoint = server.endpoint();
     let service =
         ServiceProcess::start_with_env(&dynamodb_args(&table, &endpoint, &[]), &AWS_TEST_ENV);
-    assert_eq!(readiness(&service.base).await, 503);
+    assert_eq!(readiness(&service.base).await, 200);
     let resp = client()
         .post(format!("{}/transactions/MT1", service.base))
         .send()
@@ -345,9 +447,9 @@ async fn a_missing_table_is_reported_and_readiness_follows_its_creation() {
         &dynamodb_args(&table, &endpoint, &["--create-table"]),
         &AWS_TEST_ENV,
     );
-    wait_for_readiness(&creator.base, 200, Duration::from_secs(10)).await;
+    wait_for_store(&creator.base, Duration::from_secs(10)).await;
     // The first instance checks again every 2 s.
-    wait_for_readiness(&service.base, 200, Duration::from_secs(10)).await;
+    wait_for_store(&service.base, Duration::from_secs(10)).await;
     let resp = client()
         .post(format!("{}/transactions/MT1", service.base))
         .send()
@@ -370,9 +472,12 @@ async fn a_count_that_would_pass_u64_max_is_refused_and_left_unchanged() {
         assert!(Instant::now() < deadline, "table never became ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let preload = ItemStore::commit(&*store, &RouteWrite::keyless(route, u64::MAX - 1))
-        .await
-        .expect("preload");
+    let preload = ItemStore::commit(
+        &*store,
+        &RouteWrite::keyless(route, u64::MAX - 1, Day::of(SystemTime::now())),
+    )
+    .await
+    .expect("preload");
     assert_eq!(preload.keyless_total, u64::MAX - 1);
     let app = TestApp::spawn_with_store(config, Store::Item(store)).await;
     assert_eq!(app.record("OV1", "OV0001").await, u64::MAX);
@@ -463,7 +568,11 @@ async fn a_timed_out_update_is_not_retried_into_a_double_count() {
         let started = Instant::now();
         let applied = ItemStore::commit(
             &*store,
-            &RouteWrite::keyless(Route::parse("AM1").expect("route"), 1),
+            &RouteWrite::keyless(
+                Route::parse("AM1").expect("route"),
+                1,
+                Day::of(SystemTime::now()),
+            ),
         )
         .await;
         assert!(

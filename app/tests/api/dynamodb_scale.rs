@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::{
     emulators::{Emulator, Kind},
-    helpers::{AWS_TEST_ENV, ServiceProcess, client},
+    helpers::{AWS_TEST_ENV, ServiceProcess, client, metric_sum as metric},
     idempotency::post_keyed,
     throttle_proxy::ThrottleProxy,
 };
@@ -82,22 +82,6 @@ async fn count(base: &str, route: &str) -> u64 {
         .await
         .expect("json");
     body["transactions"].as_u64().expect("a count")
-}
-
-/// The sum of a counter's samples whose labels contain every one of `labels`.
-async fn metric(base: &str, name: &str, labels: &[&str]) -> f64 {
-    let text = client()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// What one client saw: keyed answers by key, keyless counts, and how many of each status.

@@ -10,6 +10,7 @@ use std::{
 };
 
 use flight_counter::{
+    calendar::{Day, Month},
     route::Route,
     store::{BatchStore, MemoryStore, RouteOutcome, RouteWrite, Store, StoreBase, StoreError},
 };
@@ -46,9 +47,9 @@ async fn unknown_paths_are_json_404() {
     let app = memory_app().await;
     for path in [
         "/nope",
-        "/transactions",
         "/transactions/",
         "/transactions/AR1/extra",
+        "/transactions/AR1/daily/extra",
         "/../etc/passwd",
     ] {
         let resp = app.client.get(app.url(path)).send().await.expect("sent");
@@ -450,6 +451,18 @@ impl StoreBase for FlakyStore {
         }
         self.inner.get(route).await
     }
+    async fn daily(&self, route: Route, from: Day, to: Day) -> Result<Vec<u64>, StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("disk on fire".into()));
+        }
+        self.inner.daily(route, from, to).await
+    }
+    async fn monthly(&self, route: Route, from: Month, to: Month) -> Result<Vec<u64>, StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("disk on fire".into()));
+        }
+        self.inner.monthly(route, from, to).await
+    }
     async fn check_ready(&self) -> Result<(), StoreError> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("disk on fire".into()));
@@ -517,6 +530,12 @@ impl StoreBase for StuckStore {
     async fn get(&self, _: Route) -> Result<u64, StoreError> {
         std::future::pending().await
     }
+    async fn daily(&self, _: Route, _: Day, _: Day) -> Result<Vec<u64>, StoreError> {
+        std::future::pending().await
+    }
+    async fn monthly(&self, _: Route, _: Month, _: Month) -> Result<Vec<u64>, StoreError> {
+        std::future::pending().await
+    }
     async fn check_ready(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -540,7 +559,11 @@ async fn a_count_that_would_overflow_is_refused_not_wrapped() {
     let store = MemoryStore::new();
     let route = Route::parse("OV1").expect("route");
     store
-        .commit(&[RouteWrite::keyless(route, u64::MAX - 1)])
+        .commit(&[RouteWrite::keyless(
+            route,
+            u64::MAX - 1,
+            Day::of(std::time::SystemTime::now()),
+        )])
         .await
         .expect("preload");
     let app = TestApp::spawn_with_store(test_config(&[]), Store::batch(store)).await;

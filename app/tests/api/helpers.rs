@@ -11,6 +11,7 @@ use std::{
 };
 
 use flight_counter::{
+    calendar::{SharedClock, SystemClock},
     config::Config,
     startup::{Application, open_store},
     store::{DynamoStore, Store},
@@ -61,7 +62,12 @@ impl TestApp {
 
     /// Starts the service around a store the test provides.
     pub async fn spawn_with_store(config: Config, store: Store) -> TestApp {
-        let app = Application::build_with_store(config, store)
+        Self::spawn_with_clock(config, store, Arc::new(SystemClock)).await
+    }
+
+    /// Starts the service around a store and a clock the test provides.
+    pub async fn spawn_with_clock(config: Config, store: Store, clock: SharedClock) -> TestApp {
+        let app = Application::build_with_store_and_clock(config, store, clock)
             .await
             .expect("build app");
         let addr = app.local_addr();
@@ -208,6 +214,64 @@ pub async fn dynamodb_store(config: &Config) -> Arc<DynamoStore> {
     )
 }
 
+/// A fresh table on the shared server of `kind`, and a configuration of the dynamodb store on
+/// it (creating it), with `extra` flags.
+pub fn table_on(kind: crate::emulators::Kind, prefix: &str, extra: &[&str]) -> (String, Config) {
+    let table = crate::emulators::unique_table(prefix);
+    let endpoint = crate::emulators::shared(kind).endpoint();
+    let mut args = vec![
+        "--store",
+        "dynamodb",
+        "--table",
+        &table,
+        "--endpoint-url",
+        &endpoint,
+        "--create-table",
+    ];
+    args.extend_from_slice(extra);
+    let config = test_config(&args);
+    (table, config)
+}
+
+/// One item of `table`, read consistently straight from the server (empty when absent).
+pub async fn read_item(
+    store: &DynamoStore,
+    table: &str,
+    key: &str,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    store
+        .client()
+        .get_item()
+        .table_name(table)
+        .key(
+            "route",
+            aws_sdk_dynamodb::types::AttributeValue::S(key.to_owned()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem")
+        .item
+        .unwrap_or_default()
+}
+
+/// The sum of a metric's samples (from `/metrics` at `base`) whose line contains every one of
+/// `labels`.
+pub async fn metric_sum(base: &str, name: &str, labels: &[&str]) -> f64 {
+    let text = client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The real binary, run as a child process.
 pub struct ServiceProcess {
     pub child: Child,
@@ -225,11 +289,44 @@ impl ServiceProcess {
 
     /// As [`ServiceProcess::start`], with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> ServiceProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flight-counter"))
+        let mut command = Self::command(args);
+        command.envs(env.iter().copied());
+        Self::spawn(command)
+    }
+
+    /// As [`ServiceProcess::start`], with at most `open_files` descriptors (soft and hard
+    /// limit, so the service cannot raise it).
+    pub fn start_with_open_files(args: &[&str], open_files: u64) -> ServiceProcess {
+        use std::os::unix::process::CommandExt as _;
+        let mut command = Self::command(args);
+        // SAFETY: setrlimit is async-signal-safe, and the closure touches nothing else.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: open_files,
+                    rlim_max: open_files,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        Self::spawn(command)
+    }
+
+    fn command(args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flight-counter"));
+        command
             .args(["--bind", "127.0.0.1:0", "--log-format", "json"])
             .args(args)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
+            .env("RUST_LOG", "info");
+        command
+    }
+
+    fn spawn(mut command: Command) -> ServiceProcess {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

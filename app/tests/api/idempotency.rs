@@ -13,7 +13,10 @@ use serde_json::Value;
 
 use crate::{
     emulators::{self, Kind},
-    helpers::{AWS_TEST_ENV, ServiceProcess, TestApp, client, dynamodb_store, test_config},
+    helpers::{
+        AWS_TEST_ENV, ServiceProcess, TestApp, client, dynamodb_store, read_item, table_on,
+        test_config,
+    },
     store_contract::Fixture,
     stores::dynamodb,
 };
@@ -475,20 +478,7 @@ async fn dynamodb_storms_across_two_processes_count_every_key_once() {
 /// `--create-table` turns TTL on for `expires_at`, and key records carry it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_key_records_expire_through_ttl() {
-    let server = emulators::shared(Kind::Moto);
-    let table = emulators::unique_table("idem-ttl");
-    let endpoint = server.endpoint();
-    let config = test_config(&[
-        "--store",
-        "dynamodb",
-        "--table",
-        &table,
-        "--endpoint-url",
-        &endpoint,
-        "--create-table",
-        "--idempotency-retention",
-        "1h",
-    ]);
+    let (table, config) = table_on(Kind::Moto, "idem-ttl", &["--idempotency-retention", "1h"]);
     let store: Arc<DynamoStore> = dynamodb_store(&config).await;
     let app = TestApp::spawn_with_store(config, Store::Item(store.clone())).await;
     let now = flight_counter::idempotency::epoch_seconds();
@@ -511,19 +501,8 @@ async fn dynamodb_key_records_expire_through_ttl() {
         description.time_to_live_status().map(|s| s.as_str()),
         Some("ENABLED")
     );
-    let item = store
-        .client()
-        .get_item()
-        .table_name(&table)
-        .key(
-            "route",
-            aws_sdk_dynamodb::types::AttributeValue::S("idem#ttl-1".into()),
-        )
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("GetItem");
-    let item = item.item().expect("the key record");
+    let item = read_item(&store, &table, "idem#ttl-1").await;
+    assert!(!item.is_empty(), "the key record");
     let expires_at: u64 = item["expires_at"]
         .as_n()
         .expect("a number")
@@ -543,35 +522,19 @@ async fn dynamodb_key_records_expire_through_ttl() {
     assert_eq!(item["back"].as_n().map(String::as_str), Ok("0"));
     let batch = item["batch"].as_s().expect("a batch id").clone();
     app.stop().await;
-    let read = |name: String| {
-        let client = store.client().clone();
-        let table = table.clone();
-        async move {
-            client
-                .get_item()
-                .table_name(&table)
-                .key("route", aws_sdk_dynamodb::types::AttributeValue::S(name))
-                .consistent_read(true)
-                .send()
-                .await
-                .expect("GetItem")
-                .item
-                .unwrap_or_default()
-        }
-    };
-    let batch_record = read(format!("batch#{batch}")).await;
+    let batch_record = read_item(&store, &table, &format!("batch#{batch}")).await;
     assert_eq!(batch_record["count"].as_n().map(String::as_str), Ok("1"));
     assert_eq!(
         batch_record["target_route"].as_s().map(String::as_str),
         Ok("TT0001")
     );
-    let route_item = read("TT0001".into()).await;
+    let route_item = read_item(&store, &table, "TT0001").await;
     assert_eq!(
         route_item["transactions"].as_n().map(String::as_str),
         Ok("1")
     );
     assert!(
-        !route_item.keys().any(|name| name.starts_with("pending_")),
+        !route_item.keys().any(|name| is_marker(name)),
         "the total was moved off the route's item: {route_item:?}"
     );
 }
@@ -581,67 +544,35 @@ async fn dynamodb_key_records_expire_through_ttl() {
 /// an earlier version (the count on the record itself) is honoured.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_batch_totals_move_off_the_route_item_and_replays_find_them() {
-    let server = emulators::shared(Kind::Moto);
-    let table = emulators::unique_table("idem-moves");
-    let endpoint = server.endpoint();
-    let config = test_config(&[
-        "--store",
-        "dynamodb",
-        "--table",
-        &table,
-        "--endpoint-url",
-        &endpoint,
-        "--create-table",
-    ]);
+    let (table, config) = table_on(Kind::Moto, "idem-moves", &[]);
     let store: Arc<DynamoStore> = dynamodb_store(&config).await;
     let app = TestApp::spawn_with_store(config, Store::Item(store.clone())).await;
     let base = app.url("");
     let http = client();
-    let read = |name: &str| {
-        let client = store.client().clone();
-        let table = table.clone();
-        let name = name.to_owned();
-        async move {
-            client
-                .get_item()
-                .table_name(&table)
-                .key("route", aws_sdk_dynamodb::types::AttributeValue::S(name))
-                .consistent_read(true)
-                .send()
-                .await
-                .expect("GetItem")
-                .item
-                .unwrap_or_default()
-        }
-    };
     let pending = |item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
-        let mut names: Vec<String> = item
-            .keys()
-            .filter(|n| n.starts_with("pending_"))
-            .cloned()
-            .collect();
+        let mut names: Vec<String> = item.keys().filter(|n| is_marker(n)).cloned().collect();
         names.sort();
         names
     };
 
     assert_eq!(post_keyed(&http, &base, "MV1", "move-1").await.count(), 1);
-    let first = read("idem#move-1").await;
+    let first = read_item(&store, &table, "idem#move-1").await;
     let first_batch = first["batch"].as_s().expect("batch").clone();
     assert_eq!(
-        pending(&read("MV0001").await),
-        vec![format!("pending_{first_batch}")]
+        pending(&read_item(&store, &table, "MV0001").await),
+        vec![format!("p{first_batch}")]
     );
     // The next keyed commit of the route carries the first one's total off the item.
     assert_eq!(post_keyed(&http, &base, "MV1", "move-2").await.count(), 2);
-    let second_batch = read("idem#move-2").await["batch"]
+    let second_batch = read_item(&store, &table, "idem#move-2").await["batch"]
         .as_s()
         .expect("batch")
         .clone();
     assert_eq!(
-        pending(&read("MV0001").await),
-        vec![format!("pending_{second_batch}")]
+        pending(&read_item(&store, &table, "MV0001").await),
+        vec![format!("p{second_batch}")]
     );
-    let moved = read(&format!("batch#{first_batch}")).await;
+    let moved = read_item(&store, &table, &format!("batch#{first_batch}")).await;
     assert_eq!(moved["count"].as_n().map(String::as_str), Ok("1"));
     // Replays: one total from its batch record, one from the route's item.
     for (key, count) in [("move-1", 1), ("move-2", 2)] {
@@ -678,8 +609,8 @@ async fn dynamodb_batch_totals_move_off_the_route_item_and_replays_find_them() {
     assert_eq!(count(&base, "MV1").await, 2);
     app.stop().await;
     // At shutdown the last total is moved too.
-    assert!(pending(&read("MV0001").await).is_empty());
-    let last = read(&format!("batch#{second_batch}")).await;
+    assert!(pending(&read_item(&store, &table, "MV0001").await).is_empty());
+    let last = read_item(&store, &table, &format!("batch#{second_batch}")).await;
     assert_eq!(last["count"].as_n().map(String::as_str), Ok("2"));
 }
 
@@ -717,4 +648,10 @@ async fn count(base: &str, route: &str) -> u64 {
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("json");
     body["transactions"].as_u64().expect("u64")
+}
+
+/// Whether a route item attribute holds a keyed commit's total: `p` and a 16-hex-digit batch id.
+fn is_marker(name: &str) -> bool {
+    name.strip_prefix('p')
+        .is_some_and(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()))
 }

@@ -8,6 +8,8 @@ mod errors;
 mod helpers;
 mod idempotency;
 mod lifecycle;
+mod reports;
+mod resources;
 mod store_contract;
 mod stores;
 mod throttle_proxy;

@@ -9,14 +9,14 @@ use crate::{
     store_contract_tests,
 };
 
-async fn memory() -> Fixture {
+pub async fn memory() -> Fixture {
     Fixture {
         app: TestApp::spawn(test_config(&["--store", "memory"])).await,
         _keep: Box::new(()),
     }
 }
 
-async fn embedded() -> Fixture {
+pub async fn embedded() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().to_str().expect("utf-8 path").to_owned();
     let app = TestApp::spawn(test_config(&[

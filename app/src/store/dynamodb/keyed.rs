@@ -2,7 +2,7 @@
 //! 98 keys, in one `TransactWriteItems`, with no condition on the count's value.
 //!
 //! The transaction holds:
-//! - the route's item: `SET pending_<batch> = count + n, transactions = count + n` (both
+//! - the route's item: `SET p<batch> = count + n, transactions = count + n` (both
 //!   operands are the count before the update, so the item records the total this commit left,
 //!   under a name of its own, in the same atomic write as the increment), on condition only that
 //!   the count stays within 64 bits;
@@ -10,7 +10,7 @@
 //!   of the batch (`back`), on condition that no unexpired record of the key exists
 //!   (`ReturnValuesOnConditionCheckFailure=ALL_OLD` hands back the record that is there);
 //! - the batch record of the route's previous keyed commit (`batch#<id>`, its total), with
-//!   `REMOVE pending_<id>` on the route's item: the total moves off the item in the same write.
+//!   `REMOVE p<id>` on the route's item: the total moves off the item in the same write.
 //!
 //! After it, one consistent read of the route's item gives the batch's total `T`: key `j` of `r`
 //! counts `T - (r - 1 - j)`, the `n - r` keyless ones the numbers just below. Other instances'
@@ -34,6 +34,7 @@ use super::{
     KEY_ROUTE_ATTRIBUTE,
     errors::{THROTTLING_CODES, is_contention},
     markers::{MARKER_PREFIX, Marker, new_batch_id},
+    periods::{day_attribute, month_attribute},
     records::{KEY_BACK_ATTRIBUTE, KEY_BATCH_ATTRIBUTE, invalid, num, text},
     retry::contention_backoff,
 };
@@ -89,7 +90,7 @@ impl DynamoStore {
         loop {
             if open.is_empty() {
                 if write.keyless > 0 {
-                    keyless_total = self.add(route, write.keyless).await?;
+                    keyless_total = self.add(route, write.keyless, write.day).await?;
                 }
                 break;
             }
@@ -167,9 +168,17 @@ impl DynamoStore {
         let batch = new_batch_id(now);
         let r = open.len() as u64;
         let n = write.keyless + r;
+        // Both operands of each SET are the item before the update: the marker gets the very
+        // total this increment makes; the day and month move with it.
         let mut expression = "SET #marker = if_not_exists(#count, :zero) + :n, \
-                              #count = if_not_exists(#count, :zero) + :n"
+                              #count = if_not_exists(#count, :zero) + :n, \
+                              #day = if_not_exists(#day, :zero) + :n, \
+                              #month = if_not_exists(#month, :zero) + :n"
             .to_owned();
+        let mut removals: Vec<String> = self.stale.removals(route, write.day);
+        if let Some(marker) = finish {
+            removals.push(marker.attribute());
+        }
         let mut update = Update::builder()
             .table_name(self.table())
             .key(KEY_ATTRIBUTE, text(route.as_str()))
@@ -180,9 +189,16 @@ impl DynamoStore {
             .expression_attribute_values(":n", num(n))
             .expression_attribute_values(":zero", num(0))
             .expression_attribute_values(":limit", num(u64::MAX.saturating_sub(n)));
-        if let Some(marker) = finish {
-            expression.push_str(" REMOVE #finished");
-            update = update.expression_attribute_names("#finished", marker.attribute());
+        update = update
+            .expression_attribute_names("#day", day_attribute(write.day))
+            .expression_attribute_names("#month", month_attribute(write.day.month()));
+        if !removals.is_empty() {
+            let names: Vec<String> = (0..removals.len()).map(|i| format!("#old{i}")).collect();
+            expression.push_str(" REMOVE ");
+            expression.push_str(&names.join(", "));
+            for (name, attribute) in names.into_iter().zip(removals) {
+                update = update.expression_attribute_names(name, attribute);
+            }
         }
         let update = update
             .update_expression(expression)
@@ -227,11 +243,14 @@ impl DynamoStore {
             .await;
         match sent {
             Ok(_) => {
-                let total = self.read_marker(route, &batch).await?.ok_or_else(|| {
-                    StoreError::Unavailable(format!(
-                        "route {route} lost the total of keyed commit {batch}"
-                    ))
-                })?;
+                let total = self
+                    .read_marker(route, &batch, Some(write.day))
+                    .await?
+                    .ok_or_else(|| {
+                        StoreError::Unavailable(format!(
+                            "route {route} lost the total of keyed commit {batch}"
+                        ))
+                    })?;
                 Ok(Sent::Committed { total, batch })
             }
             Err(err) => {

@@ -1,5 +1,5 @@
 //! Where a keyed commit's total lives after the commit: first on its route's item, under
-//! `pending_<batch>` (written atomically with the increment), then in a batch record
+//! `p<batch>` (written atomically with the increment), then in a batch record
 //! `batch#<batch>` (written atomically with the removal from the route's item). A replayed key
 //! reads its batch's total from one or the other. Totals are carried off by the route's next
 //! keyed commit, or by the periodic upkeep when none comes, or at shutdown; one left behind by
@@ -21,18 +21,21 @@ use super::{
     KEY_ROUTE_ATTRIBUTE, count_value,
     records::{invalid, num, text},
 };
-use crate::{idempotency::epoch_seconds, route::Route, store::StoreError};
+use crate::{calendar::Day, idempotency::epoch_seconds, route::Route, store::StoreError};
 
 /// Prefix of the route item attribute that holds a keyed commit's total until it is moved to
-/// its batch record; followed by the batch id (`<epoch seconds>_<random hex>`).
-pub const MARKER_PREFIX: &str = "pending_";
+/// its batch record; followed by the batch id: 16 hex digits, the first 8 the epoch seconds it
+/// was made in (short, since the item holds it beside the route's days and months).
+pub const MARKER_PREFIX: &str = "p";
 
 /// A total left on a route's item this long with no keyed commit of the route to carry it
-/// off is moved by the periodic upkeep.
-const IDLE_MARKER_AGE: Duration = Duration::from_secs(2);
+/// off is moved by the periodic upkeep (every minute). Long enough that a route with a keyed
+/// POST a minute carries its totals off in its own commits, at no extra write; the item holds
+/// a couple of totals at most meanwhile.
+const IDLE_MARKER_AGE: Duration = Duration::from_secs(60);
 /// A total another instance left on a route's item this long ago (epoch seconds) was
 /// abandoned (the instance stopped before moving it): any instance moves it.
-const ABANDONED_MARKER_AGE: u64 = 600;
+const ABANDONED_MARKER_AGE: u32 = 600;
 
 /// A keyed commit's total, still on its route's item.
 #[derive(Debug, Clone)]
@@ -116,24 +119,37 @@ pub(super) fn new_batch_id(now: u64) -> String {
             .map(|d| d.as_nanos())
             .unwrap_or(0),
     );
-    format!("{now}_{:016x}", hasher.finish())
+    // The low 32 bits of the time: they tell the age of a marker for 136 years at a stretch.
+    format!("{:08x}{:08x}", now as u32, hasher.finish() as u32)
+}
+
+/// The batch id of a marker attribute, if the name is one.
+pub(super) fn marker_id(attribute: &str) -> Option<&str> {
+    attribute
+        .strip_prefix(MARKER_PREFIX)
+        .filter(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 impl DynamoStore {
     /// The total of keyed commit `batch` while it is on the route's item. Totals other
-    /// instances abandoned there long ago are taken over, to be moved off.
+    /// instances abandoned there long ago are taken over, to be moved off; read right after a
+    /// commit on `written_on`, the item also shows the periods that fell out of the window.
     pub(super) async fn read_marker(
         &self,
         route: Route,
         batch: &str,
+        written_on: Option<Day>,
     ) -> Result<Option<u64>, StoreError> {
         let Some(item) = self.read_item(route.as_str()).await? else {
             return Ok(None);
         };
+        if let Some(day) = written_on {
+            self.stale.observe(route, day, &item);
+        }
         let now = epoch_seconds();
         let mut found = None;
         for (attribute, value) in &item {
-            let Some(id) = attribute.strip_prefix(MARKER_PREFIX) else {
+            let Some(id) = marker_id(attribute) else {
                 continue;
             };
             let total = value
@@ -145,8 +161,9 @@ impl DynamoStore {
                 found = total;
                 continue;
             }
-            let born = id.split('_').next().and_then(|t| t.parse::<u64>().ok());
-            if born.is_some_and(|born| born + ABANDONED_MARKER_AGE < now) {
+            let born = u32::from_str_radix(&id[..8], 16).ok();
+            // Compared on 32 bits, as they were written.
+            if born.is_some_and(|born| (now as u32).wrapping_sub(born) > ABANDONED_MARKER_AGE) {
                 self.pending.add(Marker {
                     route,
                     id: id.to_owned(),
@@ -195,7 +212,7 @@ impl DynamoStore {
             let total = match marker.total {
                 Some(total) => Some(total),
                 None => self
-                    .read_marker(marker.route, &marker.id)
+                    .read_marker(marker.route, &marker.id, None)
                     .await
                     .ok()
                     .flatten(),

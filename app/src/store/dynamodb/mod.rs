@@ -30,6 +30,7 @@ mod counter;
 mod errors;
 mod keyed;
 mod markers;
+mod periods;
 mod records;
 mod retry;
 mod table;
@@ -49,9 +50,13 @@ use aws_sdk_dynamodb::{
 };
 
 use super::{ItemLimits, ItemStore, RouteOutcome, RouteWrite, StoreBase, StoreError};
-use crate::route::Route;
+use crate::{
+    calendar::{Day, Month},
+    route::Route,
+};
 use errors::explain;
 use markers::PendingMarkers;
+use periods::StalePeriods;
 use retry::{CallCounter, WriteRetry};
 
 /// The partition key: the canonical route (or a key or batch record's name).
@@ -127,6 +132,8 @@ pub struct DynamoStore {
     ttl_pending: AtomicBool,
     /// Keyed commits whose route item still holds their total, to be moved to batch records.
     pending: PendingMarkers,
+    /// Days and months seen out of the window on route items, to be removed.
+    stale: StalePeriods,
 }
 
 impl DynamoStore {
@@ -192,6 +199,7 @@ impl DynamoStore {
             call_failed: AtomicBool::new(false),
             ttl_pending: AtomicBool::new(false),
             pending: PendingMarkers::default(),
+            stale: StalePeriods::default(),
         })
     }
 
@@ -252,8 +260,31 @@ impl StoreBase for DynamoStore {
         "dynamodb"
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     async fn get(&self, route: Route) -> Result<u64, StoreError> {
         self.read_count(route).await
+    }
+
+    async fn get_many(&self, routes: &[Route]) -> Result<Vec<u64>, StoreError> {
+        self.read_counts(routes).await
+    }
+
+    async fn daily(&self, route: Route, from: Day, to: Day) -> Result<Vec<u64>, StoreError> {
+        let names: Vec<String> = (from.number()..=to.number())
+            .filter_map(Day::from_number)
+            .map(periods::day_attribute)
+            .collect();
+        self.read_periods(route, &names).await
+    }
+
+    async fn monthly(&self, route: Route, from: Month, to: Month) -> Result<Vec<u64>, StoreError> {
+        let names: Vec<String> = (from.number()..=to.number())
+            .map(|n| periods::month_attribute(Month::from_number(n)))
+            .collect();
+        self.read_periods(route, &names).await
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {
@@ -263,7 +294,12 @@ impl StoreBase for DynamoStore {
     /// Key records expire through DynamoDB TTL; what is left to do is moving the totals of
     /// finished keyed commits off their route items ([`keyed`]), for routes that had no keyed
     /// commit since to carry it.
-    async fn housekeeping(&self, _now: u64, _limit: usize) -> Result<usize, StoreError> {
+    async fn housekeeping(
+        &self,
+        _now: u64,
+        _today: Day,
+        _limit: usize,
+    ) -> Result<usize, StoreError> {
         self.finish_idle_markers(false).await;
         Ok(0)
     }
@@ -285,7 +321,7 @@ impl ItemStore for DynamoStore {
 
     async fn commit(&self, write: &RouteWrite) -> Result<RouteOutcome, StoreError> {
         if write.keyed.is_empty() {
-            let total = self.add(write.route, write.keyless).await?;
+            let total = self.add(write.route, write.keyless, write.day).await?;
             return Ok(RouteOutcome {
                 keyless_total: total,
                 keyed: Vec::new(),

@@ -68,7 +68,7 @@ impl DynamoStore {
                 let total = match batch_totals.get(&batch) {
                     Some(total) => *total,
                     None => {
-                        let total = match self.read_marker(route, &batch).await? {
+                        let total = match self.read_marker(route, &batch, None).await? {
                             Some(total) => total,
                             None => self.read_batch_record(&batch).await?,
                         };

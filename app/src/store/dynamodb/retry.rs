@@ -143,6 +143,7 @@ fn operation_label(name: &str) -> &'static str {
     match name {
         "UpdateItem" => "UpdateItem",
         "GetItem" => "GetItem",
+        "BatchGetItem" => "BatchGetItem",
         "DescribeTable" => "DescribeTable",
         "CreateTable" => "CreateTable",
         "TransactWriteItems" => "TransactWriteItems",

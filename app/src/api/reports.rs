@@ -1,0 +1,427 @@
+//! What dashboards read besides one lifetime total: a route's counts per UTC day and per UTC
+//! month, and many routes' totals in one request.
+
+use std::sync::Arc;
+
+use poem_openapi::{
+    Object, OpenApi,
+    param::{Path, Query},
+    types::Example,
+};
+
+use super::{
+    ApiTags,
+    auth::Caller,
+    error::ErrorCode,
+    json::JsonBody as Json,
+    transactions::{TransactionCount, invalid_route},
+};
+use crate::{
+    calendar::{Day, Month},
+    ledger::Ledger,
+    route::Route,
+};
+
+/// Most routes in one multi-route read.
+pub const MAX_ROUTES_PER_READ: usize = 100;
+/// Days (months) a daily (monthly) read covers when `from` is not given: a week (a year).
+const DEFAULT_DAYS: i32 = 7;
+const DEFAULT_MONTHS: i32 = 12;
+
+/// One day's count.
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+pub struct DayCount {
+    /// The UTC day, `YYYY-MM-DD`.
+    pub date: String,
+    /// Transactions recorded on the route that day.
+    pub transactions: u64,
+}
+
+/// A route's counts per day, oldest first, every day of the range listed.
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+#[oai(example)]
+pub struct DailyCounts {
+    /// The route in canonical form.
+    pub route: String,
+    pub days: Vec<DayCount>,
+}
+
+impl Example for DailyCounts {
+    fn example() -> Self {
+        Self {
+            route: "AR1133".into(),
+            days: vec![
+                DayCount {
+                    date: "2026-11-20".into(),
+                    transactions: 0,
+                },
+                DayCount {
+                    date: "2026-11-21".into(),
+                    transactions: 42,
+                },
+            ],
+        }
+    }
+}
+
+/// One month's count.
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+pub struct MonthCount {
+    /// The UTC month, `YYYY-MM`.
+    pub month: String,
+    /// Transactions recorded on the route that month.
+    pub transactions: u64,
+}
+
+/// A route's counts per month, oldest first, every month of the range listed.
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+#[oai(example)]
+pub struct MonthlyCounts {
+    /// The route in canonical form.
+    pub route: String,
+    pub months: Vec<MonthCount>,
+}
+
+impl Example for MonthlyCounts {
+    fn example() -> Self {
+        Self {
+            route: "AR1133".into(),
+            months: vec![
+                MonthCount {
+                    month: "2026-10".into(),
+                    transactions: 870,
+                },
+                MonthCount {
+                    month: "2026-11".into(),
+                    transactions: 913,
+                },
+            ],
+        }
+    }
+}
+
+/// Several routes' counts, in the order asked, each route once.
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+#[oai(example)]
+pub struct RouteCounts {
+    pub routes: Vec<TransactionCount>,
+}
+
+impl Example for RouteCounts {
+    fn example() -> Self {
+        Self {
+            routes: vec![
+                TransactionCount {
+                    route: "AR1133".into(),
+                    transactions: 5,
+                },
+                TransactionCount {
+                    route: "LA0001".into(),
+                    transactions: 0,
+                },
+            ],
+        }
+    }
+}
+
+read_response!(
+    DailyResponse,
+    DailyCounts,
+    "The route's count on each day of the range.",
+    "The route is not a flight designator (`invalid_route`), or the dates are not a range \
+     that can be read (`invalid_date_range`): malformed, `from` after `to`, `to` after today, \
+     or `from` before the first day kept. The message says which days can be read.",
+    "daily_bad_request"
+);
+read_response!(
+    MonthlyResponse,
+    MonthlyCounts,
+    "The route's count in each month of the range.",
+    "The route is not a flight designator (`invalid_route`), or the months are not a range \
+     that can be read (`invalid_date_range`): malformed, `from` after `to`, `to` after this \
+     month, or `from` before the first month kept. The message says which months can be read.",
+    "monthly_bad_request"
+);
+read_response!(
+    ManyResponse,
+    RouteCounts,
+    "Each route's count.",
+    "No `route` parameter, or more than 100 (`invalid_query`), or one that is not a flight \
+     designator (`invalid_route`, naming it).",
+    "many_bad_request"
+);
+
+fn daily_bad_request(err: poem::Error) -> DailyResponse {
+    DailyResponse::BadRequest(Json(invalid_route(&err)))
+}
+
+fn monthly_bad_request(err: poem::Error) -> MonthlyResponse {
+    MonthlyResponse::BadRequest(Json(invalid_route(&err)))
+}
+
+fn many_bad_request(_: poem::Error) -> ManyResponse {
+    ManyResponse::bad(ErrorCode::InvalidQuery, query_rule())
+}
+
+fn query_rule() -> String {
+    format!(
+        "give 1 to {MAX_ROUTES_PER_READ} routes as repeated parameters, e.g. \
+         /transactions?route=AR1133&route=LA1"
+    )
+}
+
+/// A range that cannot be read, and the window that can.
+fn out_of_window(
+    what: &str,
+    first: impl std::fmt::Display,
+    last: impl std::fmt::Display,
+) -> String {
+    format!("{what}; {first} to {last} (UTC) can be read")
+}
+
+/// Works out a requested range of periods, by the rules both reads share: `to` defaults to the
+/// current period, `from` to `default_span - 1` periods before `to`; the range must lie within
+/// `first ..= current`.
+fn range<P: Copy + Ord + std::fmt::Display>(
+    from: Option<&str>,
+    to: Option<&str>,
+    parse: impl Fn(&str) -> Result<P, crate::calendar::CalendarError>,
+    back: impl Fn(P) -> P,
+    first: P,
+    current: P,
+) -> Result<(P, P), String> {
+    let window = |what: &str| out_of_window(what, first, current);
+    let to = match to {
+        Some(text) => parse(text).map_err(|e| window(&format!("to: {e}")))?,
+        None => current,
+    };
+    let from = match from {
+        Some(text) => parse(text).map_err(|e| window(&format!("from: {e}")))?,
+        None => back(to),
+    };
+    if from > to {
+        return Err(window(&format!("from {from} is after to {to}")));
+    }
+    if to > current {
+        return Err(window(&format!("to {to} is in the future")));
+    }
+    if from < first {
+        return Err(window(&format!("from {from} is before the first one kept")));
+    }
+    Ok((from, to))
+}
+
+pub struct ReportsApi {
+    ledger: Arc<Ledger>,
+}
+
+impl ReportsApi {
+    pub fn new(ledger: Arc<Ledger>) -> Self {
+        Self { ledger }
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Transactions")]
+impl ReportsApi {
+    /// Read a route's counts per UTC day.
+    ///
+    /// Every day from `from` to `to` (inclusive, `YYYY-MM-DD`, UTC), oldest first, with `0` for
+    /// days without transactions; a route never seen answers all zeros. `to` defaults to today,
+    /// `from` to six days before `to`. Days are kept for 62 days: today and the 61 before it.
+    /// A transaction counts on the day its commit happened.
+    #[oai(
+        path = "/transactions/:route/daily",
+        method = "get",
+        operation_id = "getDailyTransactions"
+    )]
+    async fn daily(
+        &self,
+        _caller: Caller,
+        /// Flight route, e.g. `AR1133` (any case).
+        #[oai(name = "route")]
+        route: Path<Route>,
+        /// First day, `YYYY-MM-DD` (UTC).
+        from: Query<Option<String>>,
+        /// Last day, `YYYY-MM-DD` (UTC).
+        to: Query<Option<String>>,
+    ) -> DailyResponse {
+        let route = route.0;
+        let today = self.ledger.today();
+        let range = range(
+            from.0.as_deref(),
+            to.0.as_deref(),
+            Day::parse,
+            |to| to.plus(1 - DEFAULT_DAYS).unwrap_or(to),
+            today.window_start(),
+            today,
+        );
+        let (from, to) = match range {
+            Ok(range) => range,
+            Err(message) => return DailyResponse::bad(ErrorCode::InvalidDateRange, message),
+        };
+        match self.ledger.daily(route, from, to).await {
+            Ok(counts) => DailyResponse::Ok(Json(DailyCounts {
+                route: route.to_string(),
+                days: (from.number()..=to.number())
+                    .filter_map(Day::from_number)
+                    .zip(counts)
+                    .map(|(day, transactions)| DayCount {
+                        date: day.to_string(),
+                        transactions,
+                    })
+                    .collect(),
+            })),
+            Err(err) => DailyResponse::failed(Some(route), err),
+        }
+    }
+
+    /// Read a route's counts per UTC month.
+    ///
+    /// Every month from `from` to `to` (inclusive, `YYYY-MM`, UTC), oldest first, with `0` for
+    /// months without transactions. `to` defaults to this month, `from` to eleven months before
+    /// `to`. Months are kept for 24 months: this month and the 23 before it.
+    #[oai(
+        path = "/transactions/:route/monthly",
+        method = "get",
+        operation_id = "getMonthlyTransactions"
+    )]
+    async fn monthly(
+        &self,
+        _caller: Caller,
+        /// Flight route, e.g. `AR1133` (any case).
+        #[oai(name = "route")]
+        route: Path<Route>,
+        /// First month, `YYYY-MM` (UTC).
+        from: Query<Option<String>>,
+        /// Last month, `YYYY-MM` (UTC).
+        to: Query<Option<String>>,
+    ) -> MonthlyResponse {
+        let route = route.0;
+        let this_month = self.ledger.today().month();
+        let range = range(
+            from.0.as_deref(),
+            to.0.as_deref(),
+            Month::parse,
+            |to| to.plus(1 - DEFAULT_MONTHS),
+            this_month.window_start(),
+            this_month,
+        );
+        let (from, to) = match range {
+            Ok(range) => range,
+            Err(message) => return MonthlyResponse::bad(ErrorCode::InvalidDateRange, message),
+        };
+        match self.ledger.monthly(route, from, to).await {
+            Ok(counts) => MonthlyResponse::Ok(Json(MonthlyCounts {
+                route: route.to_string(),
+                months: (from.number()..=to.number())
+                    .map(Month::from_number)
+                    .zip(counts)
+                    .map(|(month, transactions)| MonthCount {
+                        month: month.to_string(),
+                        transactions,
+                    })
+                    .collect(),
+            })),
+            Err(err) => MonthlyResponse::failed(Some(route), err),
+        }
+    }
+
+    /// Read several routes' counts at once.
+    ///
+    /// 1 to 100 `route` parameters (`?route=AR1133&route=la1`); the answer lists each route
+    /// once, in canonical form, in the order first asked. Read consistently, as a GET of each.
+    #[oai(
+        path = "/transactions",
+        method = "get",
+        operation_id = "getManyTransactions"
+    )]
+    async fn many(
+        &self,
+        _caller: Caller,
+        /// A flight route, e.g. `AR1133`; repeat the parameter for each route.
+        #[oai(validator(min_items = 1, max_items = 100))]
+        route: Query<Vec<String>>,
+    ) -> ManyResponse {
+        if route.0.is_empty() || route.0.len() > MAX_ROUTES_PER_READ {
+            return ManyResponse::bad(ErrorCode::InvalidQuery, query_rule());
+        }
+        let mut routes: Vec<Route> = Vec::with_capacity(route.0.len());
+        for text in &route.0 {
+            match Route::parse(text) {
+                Ok(parsed) if routes.contains(&parsed) => {}
+                Ok(parsed) => routes.push(parsed),
+                Err(err) => {
+                    let shown: String = text.chars().take(32).collect();
+                    return ManyResponse::bad(
+                        ErrorCode::InvalidRoute,
+                        format!("invalid route {shown:?}: {err}"),
+                    );
+                }
+            }
+        }
+        match self.ledger.counts(&routes).await {
+            Ok(counts) => ManyResponse::Ok(Json(RouteCounts {
+                routes: routes
+                    .iter()
+                    .zip(counts)
+                    .map(|(route, transactions)| TransactionCount {
+                        route: route.to_string(),
+                        transactions,
+                    })
+                    .collect(),
+            })),
+            Err(err) => ManyResponse::failed(None, err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> Day {
+        Day::parse(s).expect("day")
+    }
+
+    fn days(from: Option<&str>, to: Option<&str>) -> Result<(String, String), String> {
+        let today = day("2026-11-21");
+        range(
+            from,
+            to,
+            Day::parse,
+            |to| to.plus(1 - DEFAULT_DAYS).unwrap_or(to),
+            today.window_start(),
+            today,
+        )
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    }
+
+    #[test]
+    fn daily_ranges_default_to_the_last_week_and_stay_in_the_window() {
+        let pair = |a: &str, b: &str| Ok((a.to_owned(), b.to_owned()));
+        assert_eq!(days(None, None), pair("2026-11-15", "2026-11-21"));
+        assert_eq!(
+            days(None, Some("2026-11-10")),
+            pair("2026-11-04", "2026-11-10")
+        );
+        assert_eq!(
+            days(Some("2026-09-21"), None),
+            pair("2026-09-21", "2026-11-21")
+        );
+        for (from, to, says) in [
+            (Some("2026-11-22"), None, "after"),
+            (None, Some("2026-11-22"), "future"),
+            (Some("2026-09-20"), None, "before the first"),
+            (Some("2026-11-31"), None, "not a date"),
+            (None, Some("yesterday"), "not a date"),
+            (None, Some("2026-09-25"), "before the first"),
+        ] {
+            let err = days(from, to).expect_err("refused");
+            assert!(err.contains(says), "{err}");
+            assert!(
+                err.contains("2026-09-21 to 2026-11-21 (UTC) can be read"),
+                "{err}"
+            );
+        }
+    }
+}
