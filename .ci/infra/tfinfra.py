@@ -923,13 +923,24 @@ def cmd_manifests(rendered: Path, k8s_version: str, overlay: str = "default") ->
                 if v.get("secret", {}).get("secretName") == "flight-counter-api-keys"]
         if not vols or vols[0]["secret"].get("optional") is not False:
             failures.append("public: the API keys Secret must be mounted and not optional")
-    netpol = one("NetworkPolicy")
-    for rule in (netpol or {}).get("spec", {}).get("ingress", []):
-        sources = [f.get("ipBlock", {}).get("cidr") for f in rule.get("from", [])]
-        if not sources:
-            failures.append("NetworkPolicy: an ingress rule admits any source")
-        elif any(c not in (vpc_cidr,) for c in sources if c):
-            failures.append(f"NetworkPolicy: ingress sources {sources} must be the VPC ({vpc_cidr}), where the NLB's addresses are")
+    # The service's own policy, plus any that only widen it to a named namespace (the
+    # monitoring one): no rule may admit any source, and address blocks must be the VPC.
+    policies = by_kind.get("NetworkPolicy", [])
+    if [p["metadata"]["name"] for p in policies].count("flight-counter") != 1:
+        failures.append("expected one NetworkPolicy named flight-counter")
+    for netpol in policies:
+        name = netpol["metadata"]["name"]
+        for rule in netpol.get("spec", {}).get("ingress", []):
+            sources = rule.get("from", [])
+            if not sources:
+                failures.append(f"NetworkPolicy {name}: an ingress rule admits any source")
+            for source in sources:
+                cidr = source.get("ipBlock", {}).get("cidr")
+                namespace = source.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                if cidr and cidr != vpc_cidr:
+                    failures.append(f"NetworkPolicy {name}: ingress source {cidr} must be the VPC ({vpc_cidr}), where the NLB's addresses are")
+                elif "namespaceSelector" in source and not namespace:
+                    failures.append(f"NetworkPolicy {name}: a namespace source must name one namespace")
     hpa = one("HorizontalPodAutoscaler")
     if hpa and not hpa["spec"].get("behavior", {}).get("scaleDown", {}).get("stabilizationWindowSeconds"):
         failures.append("HPA needs a scale-down stabilisation window")
