@@ -1,10 +1,11 @@
 //! flight-counter: counts confirmed booking transactions per flight route.
 //!
-//! Layers, outermost first: [`connection`] (each accepted TCP connection: idle timeout, JSON
-//! bodies for requests the HTTP parser refuses) → [`api`] (HTTP, OpenAPI, JSON errors) →
-//! [`ledger`] (group commit) → [`store`] (where counts live). [`route`] owns what a valid route
-//! is; [`auth`] who a client is and what its key allows. [`startup`] assembles the service for `main` and the tests alike; [`config`] and
-//! [`telemetry`] serve it.
+//! Layers, outermost first: [`connection`] (the listening socket and each accepted TCP
+//! connection: limits, deadlines, JSON bodies for requests the HTTP parser refuses) → [`api`]
+//! (HTTP, OpenAPI, JSON errors) → [`ledger`] (group commit, pacing) → [`store`] (where counts
+//! live). [`route`] owns what a valid route is; [`auth`] who a client is and what its key
+//! allows; [`calendar`] which day and month a commit counts on. [`startup`] assembles the
+//! service for `main` and the tests alike; [`config`] and [`telemetry`] serve it.
 
 pub mod api;
 pub mod auth;
