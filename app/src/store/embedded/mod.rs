@@ -21,8 +21,8 @@ use crate::{
 };
 use file::DatabaseFile;
 use tables::{
-    COUNTS, DAILY, EXPIRY, KEYS, MONTHLY, commit_batch, forget_old_periods, read_count, read_range,
-    sweep, unavailable,
+    EXPIRY, KEYS, Periods, ROUTES, commit_batch, forget_old_periods, read_count, read_range, sweep,
+    unavailable,
 };
 
 /// The file the store lives in, inside the configured data directory.
@@ -114,27 +114,32 @@ impl StoreBase for EmbeddedStore {
     async fn get_many(&self, routes: &[Route]) -> Result<Vec<u64>, StoreError> {
         let db = self.file.get()?;
         let txn = db.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(COUNTS).map_err(unavailable)?;
+        let table = txn.open_table(ROUTES).map_err(unavailable)?;
         routes
             .iter()
             .map(|route| {
                 Ok(table
                     .get(route.as_str())
                     .map_err(unavailable)?
-                    .map(|v| v.value())
-                    .unwrap_or(0))
+                    .map_or(0, |row| row.value().0))
             })
             .collect()
     }
 
     async fn daily(&self, route: Route, from: Day, to: Day) -> Result<Vec<u64>, StoreError> {
-        read_range(&*self.file.get()?, DAILY, route, from.number(), to.number())
+        read_range(
+            &*self.file.get()?,
+            Periods::Days,
+            route,
+            from.number(),
+            to.number(),
+        )
     }
 
     async fn monthly(&self, route: Route, from: Month, to: Month) -> Result<Vec<u64>, StoreError> {
         read_range(
             &*self.file.get()?,
-            MONTHLY,
+            Periods::Months,
             route,
             from.number(),
             to.number(),
@@ -166,5 +171,77 @@ impl BatchStore for EmbeddedStore {
         let batch = batch.to_vec();
         // The commit blocks on fsync: keep it off the async workers.
         self.write(move |db| commit_batch(db, &batch)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file written by the layout before `routes` (route → total in `transactions`) opens
+    /// with its totals, which then count on as before.
+    #[tokio::test]
+    async fn totals_of_the_earlier_layout_are_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let db = redb::Database::create(dir.path().join(DATABASE_FILE)).expect("create");
+            let txn = db.begin_write().expect("write");
+            {
+                let mut totals = txn
+                    .open_table(redb::TableDefinition::<&str, u64>::new("transactions"))
+                    .expect("table");
+                totals.insert("AR1133", 41).expect("insert");
+            }
+            txn.commit().expect("commit");
+        }
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let route = Route::parse("AR1133").expect("route");
+        assert_eq!(store.get(route).await.expect("read"), 41);
+        let today = Day::parse("2026-11-21").expect("day");
+        let outcomes = store
+            .commit(&[RouteWrite::keyless(route, 1, today)])
+            .await
+            .expect("commit");
+        assert_eq!(outcomes[0].keyless_total, 42);
+        assert_eq!(
+            store.daily(route, today, today).await.expect("daily"),
+            vec![1]
+        );
+    }
+
+    /// A route's day moves to history when its first commit of the next day comes, and reads
+    /// see both.
+    #[tokio::test]
+    async fn days_move_to_history_and_reads_see_them_all() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let route = Route::parse("LA1").expect("route");
+        let day = |s: &str| Day::parse(s).expect("day");
+        for (when, n) in [("2026-11-29", 3), ("2026-11-30", 2), ("2026-12-01", 5)] {
+            store
+                .commit(&[RouteWrite::keyless(route, n, day(when))])
+                .await
+                .expect("commit");
+        }
+        // A clock set back counts in history, leaving the row's day alone.
+        store
+            .commit(&[RouteWrite::keyless(route, 1, day("2026-11-29"))])
+            .await
+            .expect("commit");
+        assert_eq!(
+            store
+                .daily(route, day("2026-11-28"), day("2026-12-02"))
+                .await
+                .expect("daily"),
+            vec![0, 4, 2, 5, 0]
+        );
+        assert_eq!(
+            store
+                .monthly(route, day("2026-11-01").month(), day("2026-12-01").month())
+                .await
+                .expect("monthly"),
+            vec![6, 5]
+        );
+        assert_eq!(store.get(route).await.expect("total"), 11);
     }
 }
