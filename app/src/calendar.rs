@@ -161,6 +161,60 @@ impl fmt::Display for Month {
     }
 }
 
+/// What days and months have in common for reads over a range of them.
+pub trait Period: Copy + Ord + fmt::Display + Sized {
+    /// Parses the client's spelling (`YYYY-MM-DD`, `YYYY-MM`).
+    fn parse_text(text: &str) -> Result<Self, CalendarError>;
+    /// The period that `today` falls in.
+    fn containing(today: Day) -> Self;
+    /// The period `n` later (earlier for negative `n`), if the calendar has it.
+    fn shifted(self, n: i32) -> Option<Self>;
+    /// The first period kept when the current one is `self`.
+    fn first_kept(self) -> Self;
+    /// Every period from `from` to `to` inclusive, oldest first.
+    fn through(from: Self, to: Self) -> Vec<Self>;
+}
+
+impl Period for Day {
+    fn parse_text(text: &str) -> Result<Self, CalendarError> {
+        Day::parse(text)
+    }
+    fn containing(today: Day) -> Self {
+        today
+    }
+    fn shifted(self, n: i32) -> Option<Self> {
+        self.plus(n)
+    }
+    fn first_kept(self) -> Self {
+        self.window_start()
+    }
+    fn through(from: Self, to: Self) -> Vec<Self> {
+        (from.number()..=to.number())
+            .filter_map(Day::from_number)
+            .collect()
+    }
+}
+
+impl Period for Month {
+    fn parse_text(text: &str) -> Result<Self, CalendarError> {
+        Month::parse(text)
+    }
+    fn containing(today: Day) -> Self {
+        today.month()
+    }
+    fn shifted(self, n: i32) -> Option<Self> {
+        Some(self.plus(n))
+    }
+    fn first_kept(self) -> Self {
+        self.window_start()
+    }
+    fn through(from: Self, to: Self) -> Vec<Self> {
+        (from.number()..=to.number())
+            .map(Month::from_number)
+            .collect()
+    }
+}
+
 /// What time it is.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> SystemTime;

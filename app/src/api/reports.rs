@@ -17,8 +17,8 @@ use super::{
     transactions::{TransactionCount, invalid_route},
 };
 use crate::{
-    calendar::{Day, Month},
-    ledger::Ledger,
+    calendar::Period,
+    ledger::{Ledger, LedgerError},
     route::Route,
 };
 
@@ -181,23 +181,22 @@ fn out_of_window(
 
 /// Works out a requested range of periods, by the rules both reads share: `to` defaults to the
 /// current period, `from` to `default_span - 1` periods before `to`; the range must lie within
-/// `first ..= current`.
-fn range<P: Copy + Ord + std::fmt::Display>(
+/// the periods kept, up to the current one.
+fn range<P: Period>(
     from: Option<&str>,
     to: Option<&str>,
-    parse: impl Fn(&str) -> Result<P, crate::calendar::CalendarError>,
-    back: impl Fn(P) -> P,
-    first: P,
+    default_span: i32,
     current: P,
 ) -> Result<(P, P), String> {
+    let first = current.first_kept();
     let window = |what: &str| out_of_window(what, first, current);
     let to = match to {
-        Some(text) => parse(text).map_err(|e| window(&format!("to: {e}")))?,
+        Some(text) => P::parse_text(text).map_err(|e| window(&format!("to: {e}")))?,
         None => current,
     };
     let from = match from {
-        Some(text) => parse(text).map_err(|e| window(&format!("from: {e}")))?,
-        None => back(to),
+        Some(text) => P::parse_text(text).map_err(|e| window(&format!("from: {e}")))?,
+        None => to.shifted(1 - default_span).unwrap_or(to),
     };
     if from > to {
         return Err(window(&format!("from {from} is after to {to}")));
@@ -211,6 +210,12 @@ fn range<P: Copy + Ord + std::fmt::Display>(
     Ok((from, to))
 }
 
+/// Why a read of periods has no counts to answer with.
+enum PeriodsFailure {
+    Range(String),
+    Store(LedgerError),
+}
+
 pub struct ReportsApi {
     ledger: Arc<Ledger>,
 }
@@ -218,6 +223,23 @@ pub struct ReportsApi {
 impl ReportsApi {
     pub fn new(ledger: Arc<Ledger>) -> Self {
         Self { ledger }
+    }
+
+    /// A route's counts for every period of the range asked, oldest first, by `read`.
+    async fn per_period<P: Period, F>(
+        &self,
+        from: Option<&str>,
+        to: Option<&str>,
+        default_span: i32,
+        read: impl FnOnce(P, P) -> F,
+    ) -> Result<Vec<(P, u64)>, PeriodsFailure>
+    where
+        F: std::future::Future<Output = Result<Vec<u64>, LedgerError>>,
+    {
+        let current = P::containing(self.ledger.today());
+        let (from, to) = range(from, to, default_span, current).map_err(PeriodsFailure::Range)?;
+        let counts = read(from, to).await.map_err(PeriodsFailure::Store)?;
+        Ok(P::through(from, to).into_iter().zip(counts).collect())
     }
 }
 
@@ -246,32 +268,25 @@ impl ReportsApi {
         to: Query<Option<String>>,
     ) -> DailyResponse {
         let route = route.0;
-        let today = self.ledger.today();
-        let range = range(
-            from.0.as_deref(),
-            to.0.as_deref(),
-            Day::parse,
-            |to| to.plus(1 - DEFAULT_DAYS).unwrap_or(to),
-            today.window_start(),
-            today,
-        );
-        let (from, to) = match range {
-            Ok(range) => range,
-            Err(message) => return DailyResponse::bad(ErrorCode::InvalidDateRange, message),
-        };
-        match self.ledger.daily(route, from, to).await {
-            Ok(counts) => DailyResponse::Ok(Json(DailyCounts {
+        let read = |from, to| self.ledger.daily(route, from, to);
+        match self
+            .per_period(from.0.as_deref(), to.0.as_deref(), DEFAULT_DAYS, read)
+            .await
+        {
+            Ok(days) => DailyResponse::Ok(Json(DailyCounts {
                 route: route.to_string(),
-                days: (from.number()..=to.number())
-                    .filter_map(Day::from_number)
-                    .zip(counts)
+                days: days
+                    .into_iter()
                     .map(|(day, transactions)| DayCount {
                         date: day.to_string(),
                         transactions,
                     })
                     .collect(),
             })),
-            Err(err) => DailyResponse::failed(Some(route), err),
+            Err(PeriodsFailure::Range(message)) => {
+                DailyResponse::bad(ErrorCode::InvalidDateRange, message)
+            }
+            Err(PeriodsFailure::Store(err)) => DailyResponse::failed(Some(route), err),
         }
     }
 
@@ -297,32 +312,25 @@ impl ReportsApi {
         to: Query<Option<String>>,
     ) -> MonthlyResponse {
         let route = route.0;
-        let this_month = self.ledger.today().month();
-        let range = range(
-            from.0.as_deref(),
-            to.0.as_deref(),
-            Month::parse,
-            |to| to.plus(1 - DEFAULT_MONTHS),
-            this_month.window_start(),
-            this_month,
-        );
-        let (from, to) = match range {
-            Ok(range) => range,
-            Err(message) => return MonthlyResponse::bad(ErrorCode::InvalidDateRange, message),
-        };
-        match self.ledger.monthly(route, from, to).await {
-            Ok(counts) => MonthlyResponse::Ok(Json(MonthlyCounts {
+        let read = |from, to| self.ledger.monthly(route, from, to);
+        match self
+            .per_period(from.0.as_deref(), to.0.as_deref(), DEFAULT_MONTHS, read)
+            .await
+        {
+            Ok(months) => MonthlyResponse::Ok(Json(MonthlyCounts {
                 route: route.to_string(),
-                months: (from.number()..=to.number())
-                    .map(Month::from_number)
-                    .zip(counts)
+                months: months
+                    .into_iter()
                     .map(|(month, transactions)| MonthCount {
                         month: month.to_string(),
                         transactions,
                     })
                     .collect(),
             })),
-            Err(err) => MonthlyResponse::failed(Some(route), err),
+            Err(PeriodsFailure::Range(message)) => {
+                MonthlyResponse::bad(ErrorCode::InvalidDateRange, message)
+            }
+            Err(PeriodsFailure::Store(err)) => MonthlyResponse::failed(Some(route), err),
         }
     }
 
@@ -378,6 +386,7 @@ impl ReportsApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::Day;
 
     fn day(s: &str) -> Day {
         Day::parse(s).expect("day")
@@ -385,15 +394,7 @@ mod tests {
 
     fn days(from: Option<&str>, to: Option<&str>) -> Result<(String, String), String> {
         let today = day("2026-11-21");
-        range(
-            from,
-            to,
-            Day::parse,
-            |to| to.plus(1 - DEFAULT_DAYS).unwrap_or(to),
-            today.window_start(),
-            today,
-        )
-        .map(|(a, b)| (a.to_string(), b.to_string()))
+        range(from, to, DEFAULT_DAYS, today).map(|(a, b)| (a.to_string(), b.to_string()))
     }
 
     #[test]
