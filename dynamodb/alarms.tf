@@ -8,49 +8,38 @@ locals {
   table_operations = ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"]
 }
 
-resource "aws_cloudwatch_metric_alarm" "throttled_requests" {
-  alarm_name          = "${var.table_name}-throttled-requests"
-  alarm_description   = "DynamoDB throttled requests on ${var.table_name} (all operations). Runbook: docs/operations.md#alert-dynamodb-throttling"
-  comparison_operator = "GreaterThanThreshold"
-  evaluation_periods  = 3
-  datapoints_to_alarm = 2
-  threshold           = var.throttled_requests_alarm_threshold
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-
-  metric_query {
-    id          = "total"
-    expression  = join(" + ", [for i, _ in local.table_operations : "FILL(m${i}, 0)"])
-    label       = "Throttled requests"
-    return_data = true
-  }
-
-  dynamic "metric_query" {
-    for_each = local.table_operations
-    content {
-      id = "m${metric_query.key}"
-      metric {
-        namespace   = "AWS/DynamoDB"
-        metric_name = "ThrottledRequests"
-        period      = 300
-        stat        = "Sum"
-        dimensions = {
-          TableName = aws_dynamodb_table.counts.name
-          Operation = metric_query.value
-        }
-      }
+# Per-operation metrics added up over the operations the service calls: throttling (pacing
+# should keep it rare) and DynamoDB's own 500s.
+locals {
+  per_operation_alarms = {
+    throttled-requests = {
+      metric      = "ThrottledRequests"
+      label       = "Throttled requests"
+      description = "DynamoDB throttled requests on ${var.table_name} (all operations). Runbook: docs/operations.md#alert-dynamodb-throttling"
+      evaluations = 3
+      datapoints  = 2
+      threshold   = var.throttled_requests_alarm_threshold
+    }
+    system-errors = {
+      metric      = "SystemErrors"
+      label       = "System errors"
+      description = "DynamoDB answered HTTP 500 on ${var.table_name}: a DynamoDB-side fault. Runbook: docs/operations.md#alert-dynamodb-errors"
+      evaluations = 2
+      datapoints  = 2
+      threshold   = 0
     }
   }
 }
 
-resource "aws_cloudwatch_metric_alarm" "system_errors" {
-  alarm_name          = "${var.table_name}-system-errors"
-  alarm_description   = "DynamoDB answered HTTP 500 on ${var.table_name}: a DynamoDB-side fault. Runbook: docs/operations.md#alert-dynamodb-errors"
+resource "aws_cloudwatch_metric_alarm" "per_operation" {
+  for_each = local.per_operation_alarms
+
+  alarm_name          = "${var.table_name}-${each.key}"
+  alarm_description   = each.value.description
   comparison_operator = "GreaterThanThreshold"
-  evaluation_periods  = 2
-  datapoints_to_alarm = 2
-  threshold           = 0
+  evaluation_periods  = each.value.evaluations
+  datapoints_to_alarm = each.value.datapoints
+  threshold           = each.value.threshold
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
@@ -58,7 +47,7 @@ resource "aws_cloudwatch_metric_alarm" "system_errors" {
   metric_query {
     id          = "total"
     expression  = join(" + ", [for i, _ in local.table_operations : "FILL(m${i}, 0)"])
-    label       = "System errors"
+    label       = each.value.label
     return_data = true
   }
 
@@ -68,7 +57,7 @@ resource "aws_cloudwatch_metric_alarm" "system_errors" {
       id = "m${metric_query.key}"
       metric {
         namespace   = "AWS/DynamoDB"
-        metric_name = "SystemErrors"
+        metric_name = each.value.metric
         period      = 300
         stat        = "Sum"
         dimensions = {

@@ -11,11 +11,9 @@ output "table_arn" {
 output "alarm_arns" {
   description = "ARNs of the table's CloudWatch alarms, by name."
   value = {
-    for alarm in [
-      aws_cloudwatch_metric_alarm.throttled_requests,
-      aws_cloudwatch_metric_alarm.system_errors,
+    for alarm in concat(values(aws_cloudwatch_metric_alarm.per_operation), [
       aws_cloudwatch_metric_alarm.user_errors,
       aws_cloudwatch_metric_alarm.hot_item_write_units,
-    ] : alarm.alarm_name => alarm.arn
+    ]) : alarm.alarm_name => alarm.arn
   }
 }
