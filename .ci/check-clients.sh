@@ -16,8 +16,10 @@
 #     store outage) through the service on the DynamoDB store (the throttling
 #     proxy in front of moto), and every recording rule, alert signal and dashboard query returns a result from
 #     a real Prometheus that scrapes it and evaluates the rules (.ci/clients/monitoring.py);
-#   - crash-sigkill / crash-sigterm: keyed POSTs under load while the embedded-store service
-#     is killed; no acknowledged transaction or key is lost;
+#   - crash-safety: keyed POSTs under load while the embedded-store service is killed
+#     (SIGKILL rounds, then SIGTERM); no acknowledged transaction or key is lost; and again with
+#     checkpoints back to back (--embedded-checkpoint-interval 1ms), so that kills land in the
+#     middle of them;
 #   - hostile: hostile paths, headers and slow connections, forged, overlong and non-ASCII
 #     Authorization headers; no crash, no unexpected 5xx, every error in the JSON shape, every
 #     bad key a 401, slow clients cut off with a 408, bounded memory.
@@ -313,6 +315,12 @@ check_crash() {
   timeout 300 "$VENV/bin/python" "$CLIENTS/crash.py" "$BIN" "$WORK/crash-data" 3
 }
 
+check_crash_in_checkpoints() {
+  mkdir -p "$WORK/crash-checkpoint-data"
+  timeout 300 "$VENV/bin/python" "$CLIENTS/crash.py" "$BIN" "$WORK/crash-checkpoint-data" 5 \
+    --embedded-checkpoint-interval 1ms
+}
+
 check_hostile() {
   timeout 300 "$VENV/bin/python" "$CLIENTS/hostile.py" 127.0.0.1 "$PORT" "$SERVICE_PID" 256 3 "$WRITE_KEY"
 }
@@ -346,6 +354,7 @@ stop_service
 run monitoring check_monitoring
 
 run crash-safety check_crash
+run crash-in-checkpoints check_crash_in_checkpoints
 
 mkdir -p "$WORK/hostile-data"
 # A short request timeout, so that the slow clients are cut off within the check.

@@ -12,11 +12,17 @@
 #   (b) embedded store, group commit off          POST, one durable commit per request
 #   (c) GET /version through the same poem-openapi stack: the service's own HTTP ceiling
 #   (n) nginx, one worker, `return 200` with the same JSON: the machine's HTTP ceiling
-# and then the footprint: peak RSS of (a) under that load, start-up time to /readyz, binary sizes.
+#   (r) Redis with `appendfsync always` (every acknowledged INCR fsynced, what a user would
+#       pick instead of the service), redis-benchmark INCR on one key and on random keys among
+#       as many as (a)'s routes, at the same connection counts: the durable reference
+# then the embedded store's commit latency beside a raw append + fdatasync on the same disk
+# (examples/commit_latency.rs), and the footprint: peak RSS of (a) under that load, start-up
+# time to /readyz, binary sizes.
 #
 # Usage: bench/run.sh   (DURATION=10s CONNECTION_COUNTS="32 128" WORKERS=1 change the load;
 #        BASELINE_REV=<commit> adds the previous build's rows, built in a temporary worktree)
-# Installs wrk and nginx-light from Debian if missing. Loopback only; every run is bounded.
+# Installs wrk, nginx-light and redis-server from Debian if missing. Loopback only; every run is
+# bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,9 +65,9 @@ start_binary() {
   wait_http "http://127.0.0.1:$port/readyz"
 }
 
-install_debian_tools wrk:wrk nginx:nginx-light
+install_debian_tools wrk:wrk nginx:nginx-light redis-server:redis-server redis-benchmark:redis-tools
 echo "building the release binary..." >&2
-cargo build --release --locked -p flight-counter >&2
+cargo build --release --locked -p flight-counter --bin flight-counter --example commit_latency >&2
 BASELINE_BINARY=""
 if [[ -n "${BASELINE_REV:-}" ]]; then
   echo "building $BASELINE_REV for the baseline rows..." >&2
@@ -71,6 +77,14 @@ if [[ -n "${BASELINE_REV:-}" ]]; then
     --target-dir "$BENCH_DIR/baseline-target" >&2)
   BASELINE_BINARY="$BENCH_DIR/baseline-target/release/flight-counter"
 fi
+
+# Runs redis-benchmark for about as many requests as the service answers in DURATION, at the
+# current connection count, and prints "req/s p50 p99". Extra arguments: the command to send.
+redis_load() {
+  local seconds=${DURATION%s}
+  redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" -n $((seconds * 60000)) --csv "$@" |
+    awk -F'"' 'NR == 2 { printf "%.0f %.2f %.2f\n", $4, $10, $14 }'
+}
 
 declare -A RPS P50 P99
 record() { # key "rps p50 p99"
@@ -100,6 +114,12 @@ API_KEY=$(./target/release/flight-counter api-key --client bench --scope write 2
 export API_KEY
 S_PORT=$(free_port)
 start_service "$S_PORT" --store embedded --data-dir "$BENCH_DIR/s" --api-keys-file "$BENCH_DIR/api-keys"
+REDIS_PORT=$(free_port)
+mkdir -p "$BENCH_DIR/redis"
+redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$BENCH_DIR/redis" --save "" \
+  --appendonly yes --appendfsync always --daemonize no --loglevel warning >"$BENCH_DIR/redis.log" 2>&1 &
+PIDS+=($!)
+wait_port "$REDIS_PORT"
 if [[ -n "$BASELINE_BINARY" ]]; then
   P_PORT=$(free_port)
   start_binary "$BASELINE_BINARY" "$P_PORT" --store embedded --data-dir "$BENCH_DIR/p"
@@ -108,6 +128,7 @@ fi
 RUNS=("a hot, group commit" "a hot, authenticated" "a many, group commit" "a hot, keyed" "a many, keyed"
       "a GET 100 routes")
 [[ -n "$BASELINE_BINARY" ]] && RUNS+=("p hot, previous build" "p many, previous build")
+RUNS+=("r redis INCR, one key" "r redis INCR, random keys")
 RUNS+=("b hot, commit per POST" "b many, commit per POST" "c GET /version" "n nginx")
 for CONNECTIONS in $CONNECTION_COUNTS; do
   echo "wrk: 1 thread, $CONNECTIONS connections, $DURATION per run; service: $WORKERS runtime thread(s)" >&2
@@ -123,6 +144,9 @@ for CONNECTIONS in $CONNECTION_COUNTS; do
     record "p hot, previous build @$CONNECTIONS" "$(load "http://127.0.0.1:$P_PORT" bench/wrk/post-hot.lua)"
     record "p many, previous build @$CONNECTIONS" "$(load "http://127.0.0.1:$P_PORT" bench/wrk/post-many.lua)"
   fi
+  record "r redis INCR, one key @$CONNECTIONS" "$(redis_load INCR AR1133)"
+  # 260,000 keys, as many as post-many.lua's routes.
+  record "r redis INCR, random keys @$CONNECTIONS" "$(redis_load -r 260000 INCR route:__rand_int__)"
   record "b hot, commit per POST @$CONNECTIONS" "$(load "http://127.0.0.1:$B_PORT" bench/wrk/post-hot.lua)"
   record "b many, commit per POST @$CONNECTIONS" "$(load "http://127.0.0.1:$B_PORT" bench/wrk/post-many.lua)"
 done
@@ -150,6 +174,8 @@ row() { # label target numerator-run denominator-run
 }
 row "c / n: service stack vs nginx" ">= 0.70" "c GET /version" "n nginx"
 row "a hot / n: durable hot POST vs nginx" ">= 0.50" "a hot, group commit" "n nginx"
+row "a hot / r: durable hot POST vs Redis INCR" ">= 1.0" "a hot, group commit" "r redis INCR, one key"
+row "a many / r: random-route POST vs Redis random INCR" ">= 1.0" "a many, group commit" "r redis INCR, random keys"
 row "a hot / b hot: group commit gain" ">= 5" "a hot, group commit" "b hot, commit per POST"
 row "keyed / keyless (hot route)" ">= 0.5" "a hot, keyed" "a hot, group commit"
 row "keyed / keyless (many routes)" "none" "a many, keyed" "a many, group commit"
@@ -158,6 +184,11 @@ if [[ -n "$BASELINE_BINARY" ]]; then
   row "this build / $BASELINE_REV (hot route)" ">= 0.90" "a hot, group commit" "p hot, previous build"
   row "this build / $BASELINE_REV (many routes)" ">= 0.90" "a many, group commit" "p many, previous build"
 fi
+
+# The commit itself, without HTTP: its median beside a raw append + fdatasync, same disk.
+echo
+echo "commit latency (embedded store, $BENCH_DIR's disk):"
+./target/release/examples/commit_latency "$BENCH_DIR" 3000 16
 
 # Footprint: memory high-water mark of (a) after all its load, start-up time, binary sizes.
 peak_rss_kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$A_PID/status")

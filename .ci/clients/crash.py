@@ -6,7 +6,11 @@ route's count must lie between the acknowledged and the sent POSTs, and every ac
 key must replay (Idempotent-Replayed: true) with the count it was first answered.
 After SIGTERM the process must exit 0.
 
-    python crash.py <binary> <data-dir> [rounds]
+Flags after the rounds go to the service: with `--embedded-checkpoint-interval 1ms` its
+checkpoints run back to back, so that the kills land in the middle of them; each round prints
+how many checkpoints had finished before its kill.
+
+    python crash.py <binary> <data-dir> [rounds] [service flags...]
 """
 import http.client
 import json
@@ -22,6 +26,7 @@ import uuid
 
 BIN, DATA = sys.argv[1], sys.argv[2]
 ROUNDS = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+SERVICE_FLAGS = sys.argv[4:]
 CLIENTS = 8
 MAX_PER_CLIENT = 20000  # bounds each load phase even if the kill never lands
 ROUTE = "CR0042"
@@ -45,7 +50,7 @@ errors = []  # unexpected answers seen by the clients
 def start():
     proc = subprocess.Popen(
         [BIN, "--bind", f"127.0.0.1:{PORT}", "--store", "embedded", "--data-dir", DATA,
-         "--log-level", "warn"],
+         "--log-level", "warn", *SERVICE_FLAGS],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -108,6 +113,7 @@ def load_then(proc, sig):
     for t in threads:
         t.start()
     time.sleep(random.uniform(0.5, 2.0))
+    checkpoints = checkpoints_so_far()
     proc.send_signal(sig)
     try:
         code = proc.wait(timeout=30)
@@ -120,7 +126,21 @@ def load_then(proc, sig):
         t.join()
     if errors:
         sys.exit("; ".join(errors[:5]))
+    print(f"{sig.name}: {checkpoints} checkpoints finished in this process before it")
     return code, len(acked) - before
+
+
+def checkpoints_so_far():
+    try:
+        status, _, body = request("GET", "/metrics")
+    except OSError:
+        return "?"
+    if status != 200:
+        return "?"
+    for line in body.decode().splitlines():
+        if line.startswith("flight_counter_store_checkpoint_duration_seconds_count"):
+            return int(float(line.split()[-1]))
+    return 0
 
 
 def verify(label):

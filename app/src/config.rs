@@ -165,6 +165,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub embedded_cache_mib: u32,
 
+    /// Longest time between checkpoints of the embedded store while commits come (a checkpoint
+    /// makes its database durable and empties its journal, which bounds the replay after a
+    /// crash). Shorter costs more writes; longer, a longer replay.
+    #[arg(long, env = "FLIGHT_COUNTER_EMBEDDED_CHECKPOINT_INTERVAL", default_value = "1s",
+          value_parser = parse_duration)]
+    pub embedded_checkpoint_interval: Duration,
+
     /// Coalesce concurrent POSTs into shared commits (true) or commit each POST alone (false).
     #[arg(long, env = "FLIGHT_COUNTER_GROUP_COMMIT", default_value_t = true, action = ArgAction::Set)]
     pub group_commit: bool,

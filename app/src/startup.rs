@@ -18,7 +18,7 @@ use crate::{
     connection::ServiceAcceptor,
     ledger::Ledger,
     lifecycle::{Lifecycle, Phase},
-    store::{DynamoStore, EmbeddedStore, MemoryStore, Store},
+    store::{DynamoStore, EmbeddedSettings, EmbeddedStore, MemoryStore, Store},
     telemetry,
 };
 
@@ -76,8 +76,11 @@ pub fn auth_mode(config: &Config) -> Result<AuthMode, KeysFileError> {
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(match config.store {
         StoreKind::Embedded => {
-            let cache = config.embedded_cache_mib as usize * 1024 * 1024;
-            let store = EmbeddedStore::open_with_cache(&config.data_dir, cache)?;
+            let settings = EmbeddedSettings {
+                cache_bytes: config.embedded_cache_mib as usize * 1024 * 1024,
+                checkpoint_interval: config.embedded_checkpoint_interval,
+            };
+            let store = EmbeddedStore::open_with(&config.data_dir, settings)?;
             tracing::info!(path = %store.path().display(), "opened embedded store");
             Store::batch(store)
         }

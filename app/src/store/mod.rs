@@ -20,7 +20,9 @@ pub use dynamodb::{
     BATCH_RECORD_PREFIX, COUNT_ATTRIBUTE, DynamoSettings, DynamoStore, EXPIRES_AT_ATTRIBUTE,
     KEY_ATTRIBUTE, KEY_COUNT_ATTRIBUTE, KEY_RECORD_PREFIX, KEY_ROUTE_ATTRIBUTE,
 };
-pub use embedded::{DATABASE_FILE, EmbeddedStore};
+pub use embedded::{
+    CHECKPOINT_BYTES, DATABASE_FILE, EmbeddedSettings, EmbeddedStore, JOURNAL_FILE,
+};
 pub use memory::MemoryStore;
 
 use crate::{

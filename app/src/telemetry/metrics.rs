@@ -27,6 +27,7 @@ pub const AUTH_FAILURES: &str = "flight_counter_auth_failures_total";
 pub const AUTH_FAILURE_REASONS: [&str; 4] = ["missing", "malformed", "unknown", "forbidden"];
 pub const CONNECTIONS_REFUSED: &str = "flight_counter_http_connections_refused_total";
 pub const ACCEPT_FAILURES: &str = "flight_counter_http_accept_failures_total";
+pub const CHECKPOINT_DURATION: &str = "flight_counter_store_checkpoint_duration_seconds";
 pub const PACED_ROUTES: &str = "flight_counter_store_paced_routes";
 pub const SLOWEST_PACE: &str = "flight_counter_store_slowest_route_pace";
 
@@ -52,6 +53,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(COMMIT_DURATION.into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), BATCH_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(CHECKPOINT_DURATION.into()), LATENCY_BUCKETS)?
         .build_recorder();
     let handle = recorder.handle();
     if metrics::set_global_recorder(recorder).is_err() {
@@ -104,6 +106,12 @@ fn describe() {
         "Commits per second allowed to the most throttled route (0 when none is paced)"
     );
     describe_histogram!(COMMIT_DURATION, Unit::Seconds, "Time a store commit took");
+    describe_histogram!(
+        CHECKPOINT_DURATION,
+        Unit::Seconds,
+        "Time a checkpoint of the embedded store took (making its database durable and \
+         emptying its journal)"
+    );
     describe_histogram!(
         BATCH_SIZE,
         "Transactions per store commit (group commit batch size)"
@@ -198,6 +206,10 @@ pub fn commit_finished(elapsed: Duration, transactions: u64, outcome: CommitOutc
 
 /// How many routes are paced because the store throttled them, and the slowest pace
 /// (commits per second; 0 when none is paced).
+pub fn checkpoint(elapsed: Duration) {
+    histogram!(CHECKPOINT_DURATION).record(elapsed.as_secs_f64());
+}
+
 pub fn pacing(paced_routes: usize, slowest: f64) {
     gauge!(PACED_ROUTES).set(paced_routes as f64);
     gauge!(SLOWEST_PACE).set(slowest);

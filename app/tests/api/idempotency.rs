@@ -421,7 +421,7 @@ async fn the_embedded_store_sweeps_expired_keys() {
     app.stop().await;
     {
         let store = EmbeddedStore::open(dir.path()).expect("open");
-        assert_eq!(store.key_records().expect("records"), 5);
+        assert_eq!(store.key_records().await.expect("records"), 5);
     }
     let app = embedded_in(&dir, &["--idempotency-retention", "3s"]).await;
     // Retention is at most 4 s; the sweep runs every 1.5 s.
@@ -429,7 +429,7 @@ async fn the_embedded_store_sweeps_expired_keys() {
     assert_eq!(app.count("SE1", "SE0001").await, 5);
     app.stop().await;
     let store = EmbeddedStore::open(dir.path()).expect("open");
-    assert_eq!(store.key_records().expect("records"), 0);
+    assert_eq!(store.key_records().await.expect("records"), 0);
 }
 
 /// Two service processes on one moto table; every transaction is sent three times at once,

@@ -1,16 +1,33 @@
-//! The default store: a redb file on local disk. Each batch is one write transaction, made
-//! durable (fsync) before it returns, so a batch of any size costs one commit.
+//! The default store: a redb database on local disk, with a journal in front of it. A batch is
+//! one write transaction on the database, committed without an fsync, and one record appended to
+//! the journal and synced before it returns: a batch of any size, on any routes, costs one
+//! sequential write and one `fdatasync`. Checkpoints make the database durable in the
+//! background and empty the journal; after a crash the journal's later records are replayed.
 //!
-//! Idempotency keys live in the same file, in the table `idempotency_keys` (key → route, count,
+//! Idempotency keys live in the database, in the table `idempotency_keys` (key → route, count,
 //! expiry), written in the same write transaction as the counts of their batch, plus an index by
 //! expiry (`idempotency_expiry`) from which a periodic sweep deletes expired keys in bounded
-//! chunks. [`tables`] holds the transactions; [`file`] opens the file, and opens it again after
-//! a failed write (a full disk), so that the store recovers without a restart.
+//! chunks. Memory does not grow with the keys or routes stored: the database holds at most its
+//! page cache in memory, and the journal none.
+//!
+//! [`tables`] holds the transactions; [`journal`] the journal's format; [`record`] a batch as the
+//! journal keeps it; [`file`] the commit path, checkpoints and recovery, and opening the files
+//! again after a failed write (a full disk), so that the store recovers without a restart.
 
 mod file;
+mod journal;
+mod memtable;
+mod record;
 mod tables;
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use redb::{ReadableDatabase, ReadableTableMetadata};
 
@@ -20,45 +37,87 @@ use crate::{
     route::Route,
 };
 use file::DatabaseFile;
-use tables::{
-    EXPIRY, KEYS, Periods, ROUTES, commit_batch, forget_old_periods, read_count, read_range, sweep,
-    unavailable,
-};
+pub use file::{CHECKPOINT_BYTES, EmbeddedSettings};
+use record::BatchRecord;
+use tables::{EXPIRY, KEYS, Periods, Tables, forget_old_periods, read_range, sweep, unavailable};
 
-/// The file the store lives in, inside the configured data directory.
+/// The database file, inside the configured data directory.
 pub const DATABASE_FILE: &str = "flight-counter.redb";
-/// The page cache when none is configured: what suits a pod with a 256 MiB memory limit.
-pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// The journal, beside it: two segment files, this name with `.0` and `.1` after it.
+pub const JOURNAL_FILE: &str = "flight-counter.journal";
+
+impl Default for EmbeddedSettings {
+    fn default() -> Self {
+        Self {
+            // What suits a pod with a 256 MiB memory limit.
+            cache_bytes: 64 * 1024 * 1024,
+            checkpoint_interval: Duration::from_secs(1),
+        }
+    }
+}
 
 pub struct EmbeddedStore {
     file: Arc<DatabaseFile>,
+    /// A checkpoint is queued or running: one at a time.
+    checkpointing: Arc<AtomicBool>,
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the database in `data_dir`, with the default page cache. Fails if
-    /// another process has it open.
+    /// Opens (or creates) the store in `data_dir`, with the default settings. Fails if another
+    /// process has it open.
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        Self::open_with_cache(data_dir, DEFAULT_CACHE_BYTES)
+        Self::open_with(data_dir, EmbeddedSettings::default())
     }
 
-    /// As [`EmbeddedStore::open`], with a page cache of `cache_bytes`.
-    pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> anyhow::Result<Self> {
+    /// As [`EmbeddedStore::open`], with `settings`.
+    pub fn open_with(data_dir: &Path, settings: EmbeddedSettings) -> anyhow::Result<Self> {
         use anyhow::Context as _;
 
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-        let file = DatabaseFile::open(data_dir.join(DATABASE_FILE), cache_bytes)?;
+        let file = DatabaseFile::open(
+            data_dir.join(DATABASE_FILE),
+            data_dir.join(JOURNAL_FILE),
+            settings,
+        )?;
         Ok(Self {
             file: Arc::new(file),
+            checkpointing: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Checkpoints now: everything committed so far is made durable in the database and the
+    /// journal is emptied.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.write(|file| file.checkpoint()).await
+    }
+
+    /// Starts a checkpoint off the async workers unless one is already on its way. Commits
+    /// queue behind it; the commit that found it due has already been answered.
+    fn checkpoint_in_background(&self) {
+        if self.checkpointing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let file = Arc::clone(&self.file);
+        let checkpointing = Arc::clone(&self.checkpointing);
+        tokio::task::spawn_blocking(move || {
+            if !file.is_broken()
+                && let Err(err) = file.checkpoint()
+            {
+                file.mark_broken(&err);
+            }
+            checkpointing.store(false, Ordering::Release);
+        });
     }
 
     pub fn path(&self) -> &Path {
         self.file.path()
     }
 
-    /// How many idempotency key records are stored, expired or not.
-    pub fn key_records(&self) -> anyhow::Result<u64> {
+    /// How many idempotency key records the database holds, expired or not, after a checkpoint
+    /// (so that it holds every one committed).
+    pub async fn key_records(&self) -> anyhow::Result<u64> {
+        self.checkpoint().await?;
         let db = self.file.get()?;
         let txn = db.begin_read()?;
         let keys = txn.open_table(KEYS)?.len()?;
@@ -70,19 +129,19 @@ impl EmbeddedStore {
         Ok(keys)
     }
 
-    /// Runs a blocking write on the database off the async workers; a write that fails marks
-    /// the file broken, to be opened again.
+    /// Runs a blocking write off the async workers; a write that fails marks the store broken,
+    /// to be opened again.
     async fn write<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&redb::Database) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&DatabaseFile) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         if self.file.is_broken() {
             return Err(StoreError::Unavailable(
-                "the database failed a write and is not open again yet".into(),
+                "the store failed a write and is not open again yet".into(),
             ));
         }
-        let db = self.file.get()?;
-        let result = tokio::task::spawn_blocking(move || work(&db))
+        let file = Arc::clone(&self.file);
+        let result = tokio::task::spawn_blocking(move || work(&file))
             .await
             .map_err(unavailable)?;
         if let Err(err @ StoreError::Unavailable(_)) = &result {
@@ -99,36 +158,35 @@ impl StoreBase for EmbeddedStore {
     }
 
     async fn housekeeping(&self, now: u64, today: Day, limit: usize) -> Result<usize, StoreError> {
-        self.write(move |db| {
-            let keys = sweep(db, now, limit)?;
-            Ok(keys + forget_old_periods(db, today, limit.saturating_sub(keys))?)
+        self.write(move |file| {
+            // Everything committed goes to the database first, where the upkeep deletes: a
+            // memtable flushed after it would write back a day it had deleted.
+            file.checkpoint()?;
+            let db = file.get()?;
+            let keys = sweep(&db, now, limit)?;
+            Ok(keys + forget_old_periods(&db, today, limit.saturating_sub(keys))?)
         })
         .await
     }
 
     async fn get(&self, route: Route) -> Result<u64, StoreError> {
-        // A read transaction is a snapshot lookup in the page cache: cheap enough to run inline.
-        read_count(&*self.file.get()?, route)
+        // Memtable lookups and a read transaction in the page cache: cheap enough to run inline.
+        Ok(self.file.snapshot()?.layers().row(route.as_str())?.0)
     }
 
     async fn get_many(&self, routes: &[Route]) -> Result<Vec<u64>, StoreError> {
-        let db = self.file.get()?;
-        let txn = db.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(ROUTES).map_err(unavailable)?;
+        let snapshot = self.file.snapshot()?;
+        let layers = snapshot.layers();
         routes
             .iter()
-            .map(|route| {
-                Ok(table
-                    .get(route.as_str())
-                    .map_err(unavailable)?
-                    .map_or(0, |row| row.value().0))
-            })
+            .map(|route| Ok(layers.row(route.as_str())?.0))
             .collect()
     }
 
     async fn daily(&self, route: Route, from: Day, to: Day) -> Result<Vec<u64>, StoreError> {
+        let snapshot = self.file.snapshot()?;
         read_range(
-            &*self.file.get()?,
+            &snapshot.layers(),
             Periods::Days,
             route,
             from.number(),
@@ -137,8 +195,9 @@ impl StoreBase for EmbeddedStore {
     }
 
     async fn monthly(&self, route: Route, from: Month, to: Month) -> Result<Vec<u64>, StoreError> {
+        let snapshot = self.file.snapshot()?;
         read_range(
-            &*self.file.get()?,
+            &snapshot.layers(),
             Periods::Months,
             route,
             from.number(),
@@ -146,8 +205,8 @@ impl StoreBase for EmbeddedStore {
         )
     }
 
-    /// Whether a commit goes through now: a small durable write, or, after a failed write,
-    /// opening the database again and then that write.
+    /// Whether a commit goes through now: an empty journal record and a checkpoint, or, after
+    /// a failed write, opening the files again and then those.
     async fn check_ready(&self) -> Result<(), StoreError> {
         let file = Arc::clone(&self.file);
         tokio::task::spawn_blocking(move || {
@@ -163,14 +222,25 @@ impl StoreBase for EmbeddedStore {
         .await
         .map_err(unavailable)?
     }
+
+    /// A last checkpoint, so that the next start has no journal to replay.
+    async fn close(&self) {
+        if let Err(err) = self.checkpoint().await {
+            tracing::warn!(error = %err, "the last checkpoint failed; the next start replays the journal");
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl BatchStore for EmbeddedStore {
     async fn commit(&self, batch: &[RouteWrite]) -> Result<Vec<RouteOutcome>, StoreError> {
-        let batch = batch.to_vec();
-        // The commit blocks on fsync: keep it off the async workers.
-        self.write(move |db| commit_batch(db, &batch)).await
+        let record = BatchRecord::of(batch);
+        // The commit blocks on fdatasync: keep it off the async workers.
+        let (outcomes, checkpoint_due) = self.write(move |file| file.commit(&record)).await?;
+        if checkpoint_due {
+            self.checkpoint_in_background();
+        }
+        Ok(outcomes)
     }
 }
 
