@@ -8,8 +8,9 @@
 #      and 3 processes sharing one table on the hot route
 #   3. throttled: 3 processes on the hot route through scripts/dynamodb-throttle-proxy.py, which
 #      refuses writes over a per-item budget as DynamoDB does; keyless on dynalite, keyed on moto
-#   4. with BASELINE_REV set: that revision built too, and the keyed 2-process row run with it
-#      ("before") next to this tree's ("after"), with the after/before ratios
+#   4. with BASELINE_REV set: that revision built too, and run ("before") right after this
+#      tree's ("after") on the keyless hot-route and many-route rows (dynalite direct, group
+#      commit on) and on the keyed 2-process row, with the after/before ratios
 #
 # Tables 1 and 2 run twice: straight to the emulator, then through bench/latency-proxy adding
 # RTT_MS of round trip, as a real DynamoDB endpoint a few milliseconds away would.
@@ -338,6 +339,8 @@ PATH_RTT="proxy, +${RTT_MS} ms RTT"
 # --- 1. Keyless, dynalite ----------------------------------------------------------------------
 
 KEYLESS_ROWS=()
+KEYLESS_COMPARE_ROWS=()
+declare -A KEYLESS_AFTER_RPS KEYLESS_BEFORE_RPS
 for path in "$PATH_DIRECT" "$PATH_RTT"; do
   endpoint="http://127.0.0.1:$DYNALITE_PORT"
   [[ $path == "$PATH_DIRECT" ]] || endpoint="http://127.0.0.1:$DYNALITE_RTT_PORT"
@@ -353,6 +356,15 @@ for path in "$PATH_DIRECT" "$PATH_RTT"; do
       what="one hot route"
       [[ $routes == hot ]] || what="many routes"
       KEYLESS_ROWS+=("| $path | 1 × $CONNECTIONS | $what | $label | $(figures_cells) |")
+      if [[ -n $BASELINE_REV && $path == "$PATH_DIRECT" && $group == true ]]; then
+        KEYLESS_AFTER_RPS[$routes]=$R_RPS
+        KEYLESS_COMPARE_ROWS+=("| $what | after ($AFTER_REV) | $(figures_cells) |")
+        echo "running: keyless, dynalite direct, $routes, 1 × $CONNECTIONS, $BASELINE_REV" >&2
+        measure 1 "$BEFORE" "$endpoint" "bench-baseline-$routes" "bench/wrk/post-$routes.lua" \
+          "$CONNECTIONS" "" "$routes"
+        KEYLESS_BEFORE_RPS[$routes]=$R_RPS
+        KEYLESS_COMPARE_ROWS+=("| $what | before ($BASELINE_REV) | $(figures_cells) |")
+      fi
     done
   done
   # Several processes on one table, as several pods would run.
@@ -410,6 +422,9 @@ THROTTLED_ROWS+=("| keyed, moto | $KEYED_THROTTLE_BUDGET | 3 × $PROCESS_CONNECT
 ratio() {
   awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "n/a" }'
 }
+ratio2() {
+  awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'
+}
 
 echo
 echo "flight-counter $AFTER_REV; dynalite $(node -p 'require("./.tools/node_modules/dynalite/package.json").version')," \
@@ -436,6 +451,15 @@ echo "| load | budget | processes × clients | $FIGURES_HEAD | requests the prox
 echo "|---|---:|---|$FIGURES_ALIGN|---:|"
 printf '%s\n' "${THROTTLED_ROWS[@]}"
 if [[ -n $BASELINE_REV ]]; then
+  echo
+  echo "Before and after: keyless POSTs, dynalite direct, 1 process × $CONNECTIONS clients, group commit on"
+  echo
+  echo "| routes | build | $FIGURES_HEAD |"
+  echo "|---|---|$FIGURES_ALIGN|"
+  printf '%s\n' "${KEYLESS_COMPARE_ROWS[@]}"
+  echo
+  echo "- keyless hot-route throughput, after/before: $(ratio2 "${KEYLESS_AFTER_RPS[hot]}" "${KEYLESS_BEFORE_RPS[hot]}") (target >= 0.90)"
+  echo "- keyless many-route throughput, after/before: $(ratio2 "${KEYLESS_AFTER_RPS[many]}" "${KEYLESS_BEFORE_RPS[many]}") (target >= 0.90)"
   echo
   echo "Before and after: keyed POSTs, moto direct, 2 processes × $PROCESS_CONNECTIONS clients, one hot route"
   echo

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export SOAK_REQUESTS=${SOAK_REQUESTS:-2000000}
+SOAK_REQUESTS=${SOAK_REQUESTS:-2000000}
 CONNECTIONS=${CONNECTIONS:-64}
 CACHE_MIB=${CACHE_MIB:-64}
 EVERY=${EVERY:-5}
@@ -37,12 +37,13 @@ wait_http "http://127.0.0.1:$PORT/readyz"
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 size_of() { stat -c %s "$@" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
+RECORDED=0
 sample() {
-  local rss_kib keys
+  local rss_kib
   rss_kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$SERVICE_PID/status")
-  keys=$(curl -fsS "http://127.0.0.1:$PORT/metrics" |
+  RECORDED=$(curl -fsS "http://127.0.0.1:$PORT/metrics" |
     awk '/^flight_counter_transactions_recorded_total/ { s += $2 } END { printf "%d", s }')
-  printf '| %6s | %10s | %8s | %10s | %8s |\n' "$1" "$keys" "$(mib $((rss_kib * 1024)))" \
+  printf '| %6s | %10s | %8s | %10s | %8s |\n' "$1" "$RECORDED" "$(mib $((rss_kib * 1024)))" \
     "$(mib "$(size_of "$SOAK_DIR/data/flight-counter.redb")")" \
     "$(mib "$(size_of "$SOAK_DIR"/data/flight-counter.journal.*)")"
 }
@@ -56,10 +57,14 @@ WRK_PID=$!
 PIDS+=("$WRK_PID")
 started=$SECONDS
 sample 0
-while kill -0 "$WRK_PID" 2>/dev/null; do
+while ((RECORDED < SOAK_REQUESTS)) && kill -0 "$WRK_PID" 2>/dev/null; do
   sleep "$EVERY"
   sample $((SECONDS - started))
 done
+kill -INT "$WRK_PID" 2>/dev/null || true
+wait "$WRK_PID" 2>/dev/null || true
+# After the load: what it settles at.
+sleep "$EVERY"
 sample $((SECONDS - started))
 echo
 grep -E 'Requests/sec|requests in|Non-2xx' "$SOAK_DIR/wrk.out" || true

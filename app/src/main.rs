@@ -32,7 +32,20 @@ fn make_api_key(args: &ApiKeyArgs) -> ExitCode {
     }
 }
 
+/// Caps glibc's malloc at two arenas (it makes up to eight per core, one per thread that
+/// allocates while another holds an arena). Commits fill memtables on blocking threads and
+/// flushes free them on another: with an arena per thread, the freed memory stays spread over
+/// them and the process's resident memory grows far past what it holds.
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tunable of the allocator; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    cap_malloc_arenas();
     let config = match Cli::from_args() {
         Ok(Invocation::Serve(config)) => *config,
         Ok(Invocation::ApiKey(args)) => return make_api_key(&args),

@@ -54,15 +54,15 @@ const REOPEN_WAIT: Duration = Duration::from_secs(2);
 /// A checkpoint is due once the active journal segment holds this much, whatever the interval:
 /// it bounds the replay after a crash.
 pub const CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
-/// Memory a memtable entry (a row or a key) costs, about: the memtables get a quarter of the
-/// configured cache, in entries.
-const MEMTABLE_ENTRY_BYTES: usize = 128;
+/// Memory a memtable entry (a row or a key) costs, about, its map's spare room and its
+/// allocations included.
+const MEMTABLE_ENTRY_BYTES: usize = 256;
 
 /// How the store uses memory and the disk.
 #[derive(Debug, Clone, Copy)]
 pub struct EmbeddedSettings {
-    /// The memory the store may hold: three quarters for the database's page cache, a quarter
-    /// for the memtables of commits not yet flushed to it.
+    /// The memory the store may hold: half for the database's page cache, half for the two
+    /// memtables (active and frozen) of commits not yet flushed to it.
     pub cache_bytes: usize,
     /// Longest time between checkpoints while commits come.
     pub checkpoint_interval: Duration,
@@ -70,11 +70,11 @@ pub struct EmbeddedSettings {
 
 impl EmbeddedSettings {
     fn page_cache_bytes(&self) -> usize {
-        self.cache_bytes / 4 * 3
+        self.cache_bytes / 2
     }
 
     /// Entries past which the active memtable is frozen and flushed at once, and commits wait
-    /// for a flush under way.
+    /// for a flush under way: each of the two memtables gets a quarter of the memory.
     fn memtable_cap(&self) -> usize {
         (self.cache_bytes / 4 / MEMTABLE_ENTRY_BYTES).max(1024)
     }
@@ -207,6 +207,11 @@ struct Memtables {
     /// The last journal record whose writes the active memtable holds.
     active_last_seq: u64,
     frozen_last_seq: u64,
+    /// A read transaction on the database as of the last flush, under the memtables, replaced
+    /// together with dropping the frozen one. Reads and commits use it rather than begin a read
+    /// transaction each: beginning one waits while a flush's durable commit writes its pages,
+    /// which made every commit wait for the flush. `None` while the files are being reopened.
+    db: Option<Arc<ReadTables>>,
 }
 
 /// The commit path: one commit or freeze at a time.
@@ -237,8 +242,7 @@ pub struct DatabaseFile {
 /// What a read sees: the memtables and a database snapshot, together.
 pub struct Snapshot<'a> {
     memtables: RwLockReadGuard<'a, Memtables>,
-    tables: ReadTables,
-    _db: Arc<Database>,
+    tables: Arc<ReadTables>,
 }
 
 impl Snapshot<'_> {
@@ -280,9 +284,13 @@ impl DatabaseFile {
                 return Err(err);
             }
         };
+        let tables = Arc::new(ReadTables::open(&opened.db).map_err(|e| anyhow::anyhow!("{e}"))?);
         Ok(Self {
             db: RwLock::new(Some(opened.db)),
-            memtables: RwLock::new(Memtables::default()),
+            memtables: RwLock::new(Memtables {
+                db: Some(tables),
+                ..Memtables::default()
+            }),
             writer: Mutex::new(Writer {
                 segments: Some(opened.segments),
                 current: 0,
@@ -313,13 +321,10 @@ impl DatabaseFile {
     /// What the store holds now, for reads.
     pub fn snapshot(&self) -> Result<Snapshot<'_>, StoreError> {
         let memtables = self.memtables.read().unwrap_or_else(|p| p.into_inner());
-        let db = self.get()?;
-        let tables = ReadTables::open(&db)?;
-        Ok(Snapshot {
-            memtables,
-            tables,
-            _db: db,
-        })
+        let tables = memtables.db.clone().ok_or_else(|| {
+            StoreError::Unavailable("the store's files are being reopened".into())
+        })?;
+        Ok(Snapshot { memtables, tables })
     }
 
     fn writer(&self) -> MutexGuard<'_, Writer> {
@@ -347,9 +352,12 @@ impl DatabaseFile {
         let mut writer = self.writer();
         self.make_room(&mut writer)?;
         let outcomes = self.commit_locked(&mut writer, batch)?;
+        // Half the cap: the flush starts well before commits would have to wait for it.
+        let filling = self.read_memtables().active.entries() >= self.settings.memtable_cap() / 2;
         let due = writer.segments.as_ref().is_some_and(|segments| {
             let journal = &segments[writer.current];
-            journal.len() >= CHECKPOINT_BYTES
+            filling
+                || journal.len() >= CHECKPOINT_BYTES
                 || (!journal.is_empty()
                     && writer.last_freeze.elapsed() >= self.settings.checkpoint_interval)
         });
@@ -448,10 +456,11 @@ impl DatabaseFile {
             .insert("checkpoint", epoch_seconds())
             .map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
-        self.memtables
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .frozen = None;
+        let flushed = Arc::new(ReadTables::open(&db)?);
+        let mut memtables = self.memtables.write().unwrap_or_else(|p| p.into_inner());
+        memtables.frozen = None;
+        memtables.db = Some(flushed);
+        drop(memtables);
         crate::telemetry::metrics::checkpoint(started.elapsed());
         Ok(())
     }
@@ -469,8 +478,10 @@ impl DatabaseFile {
     pub fn recover(&self) -> Result<(), StoreError> {
         let mut writer = self.writer();
         let flushing = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
-        // Before the database: a read holds the memtables first, then the database.
-        let mut memtables = self.memtables.write().unwrap_or_else(|p| p.into_inner());
+        // Everything the memtables hold is in the journal, which the reopen replays. Their read
+        // transaction goes first: it holds the database file open. Until the reopen is done,
+        // reads answer that the store is being reopened.
+        *self.memtables.write().unwrap_or_else(|p| p.into_inner()) = Memtables::default();
         let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = slot.take() {
             // Reads may still hold it; the file lock is released only when the last of them
@@ -496,9 +507,6 @@ impl DatabaseFile {
                 }
             }
         }
-        // Everything the memtables held is in the journal, which the reopen replays.
-        *memtables = Memtables::default();
-        drop(memtables);
         writer.segments = None;
         let opened = open_and_replay(
             &self.path,
@@ -506,14 +514,17 @@ impl DatabaseFile {
             self.settings.page_cache_bytes(),
         )
         .map_err(|e| StoreError::Unavailable(format!("{e:#}")))?;
+        let tables = ReadTables::open(&opened.db)?;
         *slot = Some(opened.db);
         drop(slot);
+        self.memtables.write().unwrap_or_else(|p| p.into_inner()).db = Some(Arc::new(tables));
         writer.segments = Some(opened.segments);
         writer.current = 0;
         writer.next_seq = opened.next_seq;
         writer.last_freeze = Instant::now();
         drop(flushing);
-        self.probe_locked(&mut writer)?;
+        drop(writer);
+        self.probe()?;
         self.broken.store(false, Ordering::Release);
         tracing::info!(path = %self.path.display(), "the store was reopened and commits again");
         Ok(())
@@ -522,15 +533,9 @@ impl DatabaseFile {
     /// Proves a commit goes through now, and checkpoints (blocking): an empty record appended
     /// to the journal and synced, then a durable commit of the database.
     pub fn probe(&self) -> Result<(), StoreError> {
-        let mut writer = self.writer();
-        self.probe_locked(&mut writer)
-    }
-
-    fn probe_locked(&self, writer: &mut Writer) -> Result<(), StoreError> {
-        self.commit_locked(writer, &BatchRecord { writes: Vec::new() })?;
-        self.flush()?;
-        self.freeze(writer)?;
-        self.flush()
+        // The commit path is held for the record alone: commits wait for no flush.
+        self.commit_locked(&mut self.writer(), &BatchRecord { writes: Vec::new() })?;
+        self.checkpoint()
     }
 }
 
