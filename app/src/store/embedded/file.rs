@@ -473,6 +473,23 @@ impl DatabaseFile {
         self.flush()
     }
 
+    /// Runs upkeep that deletes from the database (blocking), then lets reads see it.
+    /// Everything committed goes to the database first: a memtable flushed after the upkeep
+    /// would write back a day it had deleted. No flush runs meanwhile, so that the read
+    /// transaction this installs is never older than the last flush's.
+    pub fn upkeep<T>(
+        &self,
+        work: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.checkpoint()?;
+        let _flushing = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        let db = self.get()?;
+        let done = work(&db)?;
+        let fresh = Arc::new(ReadTables::open(&db)?);
+        self.memtables.write().unwrap_or_else(|p| p.into_inner()).db = Some(fresh);
+        Ok(done)
+    }
+
     /// Closes the files and opens them again, replaying the journal, then proves a commit goes
     /// through (blocking). On success the store takes commits again.
     pub fn recover(&self) -> Result<(), StoreError> {

@@ -159,12 +159,10 @@ impl StoreBase for EmbeddedStore {
 
     async fn housekeeping(&self, now: u64, today: Day, limit: usize) -> Result<usize, StoreError> {
         self.write(move |file| {
-            // Everything committed goes to the database first, where the upkeep deletes: a
-            // memtable flushed after it would write back a day it had deleted.
-            file.checkpoint()?;
-            let db = file.get()?;
-            let keys = sweep(&db, now, limit)?;
-            Ok(keys + forget_old_periods(&db, today, limit.saturating_sub(keys))?)
+            file.upkeep(|db| {
+                let keys = sweep(db, now, limit)?;
+                Ok(keys + forget_old_periods(db, today, limit.saturating_sub(keys))?)
+            })
         })
         .await
     }
