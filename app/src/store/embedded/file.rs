@@ -575,7 +575,7 @@ mod tests {
 
     const NEVER: Duration = Duration::from_secs(3600);
 
-    fn open(dir: &Path) -> DatabaseFile {
+    fn try_open(dir: &Path) -> anyhow::Result<DatabaseFile> {
         DatabaseFile::open(
             dir.join(DATABASE_FILE),
             dir.join(JOURNAL_FILE),
@@ -584,7 +584,10 @@ mod tests {
                 checkpoint_interval: NEVER,
             },
         )
-        .expect("open")
+    }
+
+    fn open(dir: &Path) -> DatabaseFile {
+        try_open(dir).expect("open")
     }
 
     fn batch(routes: &[&str]) -> BatchRecord {
@@ -732,16 +735,7 @@ mod tests {
         }
         far_ahead.extend(std::fs::read(dir.path().join("other")).expect("read"));
         std::fs::write(segment(dir.path(), 1), &far_ahead).expect("write");
-        let err = DatabaseFile::open(
-            dir.path().join(DATABASE_FILE),
-            dir.path().join(JOURNAL_FILE),
-            EmbeddedSettings {
-                cache_bytes: 4 << 20,
-                checkpoint_interval: NEVER,
-            },
-        )
-        .err()
-        .expect("refused");
+        let err = try_open(dir.path()).err().expect("refused");
         assert!(format!("{err:#}").contains("records up to"), "{err:#}");
         assert!(
             std::fs::read(segment(dir.path(), 1)).expect("read") == far_ahead,

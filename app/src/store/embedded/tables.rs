@@ -277,23 +277,36 @@ impl ReadTables {
     }
 }
 
-impl Tables for ReadTables {
-    fn row(&self, route: &str) -> Result<RouteRow, StoreError> {
-        row_in(&self.routes, route)
-    }
+/// Reads from a struct holding the database's `routes`, `keys`, `daily` and `monthly` tables,
+/// in a read transaction or a write one alike.
+macro_rules! tables_from_redb {
+    ($tables:ty) => {
+        impl Tables for $tables {
+            fn row(&self, route: &str) -> Result<RouteRow, StoreError> {
+                row_in(&self.routes, route)
+            }
 
-    fn key(&self, id: &str) -> Result<Option<KeyRow>, StoreError> {
-        key_in(&self.keys, id)
-    }
+            fn key(&self, id: &str) -> Result<Option<KeyRow>, StoreError> {
+                key_in(&self.keys, id)
+            }
 
-    fn history(&self, periods: Periods, period: i32, route: &str) -> Result<u64, StoreError> {
-        let table = match periods {
-            Periods::Days => &self.daily,
-            Periods::Months => &self.monthly,
-        };
-        history_in(table, period, route)
-    }
+            fn history(
+                &self,
+                periods: Periods,
+                period: i32,
+                route: &str,
+            ) -> Result<u64, StoreError> {
+                let table = match periods {
+                    Periods::Days => &self.daily,
+                    Periods::Months => &self.monthly,
+                };
+                history_in(table, period, route)
+            }
+        }
+    };
 }
+
+tables_from_redb!(ReadTables);
 
 /// The database's tables in a write transaction: what replaying the journal and flushing a
 /// memtable write to.
@@ -327,23 +340,7 @@ impl<'txn> TxnTables<'txn> {
     }
 }
 
-impl Tables for TxnTables<'_> {
-    fn row(&self, route: &str) -> Result<RouteRow, StoreError> {
-        row_in(&self.routes, route)
-    }
-
-    fn key(&self, id: &str) -> Result<Option<KeyRow>, StoreError> {
-        key_in(&self.keys, id)
-    }
-
-    fn history(&self, periods: Periods, period: i32, route: &str) -> Result<u64, StoreError> {
-        let table = match periods {
-            Periods::Days => &self.daily,
-            Periods::Months => &self.monthly,
-        };
-        history_in(table, period, route)
-    }
-}
+tables_from_redb!(TxnTables<'_>);
 
 impl TablesMut for TxnTables<'_> {
     fn set_row(&mut self, route: &str, row: RouteRow) -> Result<(), StoreError> {
