@@ -351,9 +351,9 @@ impl DatabaseFile {
     pub fn commit(&self, batch: &BatchRecord) -> Result<(Vec<RouteOutcome>, bool), StoreError> {
         let mut writer = self.writer();
         self.make_room(&mut writer)?;
-        let outcomes = self.commit_locked(&mut writer, batch)?;
+        let (outcomes, entries) = self.commit_locked(&mut writer, batch)?;
         // Half the cap: the flush starts well before commits would have to wait for it.
-        let filling = self.read_memtables().active.entries() >= self.settings.memtable_cap() / 2;
+        let filling = entries >= self.settings.memtable_cap() / 2;
         let due = writer.segments.as_ref().is_some_and(|segments| {
             let journal = &segments[writer.current];
             filling
@@ -380,11 +380,12 @@ impl DatabaseFile {
         self.memtables.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Commits one batch; returns its outcomes and the entries the active memtable holds after.
     fn commit_locked(
         &self,
         writer: &mut Writer,
         batch: &BatchRecord,
-    ) -> Result<Vec<RouteOutcome>, StoreError> {
+    ) -> Result<(Vec<RouteOutcome>, usize), StoreError> {
         let seq = writer.next_seq;
         let current = writer.current;
         let segments = writer.segments.as_mut().ok_or_else(|| {
@@ -405,7 +406,7 @@ impl DatabaseFile {
         let mut memtables = self.memtables.write().unwrap_or_else(|p| p.into_inner());
         memtables.active.merge(writes);
         memtables.active_last_seq = seq;
-        Ok(outcomes)
+        Ok((outcomes, memtables.active.entries()))
     }
 
     /// Freezes the active memtable, if it holds records and none is frozen, and sends the

@@ -417,6 +417,17 @@ fn upkeep_transaction(db: &Database) -> Result<WriteTransaction, StoreError> {
     Ok(txn)
 }
 
+/// Commits an upkeep transaction that deleted `deleted` entries (or drops it, if none), and
+/// returns that number.
+fn finish_upkeep(txn: WriteTransaction, deleted: usize) -> Result<usize, StoreError> {
+    if deleted == 0 {
+        txn.abort().map_err(unavailable)?;
+    } else {
+        txn.commit().map_err(unavailable)?;
+    }
+    Ok(deleted)
+}
+
 /// Deletes up to `limit` days and months that fell out of the window, in one write transaction.
 pub(super) fn forget_old_periods(
     db: &Database,
@@ -447,12 +458,7 @@ pub(super) fn forget_old_periods(
         }
         forgotten += old.len();
     }
-    if forgotten == 0 {
-        txn.abort().map_err(unavailable)?;
-    } else {
-        txn.commit().map_err(unavailable)?;
-    }
-    Ok(forgotten)
+    finish_upkeep(txn, forgotten)
 }
 
 /// Deletes up to `limit` keys that expired at or before `now`, in one write transaction.
@@ -480,12 +486,7 @@ pub(super) fn sweep(db: &Database, now: u64, limit: usize) -> Result<usize, Stor
         }
         swept = doomed.len();
     }
-    if swept == 0 {
-        txn.abort().map_err(unavailable)?;
-    } else {
-        txn.commit().map_err(unavailable)?;
-    }
-    Ok(swept)
+    finish_upkeep(txn, swept)
 }
 
 /// Sorts after every valid key (keys are visible ASCII, below 0x7F).
