@@ -22,7 +22,8 @@ impl DynamoStore {
     /// Adds `delta` to the route's count and to its count on `day` and in that day's month,
     /// atomically, and returns the new total.
     pub(super) async fn add(&self, route: Route, delta: u64, day: Day) -> Result<u64, StoreError> {
-        let removals = self.stale.removals(route, day);
+        let upkeep = self.stale.upkeep(route, day, &self.swept);
+        let removals = upkeep.removals;
         let mut expression = "ADD #count :delta, #day :delta, #month :delta".to_owned();
         if !removals.is_empty() {
             let names: Vec<String> = (0..removals.len()).map(|i| format!("#old{i}")).collect();
@@ -51,9 +52,14 @@ impl DynamoStore {
                     ":limit",
                     AttributeValue::N((u64::MAX - delta).to_string()),
                 )
-                // The whole item comes back (no read unit is charged for it): the store sees
-                // the periods that fell out of the window and removes them next time.
-                .return_values(ReturnValue::AllNew)
+                // A sweeping write gets the whole item back (no read unit is charged for
+                // it): the store sees the periods that fell out of the window and removes
+                // them next time. Any other write needs only the new total.
+                .return_values(if upkeep.sweeps {
+                    ReturnValue::AllNew
+                } else {
+                    ReturnValue::UpdatedNew
+                })
                 .send()
                 .await;
             match updated {
@@ -73,8 +79,11 @@ impl DynamoStore {
                 Err(err) => return Err(self.failed("UpdateItem", err)),
             }
         };
-        if let Some(item) = out.attributes() {
-            self.stale.observe(route, day, item);
+        if upkeep.sweeps {
+            self.swept.note(route, day);
+            if let Some(item) = out.attributes() {
+                self.stale.observe(route, day, item);
+            }
         }
         let total = out
             .attributes()

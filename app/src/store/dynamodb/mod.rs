@@ -56,7 +56,7 @@ use crate::{
 };
 use errors::explain;
 use markers::PendingMarkers;
-use periods::StalePeriods;
+use periods::{StalePeriods, SweptToday};
 use retry::{CallCounter, WriteRetry};
 
 /// The partition key: the canonical route (or a key or batch record's name).
@@ -134,6 +134,8 @@ pub struct DynamoStore {
     pending: PendingMarkers,
     /// Days and months seen out of the window on route items, to be removed.
     stale: StalePeriods,
+    /// Routes whose window this instance swept today.
+    swept: SweptToday,
 }
 
 impl DynamoStore {
@@ -200,6 +202,7 @@ impl DynamoStore {
             ttl_pending: AtomicBool::new(false),
             pending: PendingMarkers::default(),
             stale: StalePeriods::default(),
+            swept: SweptToday::default(),
         })
     }
 

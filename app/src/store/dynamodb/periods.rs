@@ -7,11 +7,16 @@
 //! route written every day never carries more than the window; a route written now and then
 //! may still carry older ones, which the store sees in the item a write hands back and removes
 //! in the route's next write.
+//!
+//! A day leaves the window once a day, so only a route's first keyless write of the day (in
+//! this instance) carries the removals and asks for the whole item back; the route's later
+//! writes that day are a bare `ADD` that hands back only what it changed. On a busy route that
+//! is nearly every write, and each asks less of DynamoDB.
 
 use std::{collections::HashMap, sync::Mutex};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{DynamoStore, count_value};
 use crate::{
@@ -25,6 +30,9 @@ const ORIGIN_DAY: i32 = 18_262;
 const ORIGIN_MONTH: i32 = 600;
 /// Most routes whose stale periods are remembered between two writes.
 const MAX_REMEMBERED_ROUTES: usize = 10_000;
+/// Most routes remembered as swept today (a few bytes each). Past it the set starts again:
+/// those routes' next writes sweep once more, which costs a little and is always correct.
+const MAX_SWEPT_ROUTES: usize = 100_000;
 
 pub(super) fn day_attribute(day: Day) -> String {
     format!("d{}", day.number() - ORIGIN_DAY)
@@ -109,6 +117,60 @@ impl StalePeriods {
             remembered.clear();
         }
         remembered.insert(route, stale);
+    }
+}
+
+/// What a keyless write of a route asks of its item besides the `ADD`.
+pub(super) struct Upkeep {
+    /// Period attributes to remove in the same write.
+    pub removals: Vec<String>,
+    /// The write sweeps the window: it asks for the whole item back, to see what else fell
+    /// out of it, and is noted with [`SweptToday::note`] once it succeeds.
+    pub sweeps: bool,
+}
+
+/// Routes whose first keyless write of the day (the one that sweeps the window) succeeded in
+/// this instance.
+#[derive(Default)]
+pub(super) struct SweptToday(Mutex<(Option<Day>, FxHashSet<Route>)>);
+
+impl SweptToday {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<Day>, FxHashSet<Route>)> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn contains(&self, route: Route, day: Day) -> bool {
+        let swept = self.lock();
+        swept.0 == Some(day) && swept.1.contains(&route)
+    }
+
+    /// Notes that a write of `route` on `day` swept the window.
+    pub fn note(&self, route: Route, day: Day) {
+        let mut swept = self.lock();
+        if swept.0 != Some(day) || swept.1.len() >= MAX_SWEPT_ROUTES {
+            *swept = (Some(day), FxHashSet::default());
+        }
+        swept.1.insert(route);
+    }
+}
+
+impl StalePeriods {
+    /// What a keyless write of `route` on `day` removes: everything [`StalePeriods::removals`]
+    /// gives on the route's first write of the day, and after that only periods an earlier
+    /// write saw stale (seldom any).
+    pub fn upkeep(&self, route: Route, day: Day, swept: &SweptToday) -> Upkeep {
+        if !swept.contains(route, day) {
+            return Upkeep {
+                removals: self.removals(route, day),
+                sweeps: true,
+            };
+        }
+        Upkeep {
+            removals: self.lock().remove(&route).unwrap_or_default(),
+            sweeps: false,
+        }
     }
 }
 
@@ -207,5 +269,38 @@ mod tests {
         assert!(stale.removals(route, today).contains(&old_day));
         // Removed once: the next write does not repeat it.
         assert!(!stale.removals(route, today).contains(&old_day));
+    }
+
+    #[test]
+    fn only_the_first_write_of_a_day_sweeps_the_window() {
+        let stale = StalePeriods::default();
+        let swept = SweptToday::default();
+        let route = Route::parse("AR1").expect("route");
+        let other = Route::parse("LA2").expect("route");
+        let today = day("2026-11-21");
+        let first = stale.upkeep(route, today, &swept);
+        assert!(first.sweeps);
+        assert_eq!(first.removals, stale.removals(route, today));
+        // Until the sweeping write succeeds, the next one sweeps too.
+        assert!(stale.upkeep(route, today, &swept).sweeps);
+        swept.note(route, today);
+        let later = stale.upkeep(route, today, &swept);
+        assert!(!later.sweeps);
+        assert!(later.removals.is_empty());
+        // A period seen stale meanwhile still goes with the next write.
+        let old_day = day_attribute(day("2026-08-01"));
+        let item: HashMap<String, AttributeValue> =
+            [(old_day.clone(), AttributeValue::N("3".into()))]
+                .into_iter()
+                .collect();
+        stale.observe(route, today, &item);
+        assert_eq!(stale.upkeep(route, today, &swept).removals, vec![old_day]);
+        // Other routes, and the same route the next day, sweep again.
+        assert!(stale.upkeep(other, today, &swept).sweeps);
+        let tomorrow = today.plus(1).expect("day");
+        assert!(stale.upkeep(route, tomorrow, &swept).sweeps);
+        swept.note(route, tomorrow);
+        assert!(!stale.upkeep(route, tomorrow, &swept).sweeps);
+        assert!(stale.upkeep(route, today, &swept).sweeps);
     }
 }
