@@ -36,16 +36,21 @@ fn make_api_key(args: &ApiKeyArgs) -> ExitCode {
 /// allocates while another holds an arena). Commits fill memtables on blocking threads and
 /// flushes free them on another: with an arena per thread, the freed memory stays spread over
 /// them and the process's resident memory grows far past what it holds.
-fn cap_malloc_arenas() {
+///
+/// And fixes the size past which an allocation gets pages of its own: glibc raises it each time
+/// such a block is freed, so a memtable's hash table, freed after its flush, would have the
+/// next ones carved out of the heap, where their memory is seldom given back.
+fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tunable of the allocator; called before any thread starts.
+    // SAFETY: mallopt only sets tunables of the allocator; called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
 }
 
 fn main() -> ExitCode {
-    cap_malloc_arenas();
+    tune_malloc();
     let config = match Cli::from_args() {
         Ok(Invocation::Serve(config)) => *config,
         Ok(Invocation::ApiKey(args)) => return make_api_key(&args),
