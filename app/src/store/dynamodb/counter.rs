@@ -22,7 +22,7 @@ impl DynamoStore {
     /// Adds `delta` to the route's count and to its count on `day` and in that day's month,
     /// atomically, and returns the new total.
     pub(super) async fn add(&self, route: Route, delta: u64, day: Day) -> Result<u64, StoreError> {
-        let upkeep = self.stale.upkeep(route, day, &self.swept);
+        let upkeep = self.window.upkeep(route, day);
         let removals = upkeep.removals;
         let mut expression = "ADD #count :delta, #day :delta, #month :delta".to_owned();
         if !removals.is_empty() {
@@ -80,9 +80,9 @@ impl DynamoStore {
             }
         };
         if upkeep.sweeps {
-            self.swept.note(route, day);
+            self.window.swept(route, day);
             if let Some(item) = out.attributes() {
-                self.stale.observe(route, day, item);
+                self.window.observe(route, day, item);
             }
         }
         let total = out

@@ -175,7 +175,7 @@ impl DynamoStore {
                               #day = if_not_exists(#day, :zero) + :n, \
                               #month = if_not_exists(#month, :zero) + :n"
             .to_owned();
-        let mut removals: Vec<String> = self.stale.removals(route, write.day);
+        let mut removals: Vec<String> = self.window.removals(route, write.day);
         if let Some(marker) = finish {
             removals.push(marker.attribute());
         }

@@ -144,7 +144,7 @@ impl DynamoStore {
             return Ok(None);
         };
         if let Some(day) = written_on {
-            self.stale.observe(route, day, &item);
+            self.window.observe(route, day, &item);
         }
         let now = epoch_seconds();
         let mut found = None;

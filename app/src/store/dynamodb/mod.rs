@@ -56,7 +56,7 @@ use crate::{
 };
 use errors::explain;
 use markers::PendingMarkers;
-use periods::{StalePeriods, SweptToday};
+use periods::WindowUpkeep;
 use retry::{CallCounter, WriteRetry};
 
 /// The partition key: the canonical route (or a key or batch record's name).
@@ -132,10 +132,9 @@ pub struct DynamoStore {
     ttl_pending: AtomicBool,
     /// Keyed commits whose route item still holds their total, to be moved to batch records.
     pending: PendingMarkers,
-    /// Days and months seen out of the window on route items, to be removed.
-    stale: StalePeriods,
-    /// Routes whose window this instance swept today.
-    swept: SweptToday,
+    /// Days and months seen out of the window on route items, to be removed, and the routes
+    /// whose window a keyless write swept today.
+    window: WindowUpkeep,
 }
 
 impl DynamoStore {
@@ -201,8 +200,7 @@ impl DynamoStore {
             call_failed: AtomicBool::new(false),
             ttl_pending: AtomicBool::new(false),
             pending: PendingMarkers::default(),
-            stale: StalePeriods::default(),
-            swept: SweptToday::default(),
+            window: WindowUpkeep::default(),
         })
     }
 

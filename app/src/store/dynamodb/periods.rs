@@ -64,12 +64,33 @@ fn period(name: &str) -> Option<Period> {
     None
 }
 
-/// Periods seen out of the window on route items, to be removed by the routes' next writes.
+/// What the store remembers to keep route items within the window: periods seen out of it on
+/// items, to be removed by the routes' next writes, and the routes whose window a keyless write
+/// swept today. One lock, taken once per write.
 #[derive(Default)]
-pub(super) struct StalePeriods(Mutex<FxHashMap<Route, Vec<String>>>);
+pub(super) struct WindowUpkeep(Mutex<Remembered>);
 
-impl StalePeriods {
-    fn lock(&self) -> std::sync::MutexGuard<'_, FxHashMap<Route, Vec<String>>> {
+#[derive(Default)]
+struct Remembered {
+    stale: FxHashMap<Route, Vec<String>>,
+    /// The day `swept` is about.
+    swept_day: Option<Day>,
+    /// Routes whose first keyless write of `swept_day` (the one that sweeps the window)
+    /// succeeded in this instance.
+    swept: FxHashSet<Route>,
+}
+
+/// What a keyless write of a route asks of its item besides the `ADD`.
+pub(super) struct Upkeep {
+    /// Period attributes to remove in the same write.
+    pub removals: Vec<String>,
+    /// The write sweeps the window: it asks for the whole item back, to see what else fell
+    /// out of it, and is noted with [`WindowUpkeep::swept`] once it succeeds.
+    pub sweeps: bool,
+}
+
+impl WindowUpkeep {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Remembered> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -78,6 +99,11 @@ impl StalePeriods {
     /// What a write of `route` on `day` removes: the day and month that just fell out of the
     /// window, and those an earlier write saw.
     pub fn removals(&self, route: Route, day: Day) -> Vec<String> {
+        let stale = self.lock().stale.remove(&route);
+        Self::window_removals(day, stale)
+    }
+
+    fn window_removals(day: Day, stale: Option<Vec<String>>) -> Vec<String> {
         let mut names = vec![
             day.plus(-(DAYS_KEPT as i32))
                 .map(day_attribute)
@@ -85,14 +111,38 @@ impl StalePeriods {
             month_attribute(day.month().plus(-(MONTHS_KEPT as i32))),
         ];
         names.retain(|n| !n.is_empty());
-        if let Some(stale) = self.lock().remove(&route) {
-            for name in stale {
-                if !names.contains(&name) {
-                    names.push(name);
-                }
+        for name in stale.into_iter().flatten() {
+            if !names.contains(&name) {
+                names.push(name);
             }
         }
         names
+    }
+
+    /// What a keyless write of `route` on `day` removes: everything [`WindowUpkeep::removals`]
+    /// gives on the route's first write of the day, and after that only periods an earlier
+    /// write saw stale (seldom any).
+    pub fn upkeep(&self, route: Route, day: Day) -> Upkeep {
+        let mut remembered = self.lock();
+        let sweeps = remembered.swept_day != Some(day) || !remembered.swept.contains(&route);
+        let stale = remembered.stale.remove(&route);
+        drop(remembered);
+        let removals = if sweeps {
+            Self::window_removals(day, stale)
+        } else {
+            stale.unwrap_or_default()
+        };
+        Upkeep { removals, sweeps }
+    }
+
+    /// Notes that a write of `route` on `day` swept the window.
+    pub fn swept(&self, route: Route, day: Day) {
+        let mut remembered = self.lock();
+        if remembered.swept_day != Some(day) || remembered.swept.len() >= MAX_SWEPT_ROUTES {
+            remembered.swept_day = Some(day);
+            remembered.swept = FxHashSet::default();
+        }
+        remembered.swept.insert(route);
     }
 
     /// Notes the periods out of the window on `route`'s item, as a write on `day` left it.
@@ -111,66 +161,12 @@ impl StalePeriods {
         if stale.is_empty() {
             return;
         }
-        let mut remembered = self.lock();
+        let remembered = &mut self.lock().stale;
         if remembered.len() >= MAX_REMEMBERED_ROUTES {
             // Forgetting costs only a few bytes on some items until they are seen again.
             remembered.clear();
         }
         remembered.insert(route, stale);
-    }
-}
-
-/// What a keyless write of a route asks of its item besides the `ADD`.
-pub(super) struct Upkeep {
-    /// Period attributes to remove in the same write.
-    pub removals: Vec<String>,
-    /// The write sweeps the window: it asks for the whole item back, to see what else fell
-    /// out of it, and is noted with [`SweptToday::note`] once it succeeds.
-    pub sweeps: bool,
-}
-
-/// Routes whose first keyless write of the day (the one that sweeps the window) succeeded in
-/// this instance.
-#[derive(Default)]
-pub(super) struct SweptToday(Mutex<(Option<Day>, FxHashSet<Route>)>);
-
-impl SweptToday {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<Day>, FxHashSet<Route>)> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn contains(&self, route: Route, day: Day) -> bool {
-        let swept = self.lock();
-        swept.0 == Some(day) && swept.1.contains(&route)
-    }
-
-    /// Notes that a write of `route` on `day` swept the window.
-    pub fn note(&self, route: Route, day: Day) {
-        let mut swept = self.lock();
-        if swept.0 != Some(day) || swept.1.len() >= MAX_SWEPT_ROUTES {
-            *swept = (Some(day), FxHashSet::default());
-        }
-        swept.1.insert(route);
-    }
-}
-
-impl StalePeriods {
-    /// What a keyless write of `route` on `day` removes: everything [`StalePeriods::removals`]
-    /// gives on the route's first write of the day, and after that only periods an earlier
-    /// write saw stale (seldom any).
-    pub fn upkeep(&self, route: Route, day: Day, swept: &SweptToday) -> Upkeep {
-        if !swept.contains(route, day) {
-            return Upkeep {
-                removals: self.removals(route, day),
-                sweeps: true,
-            };
-        }
-        Upkeep {
-            removals: self.lock().remove(&route).unwrap_or_default(),
-            sweeps: false,
-        }
     }
 }
 
@@ -247,7 +243,7 @@ mod tests {
 
     #[test]
     fn a_write_removes_what_just_left_the_window_and_what_was_seen_stale() {
-        let stale = StalePeriods::default();
+        let stale = WindowUpkeep::default();
         let route = Route::parse("AR1").expect("route");
         let today = day("2026-11-21");
         assert_eq!(
@@ -273,18 +269,17 @@ mod tests {
 
     #[test]
     fn only_the_first_write_of_a_day_sweeps_the_window() {
-        let stale = StalePeriods::default();
-        let swept = SweptToday::default();
+        let window = WindowUpkeep::default();
         let route = Route::parse("AR1").expect("route");
         let other = Route::parse("LA2").expect("route");
         let today = day("2026-11-21");
-        let first = stale.upkeep(route, today, &swept);
+        let first = window.upkeep(route, today);
         assert!(first.sweeps);
-        assert_eq!(first.removals, stale.removals(route, today));
+        assert_eq!(first.removals, window.removals(route, today));
         // Until the sweeping write succeeds, the next one sweeps too.
-        assert!(stale.upkeep(route, today, &swept).sweeps);
-        swept.note(route, today);
-        let later = stale.upkeep(route, today, &swept);
+        assert!(window.upkeep(route, today).sweeps);
+        window.swept(route, today);
+        let later = window.upkeep(route, today);
         assert!(!later.sweeps);
         assert!(later.removals.is_empty());
         // A period seen stale meanwhile still goes with the next write.
@@ -293,14 +288,14 @@ mod tests {
             [(old_day.clone(), AttributeValue::N("3".into()))]
                 .into_iter()
                 .collect();
-        stale.observe(route, today, &item);
-        assert_eq!(stale.upkeep(route, today, &swept).removals, vec![old_day]);
+        window.observe(route, today, &item);
+        assert_eq!(window.upkeep(route, today).removals, vec![old_day]);
         // Other routes, and the same route the next day, sweep again.
-        assert!(stale.upkeep(other, today, &swept).sweeps);
+        assert!(window.upkeep(other, today).sweeps);
         let tomorrow = today.plus(1).expect("day");
-        assert!(stale.upkeep(route, tomorrow, &swept).sweeps);
-        swept.note(route, tomorrow);
-        assert!(!stale.upkeep(route, tomorrow, &swept).sweeps);
-        assert!(stale.upkeep(route, today, &swept).sweeps);
+        assert!(window.upkeep(route, tomorrow).sweeps);
+        window.swept(route, tomorrow);
+        assert!(!window.upkeep(route, tomorrow).sweeps);
+        assert!(window.upkeep(route, today).sweeps);
     }
 }
