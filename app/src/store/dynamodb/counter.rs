@@ -80,10 +80,7 @@ impl DynamoStore {
             }
         };
         if upkeep.sweeps {
-            self.window.swept(route, day);
-            if let Some(item) = out.attributes() {
-                self.window.observe(route, day, item);
-            }
+            self.window.swept(route, day, out.attributes());
         }
         let total = out
             .attributes()

@@ -66,7 +66,7 @@ fn period(name: &str) -> Option<Period> {
 
 /// What the store remembers to keep route items within the window: periods seen out of it on
 /// items, to be removed by the routes' next writes, and the routes whose window a keyless write
-/// swept today. One lock, taken once per write.
+/// swept today. One lock, taken once per write (and once more after a sweeping write).
 #[derive(Default)]
 pub(super) struct WindowUpkeep(Mutex<Remembered>);
 
@@ -135,39 +135,55 @@ impl WindowUpkeep {
         Upkeep { removals, sweeps }
     }
 
-    /// Notes that a write of `route` on `day` swept the window.
-    pub fn swept(&self, route: Route, day: Day) {
+    /// Notes that a write of `route` on `day` swept the window, and the periods out of it on
+    /// the item that write handed back, if any, under the same lock.
+    pub fn swept(&self, route: Route, day: Day, item: Option<&HashMap<String, AttributeValue>>) {
+        let stale = item
+            .map(|item| stale_periods(day, item))
+            .unwrap_or_default();
         let mut remembered = self.lock();
         if remembered.swept_day != Some(day) || remembered.swept.len() >= MAX_SWEPT_ROUTES {
             remembered.swept_day = Some(day);
             remembered.swept = FxHashSet::default();
         }
         remembered.swept.insert(route);
+        remembered.remember_stale(route, stale);
     }
 
     /// Notes the periods out of the window on `route`'s item, as a write on `day` left it.
     pub fn observe(&self, route: Route, day: Day, item: &HashMap<String, AttributeValue>) {
-        let first_day = day.window_start().number();
-        let first_month = day.month().window_start().number();
-        let stale: Vec<String> = item
-            .keys()
-            .filter(|name| match period(name) {
-                Some(Period::Day(n)) => n < first_day,
-                Some(Period::Month(n)) => n < first_month,
-                None => false,
-            })
-            .cloned()
-            .collect();
+        let stale = stale_periods(day, item);
+        if !stale.is_empty() {
+            self.lock().remember_stale(route, stale);
+        }
+    }
+}
+
+impl Remembered {
+    fn remember_stale(&mut self, route: Route, stale: Vec<String>) {
         if stale.is_empty() {
             return;
         }
-        let remembered = &mut self.lock().stale;
-        if remembered.len() >= MAX_REMEMBERED_ROUTES {
+        if self.stale.len() >= MAX_REMEMBERED_ROUTES {
             // Forgetting costs only a few bytes on some items until they are seen again.
-            remembered.clear();
+            self.stale.clear();
         }
-        remembered.insert(route, stale);
+        self.stale.insert(route, stale);
     }
+}
+
+/// The period attributes on `item` that are out of the window of `day`.
+fn stale_periods(day: Day, item: &HashMap<String, AttributeValue>) -> Vec<String> {
+    let first_day = day.window_start().number();
+    let first_month = day.month().window_start().number();
+    item.keys()
+        .filter(|name| match period(name) {
+            Some(Period::Day(n)) => n < first_day,
+            Some(Period::Month(n)) => n < first_month,
+            None => false,
+        })
+        .cloned()
+        .collect()
 }
 
 impl DynamoStore {
@@ -278,7 +294,7 @@ mod tests {
         assert_eq!(first.removals, window.removals(route, today));
         // Until the sweeping write succeeds, the next one sweeps too.
         assert!(window.upkeep(route, today).sweeps);
-        window.swept(route, today);
+        window.swept(route, today, None);
         let later = window.upkeep(route, today);
         assert!(!later.sweeps);
         assert!(later.removals.is_empty());
@@ -294,7 +310,7 @@ mod tests {
         assert!(window.upkeep(other, today).sweeps);
         let tomorrow = today.plus(1).expect("day");
         assert!(window.upkeep(route, tomorrow).sweeps);
-        window.swept(route, tomorrow);
+        window.swept(route, tomorrow, None);
         assert!(!window.upkeep(route, tomorrow).sweeps);
         assert!(window.upkeep(route, today).sweeps);
     }
