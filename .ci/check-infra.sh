@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Static checks of flight-counter's infrastructure code. Neither Terraform nor
-# a cluster is needed: everything that can be checked offline is.
+# Static checks of flight-counter's infrastructure code, offline: no cloud
+# account, no cluster, no provider or module downloads. Terraform itself
+# (>= 1.11, on PATH) is required: its fmt and validate checks fail, never
+# skip, without it (see docs/terraform-ci.md).
 #
 #   bash .ci/check-infra.sh
 #
@@ -29,14 +31,18 @@ failed_names=()
 
 log() { printf '%s\n' "$*"; }
 
-# run NAME COMMAND...: run one check, print PASS/FAIL, show its output on failure.
+# run [--show] NAME COMMAND...: run one check, print PASS/FAIL, show its
+# output on failure (and on success too with --show).
 run() {
+  local show=false
+  if [[ "$1" == --show ]]; then show=true; shift; fi
   local name="$1"; shift
   local out="$WORK/${name//[^A-Za-z0-9_.-]/_}.log"
   local t0=$SECONDS
   if "$@" >"$out" 2>&1; then
     passed=$((passed + 1))
     log "PASS  $name ($((SECONDS - t0))s)"
+    if $show; then sed -e 's/^/      | /' "$out" | tail -n 60; fi
   else
     failed=$((failed + 1))
     failed_names+=("$name")
@@ -89,10 +95,43 @@ CHECKOV=(checkov --skip-download --download-external-modules false --compact --q
 run "terraform: every .tf parses and project invariants hold" \
   "$PY" "$TFINFRA" invariants "${ROOTS[@]}"
 
+# What `terraform validate` cannot see before init (it stops at the first
+# provider or module it would download): addresses declared twice, var.,
+# local., module., data. and resource references that resolve to nothing,
+# required_version older than 1.11. Each fixture holds one such mistake and
+# must be refused.
+run --show "terraform: no address declared twice, every reference declared, required_version >= 1.11 (tfinfra refs)" \
+  "$PY" "$TFINFRA" refs "${ROOTS[@]}"
+for fixture in .ci/infra/testdata/refs-*/; do
+  fixture="${fixture%/}"
+  run --show "terraform: tfinfra refs refuses the fixture ${fixture##*/}" "$PY" "$TFINFRA" refs-fixtures "$fixture"
+done
+
+# Terraform itself, the binary on the machine (CI's machines have it at
+# /usr/local/bin/terraform). Without it these fail: they are never skipped.
 if command -v terraform >/dev/null; then
-  run "terraform: fmt" env TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -diff -recursive "${ROOTS[@]}"
+  run "terraform: fmt -check -recursive" env TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -diff -recursive "${ROOTS[@]}"
+  # Before init: every error but "Missing required provider" and "Module not
+  # installed" (what a download would fix) fails. Prints what each root got.
+  run --show "terraform: validate in every root, before init (only download errors allowed)" \
+    "$PY" "$TFINFRA" validate "${ROOTS[@]}"
+  run --show "terraform: validate refuses a root with every kind of block declared twice (fixture refs-duplicate)" \
+    "$PY" "$TFINFRA" validate --expect-fail .ci/infra/testdata/refs-duplicate
+  # Providers cannot be downloaded here. Where the machine has a filesystem
+  # mirror, the roots it can serve get a full validate against it.
+  TF_MIRROR="${FLIGHT_COUNTER_TF_MIRROR:-/opt/tf-plugins}"
+  if compgen -G "$TF_MIRROR/*/*/*/*/linux_amd64" >/dev/null; then
+    run --show "terraform: full validate against the provider mirror in $TF_MIRROR (roots it can serve)" \
+      "$PY" "$TFINFRA" validate-mirror --mirror "$TF_MIRROR" "${ROOTS[@]}"
+  else
+    log "SKIP  terraform: full validate against a provider mirror (no mirror at $TF_MIRROR; see docs/terraform-ci.md)"
+  fi
 else
-  log "SKIP  terraform: fmt (terraform not installed)"
+  for check in "fmt -check -recursive" "validate in every root" "validate refuses the duplicate fixture"; do
+    failed=$((failed + 1))
+    failed_names+=("terraform: $check (terraform not on PATH)")
+    log "FAIL  terraform: $check: terraform is not on PATH (Terraform >= 1.11 is required; see docs/terraform-ci.md)"
+  done
 fi
 
 for root in "${ROOTS[@]}"; do

@@ -23,19 +23,15 @@ module "karpenter" {
   service_account                 = "karpenter"
 }
 
-# The chart is public; the token only raises the anonymous pull rate limit.
-data "aws_ecrpublic_authorization_token" "token" {
-  region = "us-east-1"
-}
-
+# The chart is public and pulled anonymously. No registry token: a token is
+# new on every read, so it would make every plan show an update and every
+# apply a new Helm revision (the checks refuse token data sources).
 resource "helm_release" "karpenter" {
-  name                = "karpenter"
-  namespace           = "kube-system"
-  repository          = "oci://public.ecr.aws/karpenter"
-  repository_username = data.aws_ecrpublic_authorization_token.token.user_name
-  repository_password = data.aws_ecrpublic_authorization_token.token.password
-  chart               = "karpenter"
-  version             = var.karpenter_chart_version
+  name       = "karpenter"
+  namespace  = "kube-system"
+  repository = "oci://public.ecr.aws/karpenter"
+  chart      = "karpenter"
+  version    = var.karpenter_chart_version
 
   values = [yamlencode({
     nodeSelector = {
@@ -46,9 +42,6 @@ resource "helm_release" "karpenter" {
       clusterName       = module.eks.cluster_name
       clusterEndpoint   = module.eks.cluster_endpoint
       interruptionQueue = module.karpenter.queue_name
-    }
-    webhook = {
-      enabled = false
     }
   })]
 

@@ -19,18 +19,29 @@ data "aws_iam_roles" "deployer" {
 locals {
   partition = data.aws_partition.current.partition
 
-  deployer_role_arns = sort(flatten([for r in data.aws_iam_roles.deployer : tolist(r.arns)]))
+  # Role name => ARN, for the deployer roles that exist (a role name matches
+  # one role at most).
+  deployer_roles     = { for name, r in data.aws_iam_roles.deployer : name => one(r.arns) if length(r.arns) > 0 }
+  deployer_role_arns = sort(values(local.deployer_roles))
 
   # Three private /20s (nodes and pods: the VPC CNI gives every pod a VPC IP)
   # and three public /24s (NAT gateways and the internet-facing NLB).
   private_subnets = [for i in range(3) : cidrsubnet(var.vpc_cidr, 4, i)]
   public_subnets  = [for i in range(3) : cidrsubnet(var.vpc_cidr, 8, 48 + i)]
 
-  # Cluster admins: the cluster-admin role below, which the Terraform runner
-  # and operators assume, plus any principals listed explicitly. Nobody gets
-  # admin for having run an apply.
+  # Cluster admins: the cluster-admin role (access.tf), which the Terraform
+  # runner and operators assume, plus any principals listed explicitly.
+  # Nobody gets admin for having run an apply. Keyed by something that
+  # names the principal, never by list position, so removing one principal
+  # leaves the others' entries alone. (The role's ARN is only known after
+  # it is created, and for_each keys must be known at plan: it has a fixed
+  # key of its own.)
+  admin_principals = merge(
+    { "cluster-admin" = aws_iam_role.cluster_admin.arn },
+    { for arn in var.admin_principal_arns : "admin-${arn}" => arn },
+  )
   admin_access_entries = {
-    for i, arn in concat([aws_iam_role.cluster_admin.arn], var.admin_principal_arns) : "admin-${i}" => {
+    for key, arn in local.admin_principals : key => {
       principal_arn = arn
       policy_associations = {
         admin = {
@@ -41,23 +52,40 @@ locals {
     }
   }
 
-  # The deploy role may only change objects in the service's namespace: all
-  # of kubernetes/ is namespaced (the Namespace itself is made here, below),
-  # so `kubectl apply -k --server-side` and `rollout status` need no more.
+  # The deploy roles, keyed by role name: each is in the Kubernetes group
+  # bound to the deployer Role in the service's namespace (access.tf), which
+  # allows exactly the kinds kubernetes/ holds and no Secrets. No EKS access
+  # policy: AmazonEKSEditPolicy would include Secrets.
   deployer_access_entries = {
-    for i, arn in local.deployer_role_arns : "deployer-${i}" => {
-      principal_arn = arn
-      policy_associations = {
-        edit = {
-          policy_arn = "arn:${local.partition}:eks::aws:cluster-access-policy/AmazonEKSEditPolicy"
-          access_scope = {
-            type       = "namespace"
-            namespaces = [var.service_namespace]
-          }
-        }
-      }
+    for name, arn in local.deployer_roles : "deployer-${name}" => {
+      principal_arn     = arn
+      kubernetes_groups = [local.deployer_group]
     }
   }
+}
+
+# The access entries were keyed by list position before. These move the
+# entries that every cluster made with the defaults has (the cluster-admin
+# role at admin-0, the default deploy role at deployer-0) to their new keys,
+# so an upgrade keeps them. A moved block cannot follow what only variables
+# know: an entry of admin_principal_arns, or of a deploy role other than the
+# default, is destroyed and created again under its new key in the upgrade's
+# apply; should the create run before the delete has finished, it fails with
+# ResourceInUseException and a second apply completes it. The deployer's old
+# AmazonEKSEditPolicy association is destroyed: the deployer Role replaces it.
+moved {
+  from = module.eks.aws_eks_access_entry.this["admin-0"]
+  to   = module.eks.aws_eks_access_entry.this["cluster-admin"]
+}
+
+moved {
+  from = module.eks.aws_eks_access_policy_association.this["admin-0_admin"]
+  to   = module.eks.aws_eks_access_policy_association.this["cluster-admin_admin"]
+}
+
+moved {
+  from = module.eks.aws_eks_access_entry.this["deployer-0"]
+  to   = module.eks.aws_eks_access_entry.this["deployer-flight-counter-github-deploy"]
 }
 
 module "vpc" {
@@ -121,11 +149,23 @@ module "eks" {
   vpc_id     = module.vpc.vpc_id
   subnet_ids = module.vpc.private_subnets
 
-  # The private endpoint always; the public one only for the CIDRs listed
-  # (none by default).
-  endpoint_public_access       = length(var.endpoint_public_access_cidrs) > 0
+  # The private endpoint always; the public one only for the CIDRs listed,
+  # which must name at least one range (variables.tf): this root installs the
+  # namespace and the Helm releases through the API, so a closed endpoint
+  # would fail half-way through an apply.
+  endpoint_public_access       = true
   endpoint_private_access      = true
   endpoint_public_access_cidrs = var.endpoint_public_access_cidrs
+
+  # Pods get AWS credentials from EKS Pod Identity only: no IAM OIDC provider
+  # for IRSA (its thumbprint would be read from the issuer's certificate
+  # chain at every plan).
+  enable_irsa = false
+
+  # The secrets-encryption key's administrators: the principals that may
+  # assume the cluster-admin role. Left empty, the module would name
+  # whoever runs the apply, and the key policy would change with them.
+  kms_key_administrators = var.cluster_admin_role_trusted_arns
 
   enabled_log_types                      = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
   cloudwatch_log_group_retention_in_days = var.log_retention_days
@@ -134,8 +174,12 @@ module "eks" {
   enable_cluster_creator_admin_permissions = false
   access_entries                           = merge(local.admin_access_entries, local.deployer_access_entries)
 
+  # Add-on versions: those pinned in addon_versions, else the newest AWS
+  # publishes for kubernetes_version, read at plan time (see "What a re-apply
+  # changes" in the README).
   addons = {
     vpc-cni = {
+      addon_version  = lookup(var.addon_versions, "vpc-cni", null)
       before_compute = true
       # Enforce the service's NetworkPolicy.
       configuration_values = jsonencode({
@@ -143,12 +187,19 @@ module "eks" {
       })
     }
     eks-pod-identity-agent = {
+      addon_version  = lookup(var.addon_versions, "eks-pod-identity-agent", null)
       before_compute = true
     }
-    kube-proxy = {}
-    coredns    = {}
+    kube-proxy = {
+      addon_version = lookup(var.addon_versions, "kube-proxy", null)
+    }
+    coredns = {
+      addon_version = lookup(var.addon_versions, "coredns", null)
+    }
     # CPU metrics for the HorizontalPodAutoscaler.
-    metrics-server = {}
+    metrics-server = {
+      addon_version = lookup(var.addon_versions, "metrics-server", null)
+    }
   }
 
   # Karpenter finds the node security group by this tag.
@@ -163,7 +214,13 @@ module "eks" {
     default = {
       ami_type       = "AL2023_x86_64_STANDARD"
       instance_types = var.node_instance_types
-      capacity_type  = var.node_capacity_type
+
+      # The AMI release chosen when the group is made (or node_ami_release_version),
+      # not the newest one read from SSM at every plan: a re-apply never rolls
+      # the nodes by itself. Karpenter's nodes take patched AMIs on their own.
+      use_latest_ami_release_version = false
+      ami_release_version            = var.node_ami_release_version
+      capacity_type                  = var.node_capacity_type
 
       # One group over the three private subnets: the Auto Scaling group
       # balances nodes across the AZs.
@@ -225,6 +282,12 @@ data "aws_iam_policy_document" "service_trust" {
 
     condition {
       test     = "StringEquals"
+      variable = "aws:RequestTag/eks-cluster-arn"
+      values   = [module.eks.cluster_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
       variable = "aws:RequestTag/eks-cluster-name"
       values   = [module.eks.cluster_name]
     }
@@ -251,10 +314,18 @@ resource "aws_iam_role" "service" {
 }
 
 # Exactly what the service calls: GetItem (consistent reads), BatchGetItem
-# (many routes in one read), UpdateItem (ADD to the counter), PutItem (key and
-# batch records written inside TransactWriteItems, which is authorised by the
-# actions of its parts) and DescribeTable (readiness). CreateTable is for local
-# development only.
+# (many routes in one read), UpdateItem (ADD to the counter, on route items),
+# PutItem (key and batch records written inside TransactWriteItems, which is
+# authorised item by item with the actions of its parts: PutItem for each
+# Put) and DescribeTable (readiness). CreateTable is for local development
+# only.
+#
+# The service's only Puts are the key records `idem#<key>` and the batch
+# records `batch#<id>` (app/src/store/dynamodb: KEY_RECORD_PREFIX,
+# BATCH_RECORD_PREFIX), so PutItem is limited to partition keys with those
+# prefixes: stolen credentials cannot overwrite a route's item with a Put.
+# Routes never contain `#`. The Null condition refuses a request without
+# the key in its context (ForAllValues alone would match an empty set).
 data "aws_iam_policy_document" "service_dynamodb" {
   statement {
     sid = "CountsTable"
@@ -262,10 +333,27 @@ data "aws_iam_policy_document" "service_dynamodb" {
       "dynamodb:BatchGetItem",
       "dynamodb:DescribeTable",
       "dynamodb:GetItem",
-      "dynamodb:PutItem",
       "dynamodb:UpdateItem",
     ]
     resources = [data.aws_dynamodb_table.counts.arn]
+  }
+
+  statement {
+    sid       = "KeyAndBatchRecordsOnly"
+    actions   = ["dynamodb:PutItem"]
+    resources = [data.aws_dynamodb_table.counts.arn]
+
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["idem#*", "batch#*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["false"]
+    }
   }
 }
 

@@ -73,6 +73,16 @@ resource "aws_cloudwatch_log_group" "container_logs" {
   retention_in_days = var.container_log_retention_days
 }
 
+# The add-on's CloudWatch agent and Fluent Bit run in the amazon-cloudwatch
+# namespace as the cloudwatch-agent ServiceAccount (the association below).
+locals {
+  cloudwatch_agent_namespace       = "amazon-cloudwatch"
+  cloudwatch_agent_service_account = "cloudwatch-agent"
+}
+
+# Like the service's own role (main.tf): only the add-on's ServiceAccount on
+# this cluster may assume it, never another Pod Identity association of the
+# account. EKS Pod Identity sets these session tags when it assumes the role.
 data "aws_iam_policy_document" "cloudwatch_agent_trust" {
   statement {
     sid     = "EksPodIdentity"
@@ -87,6 +97,24 @@ data "aws_iam_policy_document" "cloudwatch_agent_trust" {
       test     = "StringEquals"
       variable = "aws:SourceAccount"
       values   = [data.aws_caller_identity.current.account_id]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/eks-cluster-arn"
+      values   = [module.eks.cluster_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/kubernetes-namespace"
+      values   = [local.cloudwatch_agent_namespace]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/kubernetes-service-account"
+      values   = [local.cloudwatch_agent_service_account]
     }
   }
 }
@@ -103,10 +131,8 @@ resource "aws_iam_role_policy_attachment" "cloudwatch_agent" {
   count = var.container_logs_enabled ? 1 : 0
 
   role       = aws_iam_role.cloudwatch_agent[0].name
-  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/CloudWatchAgentServerPolicy"
+  policy_arn = "arn:${local.partition}:iam::aws:policy/CloudWatchAgentServerPolicy"
 }
-
-data "aws_partition" "current" {}
 
 resource "aws_eks_addon" "cloudwatch_observability" {
   count = var.container_logs_enabled ? 1 : 0
@@ -120,10 +146,17 @@ resource "aws_eks_addon" "cloudwatch_observability" {
   # The add-on's agent and Fluent Bit run as this service account in amazon-cloudwatch.
   pod_identity_association {
     role_arn        = aws_iam_role.cloudwatch_agent[0].arn
-    service_account = "cloudwatch-agent"
+    service_account = local.cloudwatch_agent_service_account
   }
 
-  depends_on = [aws_cloudwatch_log_group.container_logs, aws_iam_role_policy_attachment.cloudwatch_agent]
+  # After the managed node group (inside module.eks): with no node to run on,
+  # the add-on's pods stay pending and the add-on sits DEGRADED until the
+  # create times out (20 minutes).
+  depends_on = [
+    module.eks,
+    aws_cloudwatch_log_group.container_logs,
+    aws_iam_role_policy_attachment.cloudwatch_agent,
+  ]
 }
 
 # --- Load balancer --------------------------------------------------------------------------

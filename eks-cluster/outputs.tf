@@ -33,6 +33,21 @@ output "public_subnet_ids" {
   value       = module.vpc.public_subnets
 }
 
+output "private_subnet_cidrs" {
+  description = "CIDRs of the private subnets (nodes, pods and the internal NLB); kubernetes/base/networkpolicy.yaml admits these on the API port."
+  value       = module.vpc.private_subnets_cidr_blocks
+}
+
+output "public_subnet_cidrs" {
+  description = "CIDRs of the public subnets (NAT gateways and the internet-facing NLB); kubernetes/components/public admits these on the API port too."
+  value       = module.vpc.public_subnets_cidr_blocks
+}
+
+output "addon_versions" {
+  description = "Version of each EKS add-on the eks module installed, by name; commit them as addon_versions to pin them."
+  value       = { for name, addon in module.eks.cluster_addons : name => addon.addon_version }
+}
+
 output "service_role_arn" {
   description = "IAM role the service's pods receive through EKS Pod Identity."
   value       = aws_iam_role.service.arn
@@ -54,7 +69,7 @@ output "cluster_admin_role_arn" {
 }
 
 output "deployer_role_arns" {
-  description = "Roles found by deployer_role_names that have edit rights in the service namespace (empty until the ecr-repo root has made the CI role)."
+  description = "Roles found by deployer_role_names that may apply the service's manifests in its namespace (the deployer Role, no Secrets; empty until the ecr-repo root has made the CI role)."
   value       = local.deployer_role_arns
 }
 

@@ -77,13 +77,34 @@ variable "log_retention_days" {
 }
 
 variable "endpoint_public_access_cidrs" {
-  description = "CIDRs allowed to reach the public Kubernetes API endpoint (requests still need IAM authentication). Empty (the default) turns the public endpoint off: the API is then reachable from the VPC only. List the ranges of the machines that run Terraform and kubectl, and of the CI runners that deploy (see Deploy to AWS in the README)."
+  description = "CIDRs allowed to reach the public Kubernetes API endpoint (requests still need IAM authentication): the machines that run Terraform and kubectl, and the CI runners that deploy (see Deploy to AWS in the README). Required: this root installs the namespace and Helm charts through the API, so the default, empty, stops the plan with a message saying what to set."
   type        = list(string)
   default     = []
 
   validation {
     condition     = alltrue([for c in var.endpoint_public_access_cidrs : can(cidrhost(c, 0))])
     error_message = "endpoint_public_access_cidrs must be a list of valid CIDRs."
+  }
+
+  validation {
+    condition     = length(var.endpoint_public_access_cidrs) > 0
+    error_message = "endpoint_public_access_cidrs is empty, which would close the public Kubernetes API endpoint; this root installs the namespace and the Helm charts through that endpoint, so the apply would fail half-way. Set the default of endpoint_public_access_cidrs in eks-cluster/variables.tf to the ranges of the machines that run Terraform and kubectl (your address: curl -s https://checkip.amazonaws.com, plus /32) and of the CI runners that deploy, and commit it (README, Deploy to AWS, step 1)."
+  }
+}
+
+variable "cluster_admin_role_trusted_arns" {
+  description = "IAM roles and users (ARNs) that may assume the cluster-admin role this root creates: the people and machines that run Terraform (its Kubernetes and Helm providers act as that role) and the operators. Also the administrators of the cluster's secrets-encryption KMS key. Required: the default, empty, stops the plan with a message saying what to set. Each must exist when the role is created (IAM refuses unknown principals)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.cluster_admin_role_trusted_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+$", a))])
+    error_message = "cluster_admin_role_trusted_arns must contain IAM role or user ARNs (arn:aws:iam::<account>:role/<name>); not an account root, a wildcard or an assumed-role session."
+  }
+
+  validation {
+    condition     = length(var.cluster_admin_role_trusted_arns) > 0
+    error_message = "cluster_admin_role_trusted_arns is empty, so nobody could assume the cluster-admin role, and this root's Kubernetes and Helm providers act as it. Set its default in eks-cluster/variables.tf to the ARNs of the IAM roles or users that run Terraform and operate the cluster (for SSO users, the role of their permission set: aws sts get-caller-identity shows it), and commit it (README, Deploy to AWS, step 1)."
   }
 }
 
@@ -117,6 +138,28 @@ variable "node_count" {
   validation {
     condition     = var.node_count >= 2 && var.node_count <= 10
     error_message = "node_count must be between 2 and 10 (Karpenter runs two replicas here)."
+  }
+}
+
+variable "node_ami_release_version" {
+  description = "AMI release version of the fixed node group (e.g. 1.35.0-20260115; aws ssm get-parameter --name /aws/service/eks/optimized-ami/<kubernetes_version>/amazon-linux-2023/x86_64/standard/recommended/release_version). Null keeps the release the group was made with: a re-apply never rolls the nodes by itself. Set it to patch the nodes (one at a time)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.node_ami_release_version == null || can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+-[0-9]{8}$", var.node_ami_release_version))
+    error_message = "node_ami_release_version must be null or an EKS AMI release version such as 1.35.0-20260115."
+  }
+}
+
+variable "addon_versions" {
+  description = "Versions of the EKS add-ons (vpc-cni, coredns, kube-proxy, eks-pod-identity-agent, metrics-server), by add-on name. An add-on left out gets the newest version AWS publishes for kubernetes_version, read at plan time: a re-apply after AWS publishes a new one updates that add-on. Pin them to the output addon_versions after the first apply to stop that."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for name, version in var.addon_versions : contains(["vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "metrics-server"], name) && can(regex("^v[0-9]+\\.[0-9]+\\.[0-9]+-eksbuild\\.[0-9]+$", version))])
+    error_message = "addon_versions maps vpc-cni, coredns, kube-proxy, eks-pod-identity-agent or metrics-server to a version such as v1.20.4-eksbuild.1."
   }
 }
 
@@ -165,7 +208,7 @@ variable "service_account_name" {
 }
 
 variable "admin_principal_arns" {
-  description = "IAM role or user ARNs granted cluster-admin through access entries, besides the cluster-admin role this root creates (output cluster_admin_role_arn), which anyone in the account allowed to assume it can use."
+  description = "IAM role or user ARNs granted cluster-admin through access entries of their own, besides the cluster-admin role this root creates (output cluster_admin_role_arn), which the principals in cluster_admin_role_trusted_arns assume."
   type        = list(string)
   default     = []
 
@@ -176,7 +219,7 @@ variable "admin_principal_arns" {
 }
 
 variable "deployer_role_names" {
-  description = "Names of IAM roles (the GitHub Actions role of the ecr-repo root, <repository_name>-github-deploy) that may edit objects in the service namespace only. Looked up by name; a role that does not exist yet gets no access entry until the next apply after it is created."
+  description = "Names of IAM roles (the GitHub Actions role of the ecr-repo root, <repository_name>-github-deploy) that may apply the service's manifests in its namespace only, without access to Secrets (the deployer Role in access.tf). Looked up by name; a role that does not exist yet gets no access entry until the next apply after it is created."
   type        = list(string)
   default     = ["flight-counter-github-deploy"]
 

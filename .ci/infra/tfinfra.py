@@ -15,7 +15,21 @@ Subcommands:
                            lockfile and encryption, pinned versions, typed and
                            described variables, described outputs, no account
                            IDs or secrets, DynamoDB layout and IAM actions that
-                           match the service
+                           match the service, nothing that changes between two
+                           applies of the same code
+  refs ROOT...             what `terraform validate` cannot see before init:
+                           no address declared twice; every var.x, local.x,
+                           module.x, data.T.N and T.N referenced is declared;
+                           required_version allows nothing older than 1.11
+  refs-fixtures DIR...     each fixture (a root with one mistake, and the
+                           messages expected in EXPECT) fails `refs` as
+                           expected
+  validate ROOT...         `terraform validate -json` in each root, before
+                           init: only errors that need a download pass
+  validate-mirror --mirror DIR ROOT...
+                           full `terraform validate` of the roots whose
+                           providers a filesystem mirror holds (see
+                           docs/terraform-ci.md)
 
 Needs python-hcl2 (and PyYAML for the shared .terraform-docs.yml).
 """
@@ -25,6 +39,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +61,9 @@ SERVICE_DYNAMODB_ACTIONS = {
     "dynamodb:PutItem",
     "dynamodb:DescribeTable",
 }
-TERRAFORM_MIN_VERSION = ">= 1.10"
+# S3 native locking (use_lockfile) is GA from 1.11 on; experimental before.
+TERRAFORM_MIN_VERSION = ">= 1.11"
+TERRAFORM_OLDEST = (1, 11)
 # The state key's alias: made by terraform-backends, named by every backend.
 STATE_KEY_ALIAS = "alias/flight-counter-tfstate"
 
@@ -725,6 +743,8 @@ def cmd_invariants(roots: list[Path]) -> int:
             if rtype.startswith("aws_iam") and "dynamodb:" in json.dumps(body):
                 fail(f"{rel}/{fname}: {rtype}.{rname} carries an inline DynamoDB policy; use an aws_iam_policy_document")
 
+        failures.extend(review_rules(root, path))
+
     failures.extend(cross_root_wiring(roots))
     if not seen_table:
         fail("no aws_dynamodb_table found in the roots checked")
@@ -951,6 +971,587 @@ def cmd_manifests(rendered: Path, k8s_version: str, overlay: str = "default") ->
     return 1 if failures else 0
 
 
+# --------------------------------------------------------------------------
+# Rules that keep the findings of a review fixed (see README, "What a re-apply
+# changes", and eks-cluster/README.md).
+
+SERVICE_DYNAMODB_SOURCE = REPO / "app" / "src" / "store" / "dynamodb" / "mod.rs"
+# Data sources that return a new secret on every read: a resource argument fed
+# from one changes at every plan.
+TOKEN_DATA_SOURCES = {
+    "aws_ecrpublic_authorization_token",
+    "aws_ecr_authorization_token",
+    "aws_eks_cluster_auth",
+    "aws_codeartifact_authorization_token",
+}
+# Functions whose result differs between two plans of the same code.
+UNSTABLE_FUNCTIONS = re.compile(r"(?<![\w.])(timestamp|plantimestamp|uuid|uuidv5|bcrypt)\s*\(")
+# Newest amd64 generation of instance categories that stop short of the
+# current ones (t3/t3a; t4g is arm64) or have no amd64 types at all (a1).
+AMD64_NEWEST_GENERATION = {"t": 3, "a": 0}
+# Values the pinned charts do not have (checked in the helm_release values).
+UNKNOWN_CHART_VALUES = {"karpenter": ["webhook"]}
+# Variables whose empty default must stop the plan with a message.
+REQUIRED_LISTS = {"eks-cluster": ["endpoint_public_access_cidrs", "cluster_admin_role_trusted_arns"]}
+
+
+def service_put_prefixes() -> set[str]:
+    """The partition-key prefixes of the only items the service writes with a
+    Put (app/src/store/dynamodb/mod.rs, read only)."""
+    text = SERVICE_DYNAMODB_SOURCE.read_text()
+    found = dict(re.findall(r'pub const (KEY_RECORD_PREFIX|BATCH_RECORD_PREFIX): &str = "([^"]+)";', text))
+    if set(found) != {"KEY_RECORD_PREFIX", "BATCH_RECORD_PREFIX"}:
+        raise SystemExit(f"{SERVICE_DYNAMODB_SOURCE.relative_to(REPO)}: KEY_RECORD_PREFIX/BATCH_RECORD_PREFIX not found")
+    return set(found.values())
+
+
+def flat(values) -> list:
+    out = []
+    for v in values if isinstance(values, list) else [values]:
+        out.extend(flat(v) if isinstance(v, list) else [v])
+    return out
+
+
+def conditions(statement: dict) -> list[tuple[str, str, list]]:
+    return [(first(c, "test"), first(c, "variable"), flat(c.get("values", []))) for c in statement.get("condition", [])]
+
+
+def block_text(root: Root, fname: str, body: dict) -> str:
+    lines = root.texts[fname].splitlines()
+    return "\n".join(lines[body.get("__start_line__", 1) - 1 : body.get("__end_line__", len(lines))])
+
+
+def list_positions_as_keys(root: Root, rel) -> list[str]:
+    """Maps built with `{for i, x in <list> : "...${i}..." => ...}` are keyed by
+    list position: dropping one element re-keys (destroys and re-creates)
+    everything after it."""
+    out = []
+    list_vars = {v.name for v in root.variables if (v.type_src or "").startswith(("list(", "tuple("))}
+    list_start = re.compile(r"^(concat|sort|flatten|tolist|range|distinct|compact|reverse|slice)\s*\(|^\[")
+    codes = {fname: code_only(text) for fname, text in root.texts.items()}
+    list_locals = set()
+    for code in codes.values():
+        for m in re.finditer(rf"(?m)^\s*({NAME})\s*=\s*(\S.*)$", code):
+            if list_start.match(m.group(2)):
+                list_locals.add(m.group(1))
+    for fname, code in codes.items():
+        for m in re.finditer(rf"\{{\s*for\s+({NAME})\s*,\s*{NAME}\s+in\s+([^:]+?)\s*:\s*([^\n]*?)=>", code):
+            index, collection, key = m.groups()
+            collection = collection.strip()
+            is_list = bool(list_start.match(collection)) or any(
+                re.fullmatch(rf"{kind}\.{re.escape(n)}", collection) for kind, names in (("var", list_vars), ("local", list_locals)) for n in names
+            )
+            if is_list and re.search(rf"\b{re.escape(index)}\b", key):
+                line = code.count("\n", 0, m.start()) + 1
+                out.append(f"{rel}/{fname}:{line}: a map keyed by list position ({index} of {collection}); key it by a name")
+    return out
+
+
+def review_rules(root: Root, path: Path) -> list[str]:
+    rel = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    out = []
+    # Nothing that changes between two plans of the same code.
+    for fname, text in root.texts.items():
+        code = code_only(text)
+        for m in UNSTABLE_FUNCTIONS.finditer(code):
+            out.append(f"{rel}/{fname}:{code.count(chr(10), 0, m.start()) + 1}: {m.group(1)}() differs at every plan")
+    for rtype, rname, body, fname in root.resources("data"):
+        if rtype in TOKEN_DATA_SOURCES:
+            out.append(f"{rel}/{fname}: data.{rtype}.{rname} returns a new token at every read; every plan would change what uses it")
+    for rtype, rname, body, fname in root.resources():
+        if rtype == "helm_release":
+            for key in ("repository_username", "repository_password", "repository_key_file"):
+                if key in body:
+                    out.append(f"{rel}/{fname}: helm_release.{rname} sets {key}; the charts are public, and a token changes every plan")
+            chart = first(body, "chart")
+            for value in UNKNOWN_CHART_VALUES.get(chart, []):
+                if re.search(rf"\b{value}\s*=", code_only(block_text(root, fname, body))):
+                    out.append(f"{rel}/{fname}: helm_release.{rname}: {value} is not a value of the {chart} chart")
+        if rtype == "aws_eks_addon":
+            deps = [unwrap(d) for d in flat(body.get("depends_on", []))]
+            if "module.eks" not in deps:
+                out.append(f"{rel}/{fname}: aws_eks_addon.{rname} must depend on module.eks (its node group): without nodes the add-on sits DEGRADED")
+    for name, source, _, fname in root.modules:
+        if source == "terraform-aws-modules/eks/aws":
+            body = next(b for f, item in root.each("module") for n, b in item.items() if n == name)
+            if first(body, "enable_irsa") is not False:
+                out.append(f"{rel}/{fname}: module.{name} must set enable_irsa = false (Pod Identity only; the IRSA provider's thumbprint is read at every plan)")
+            if "kms_key_administrators" not in body:
+                out.append(f"{rel}/{fname}: module.{name} must set kms_key_administrators (left out, it is whoever runs the apply)")
+            if not re.search(r"use_latest_ami_release_version\s*=\s*false", code_only(block_text(root, fname, body))):
+                out.append(f"{rel}/{fname}: module.{name}: node groups must set use_latest_ami_release_version = false (else a new AMI rolls them at the next apply)")
+    out.extend(list_positions_as_keys(root, rel))
+
+    # IAM: Pod Identity roles trust one ServiceAccount of one cluster; no
+    # account root is trusted; PutItem only for the service's record prefixes.
+    for rtype, rname, body, fname in root.resources("data"):
+        if rtype != "aws_iam_policy_document":
+            continue
+        for st in body.get("statement", []):
+            principals = [(first(p, "type"), flat(p.get("identifiers", []))) for p in st.get("principals", [])]
+            conds = conditions(st)
+            variables = {v for _, v, _ in conds}
+            if any(t == "Service" and "pods.eks.amazonaws.com" in ids for t, ids in principals):
+                needed = [
+                    ("the cluster", {"aws:RequestTag/eks-cluster-arn", "aws:RequestTag/eks-cluster-name"}),
+                    ("the namespace", {"aws:RequestTag/kubernetes-namespace"}),
+                    ("the service account", {"aws:RequestTag/kubernetes-service-account"}),
+                ]
+                for what, keys in needed:
+                    if not variables & keys:
+                        out.append(f"{rel}/{fname}: {rname}: a Pod Identity trust without a condition on {what} lets any association of the account assume the role")
+            for t, ids in principals:
+                if t == "AWS" and any(re.search(r":root\b|^\*$", str(i)) for i in ids):
+                    out.append(f"{rel}/{fname}: {rname}: trusts an account root or everyone; name the principals")
+            actions = {unwrap(a) for a in flat(st.get("actions", []))}
+            leading = [c for c in conds if c[1] == "dynamodb:LeadingKeys"]
+            if "dynamodb:PutItem" in actions:
+                wanted = {p + "*" for p in service_put_prefixes()}
+                like = [c for c in leading if c[0] == "ForAllValues:StringLike"]
+                if not like or set(like[0][2]) != wanted:
+                    out.append(f"{rel}/{fname}: {rname}: PutItem must be limited with ForAllValues:StringLike dynamodb:LeadingKeys to {sorted(wanted)} (the service's Put prefixes)")
+                if ("Null", "dynamodb:LeadingKeys", ["false"]) not in conds:
+                    out.append(f"{rel}/{fname}: {rname}: PutItem needs Null dynamodb:LeadingKeys = false (ForAllValues matches a request without keys)")
+            elif leading and actions & {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:BatchGetItem"}:
+                out.append(f"{rel}/{fname}: {rname}: route items are read and updated by any key; no LeadingKeys condition on {sorted(actions)}")
+
+    # Variables whose empty default must stop the plan, with a message.
+    for name in REQUIRED_LISTS.get(path.name, []):
+        var = next((v for f, item in root.each("variable") for n, v in item.items() if n == name), None)
+        conds = [unwrap(first(v, "condition")) for v in (var or {}).get("validation", [])]
+        if not any(re.fullmatch(rf"length\(var\.{name}\)\s*>\s*0", c or "") for c in conds):
+            out.append(f"{rel}: variable {name} needs a validation length(var.{name}) > 0, so an empty list stops the plan with a message")
+
+    # The NodePool's requirements can all be met at once.
+    chart = path / "charts" / "karpenter-nodes" / "templates" / "nodes.yaml"
+    if chart.exists():
+        out.extend(nodepool_rules(chart))
+    return out
+
+
+def nodepool_rules(template: Path) -> list[str]:
+    text = re.sub(r"\{\{[^}]*\}\}", '"templated"', template.read_text())
+    out = []
+    for doc in yaml.safe_load_all(text):
+        if not doc or doc.get("kind") != "NodePool":
+            continue
+        reqs = {r["key"]: r for r in doc["spec"]["template"]["spec"].get("requirements", [])}
+        arch = reqs.get("kubernetes.io/arch", {})
+        category = reqs.get("karpenter.k8s.aws/instance-category", {})
+        generation = reqs.get("karpenter.k8s.aws/instance-generation", {})
+        if arch.get("operator") != "In" or arch.get("values") != ["amd64"] or category.get("operator") != "In":
+            continue
+        floor = int(generation["values"][0]) + 1 if generation.get("operator") == "Gt" else 0
+        for c in category.get("values", []):
+            newest = AMD64_NEWEST_GENERATION.get(c)
+            if newest is not None and floor > newest:
+                out.append(
+                    f"{template.relative_to(REPO) if template.is_relative_to(REPO) else template}: NodePool {doc['metadata']['name']}: category {c!r} can never match "
+                    f"(its newest amd64 generation is {newest}, the requirements ask for {floor} or later)"
+                )
+    return out
+
+
+# --------------------------------------------------------------------------
+# Declarations and references: what `terraform validate` cannot check before
+# `terraform init` (it stops at the first provider or module it would have to
+# download, before it resolves a single reference).
+
+
+def code_only(text: str) -> str:
+    """The HCL source with comments and the literal parts of strings and
+    heredocs blanked out (newlines kept, so line numbers hold); template
+    interpolations (${...}, %{...}) stay, since they are expressions."""
+    out = list(text)
+    n = len(text)
+
+    def blank(a: int, b: int) -> None:
+        for k in range(a, min(b, n)):
+            if out[k] != "\n":
+                out[k] = " "
+
+    def code(i: int, in_template: bool) -> int:
+        depth = 0
+        while i < n:
+            c = text[i]
+            if c == "#" or text.startswith("//", i):
+                j = text.find("\n", i)
+                j = n if j < 0 else j
+                blank(i, j)
+                i = j
+            elif text.startswith("/*", i):
+                j = text.find("*/", i + 2)
+                j = n if j < 0 else j + 2
+                blank(i, j)
+                i = j
+            elif c == '"':
+                i = template(i + 1, '"')
+            elif text.startswith("<<", i) and (m := re.match(r"<<(-?)([A-Za-z_][\w-]*)[ \t]*\r?\n", text[i:])):
+                body = i + m.end()
+                end = re.compile(rf"^[ \t]*{re.escape(m.group(2))}[ \t]*$", re.M).search(text, body)
+                stop = end.start() if end else n
+                template(body, None, stop)
+                i = end.end() if end else n
+            elif c == "{":
+                depth += 1
+                i += 1
+            elif c == "}":
+                if depth == 0 and in_template:
+                    return i + 1
+                depth -= 1
+                i += 1
+            else:
+                i += 1
+        return i
+
+    def template(i: int, quote: str | None, stop: int | None = None) -> int:
+        stop = n if stop is None else stop
+        while i < stop:
+            c = text[i]
+            if quote and c == "\\":
+                blank(i, i + 2)
+                i += 2
+            elif quote and c == quote:
+                return i + 1
+            elif text.startswith("$${", i) or text.startswith("%%{", i):
+                blank(i, i + 3)
+                i += 3
+            elif text.startswith("${", i) or text.startswith("%{", i):
+                blank(i, i + 2)
+                i = code(i + 2, True)
+            elif quote and c == "\n":
+                return i
+            else:
+                blank(i, i + 1)
+                i += 1
+        return i
+
+    code(0, False)
+    return "".join(out)
+
+
+def drop_moved_from(code: str) -> str:
+    """`from` of moved and removed blocks names addresses that no longer exist."""
+    out = code
+    for m in re.finditer(r"\b(moved|removed)\s*\{", code):
+        depth, i = 1, m.end()
+        while i < len(code) and depth:
+            depth += {"{": 1, "}": -1}.get(code[i], 0)
+            i += 1
+        block = code[m.end() : i]
+        cleaned = re.sub(r"(?m)^([ \t]*)from[ \t]*=.*$", lambda x: " " * len(x.group(0)), block)
+        out = out[: m.end()] + cleaned + out[i:]
+    return out
+
+
+NAME = r"[A-Za-z_][\w-]*"
+NOT_AFTER = r"(?<![\w.\-])"
+
+
+@dataclass
+class Reference:
+    kind: str  # var, local, module, data, resource
+    address: str
+    file: str
+    line: int
+
+
+def references(root: Root) -> list[Reference]:
+    prefixes = sorted(set(root.required_providers) | {"terraform"})
+    resource_re = re.compile(rf"{NOT_AFTER}((?:{'|'.join(map(re.escape, prefixes))})_[\w-]+)\.({NAME})")
+    patterns = [
+        ("var", re.compile(rf"{NOT_AFTER}var\.({NAME})")),
+        ("local", re.compile(rf"{NOT_AFTER}local\.({NAME})")),
+        ("module", re.compile(rf"{NOT_AFTER}module\.({NAME})")),
+        ("data", re.compile(rf"{NOT_AFTER}data\.({NAME})\.({NAME})")),
+        ("resource", resource_re),
+    ]
+    found = []
+    for fname, text in sorted(root.texts.items()):
+        code = drop_moved_from(code_only(text))
+        for kind, pattern in patterns:
+            for m in pattern.finditer(code):
+                line = code.count("\n", 0, m.start()) + 1
+                found.append(Reference(kind, ".".join(m.groups()), fname, line))
+    return found
+
+
+def declarations(root: Root) -> dict[str, list[str]]:
+    """Every address the root declares, with where: `kind.address` -> [file:line, ...]."""
+    decl: dict[str, list[str]] = {}
+
+    def add(key: str, fname: str, line: int, *labels: str) -> None:
+        if not line and labels:
+            # python-hcl2 does not give every block its line: find it.
+            kind = key.split(".")[0]
+            pattern = rf'^{kind}\s+' + r"\s+".join(f'"{re.escape(label)}"' for label in labels) + r"\s*\{"
+            m = re.search(pattern, root.texts[fname], re.M)
+            line = root.texts[fname].count("\n", 0, m.start()) + 1 if m else 0
+        decl.setdefault(key, []).append(f"{fname}:{line}")
+
+    for kind in ("resource", "data"):
+        for rtype, rname, body, fname in root.resources(kind):
+            add(f"{kind}.{rtype}.{rname}", fname, body.get("__start_line__", 0), rtype, rname)
+    for kind in ("module", "variable", "output"):
+        for fname, item in root.each(kind):
+            for name, body in item.items():
+                add(f"{kind}.{name}", fname, body.get("__start_line__", 0), name)
+    for fname, item in root.each("locals"):
+        for name, values in item.items():
+            if name.startswith("__"):
+                continue
+            # python-hcl2 lists every value an attribute was given in the block.
+            for _ in values if isinstance(values, list) else [values]:
+                add(f"local.{name}", fname, item.get("__start_line__", 0))
+    return decl
+
+
+def lowest_version(constraint: str) -> tuple[int, ...] | None:
+    """The oldest version a required_version constraint admits (None: no lower bound)."""
+    lows = []
+    for part in constraint.split(","):
+        m = re.fullmatch(r"\s*(>=|>|=|~>|!=|<=|<)?\s*v?(\d+(?:\.\d+)*)\s*", part)
+        if not m:
+            return None
+        op, version = m.group(1) or "=", tuple(int(x) for x in m.group(2).split("."))
+        if op in (">=", "=", "~>"):
+            lows.append(version)
+        elif op == ">":
+            lows.append(version + (1,))
+    return max(lows) if lows else None
+
+
+def check_refs(path: Path) -> list[str]:
+    root = load_root(path)
+    if root.errors:
+        return root.errors
+    rel = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    failures = []
+    decl = declarations(root)
+    for key, where in sorted(decl.items()):
+        if len(where) > 1:
+            failures.append(f"{rel}: {key.removeprefix('resource.')} is declared {len(where)} times ({', '.join(where)})")
+    for ref in references(root):
+        where = f"{rel}/{ref.file}:{ref.line}"
+        if ref.kind == "var" and f"variable.{ref.address}" not in decl:
+            failures.append(f"{where}: var.{ref.address} is not declared (no variable \"{ref.address}\")")
+        elif ref.kind == "local" and f"local.{ref.address}" not in decl:
+            failures.append(f"{where}: local.{ref.address} is not declared in any locals block")
+        elif ref.kind == "module" and f"module.{ref.address}" not in decl:
+            failures.append(f"{where}: module.{ref.address} is not declared (no module \"{ref.address}\")")
+        elif ref.kind == "data" and f"data.{ref.address}" not in decl:
+            failures.append(f"{where}: data.{ref.address} is not declared")
+        elif ref.kind == "resource" and f"resource.{ref.address}" not in decl:
+            failures.append(f"{where}: {ref.address} is not declared (no resource of that type and name)")
+    versions = [first(tb, "required_version") for tb in root.terraform_blocks if "required_version" in tb]
+    if not versions:
+        failures.append(f"{rel}: no terraform {{ required_version }}")
+    for constraint in versions:
+        low = lowest_version(constraint or "")
+        if low is None or low < TERRAFORM_OLDEST:
+            failures.append(
+                f"{rel}: required_version {constraint!r} admits Terraform older than "
+                f"{'.'.join(map(str, TERRAFORM_OLDEST))} (S3 lock files, use_lockfile, are experimental before it)"
+            )
+    return sorted(set(failures), key=failures.index)
+
+
+def cmd_refs(roots: list[Path]) -> int:
+    failures = []
+    for path in roots:
+        found = check_refs(path)
+        root = load_root(path)
+        refs = references(root) if not root.errors else []
+        print(f"{path.name}: {len(declarations(root)) if not root.errors else 0} declarations, "
+              f"{len(refs)} references, {len(found)} problems")
+        failures.extend(found)
+    for f in failures:
+        print(f, file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_refs_fixtures(dirs: list[Path]) -> int:
+    """Each fixture must fail `refs`, with every line of its EXPECT file among
+    the messages: the check is shown to catch that mistake."""
+    bad = 0
+    for path in dirs:
+        expect = [line for line in (path / "EXPECT").read_text().splitlines() if line.strip() and not line.startswith("#")]
+        found = check_refs(path)
+        missing = [e for e in expect if not any(e in f for f in found)]
+        print(f"{path.name}: refs reports {len(found)} problem(s):")
+        for f in found:
+            print(f"  {f}")
+        if not found or missing:
+            bad += 1
+            for e in missing:
+                print(f"  NOT REPORTED: {e}", file=sys.stderr)
+            if not found:
+                print(f"{path.name}: the check passed a root with a mistake in it", file=sys.stderr)
+    return 1 if bad else 0
+
+
+# --------------------------------------------------------------------------
+# terraform validate before init
+
+# Errors `terraform validate` reports because something has to be downloaded
+# first; everything else is a mistake in the configuration.
+DOWNLOAD_ERRORS = {
+    "Missing required provider",
+    "Module not installed",
+}
+
+
+def cmd_validate(roots: list[Path], expect_fail: bool = False) -> int:
+    terraform = shutil.which("terraform")
+    if not terraform:
+        print("terraform is not on PATH: install Terraform >= 1.11 (the checks do not skip it)", file=sys.stderr)
+        return 2
+    version = subprocess.run([terraform, "version", "-json"], capture_output=True, text=True,
+                             env=terraform_env()).stdout
+    print(f"terraform {json.loads(version or '{}').get('terraform_version', '?')} ({terraform})")
+    failed = 0
+    for path in roots:
+        rel = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+        run = subprocess.run([terraform, "validate", "-json", "-no-color"], cwd=path, capture_output=True,
+                             text=True, env=terraform_env())
+        try:
+            result = json.loads(run.stdout)
+        except json.JSONDecodeError:
+            print(f"{rel}: terraform validate printed no JSON (exit {run.returncode}): {run.stderr.strip()[:500]}")
+            failed += 1
+            continue
+        diags = result.get("diagnostics", [])
+        wrong = [d for d in diags if d.get("severity") == "error" and d.get("summary") not in DOWNLOAD_ERRORS]
+        if result.get("valid"):
+            summary = "valid"
+        elif wrong:
+            summary = f"{len(wrong)} error(s) that no download explains"
+        else:
+            summary = "valid up to the download step"
+        print(f"{rel}: {summary}")
+        for d in diags:
+            rng = d.get("range") or {}
+            at = f" ({rng.get('filename')}:{rng.get('start', {}).get('line')})" if rng else ""
+            if d in wrong:
+                tag = "ERROR"
+            elif d.get("severity") == "error":
+                tag = "needs init, allowed"
+            else:
+                tag = d.get("severity", "?")
+            print(f"  [{tag}] {d.get('summary')}{at}")
+            if d in wrong and d.get("detail"):
+                print(f"      {d['detail'].splitlines()[0]}")
+        if wrong or (run.returncode != 0 and not diags):
+            failed += 1
+    if expect_fail:
+        if failed == len(roots):
+            print("every root given was refused, as expected")
+            return 0
+        print("a root with a mistake in it passed terraform validate", file=sys.stderr)
+        return 1
+    return 1 if failed else 0
+
+
+def mirror_providers(mirror: Path) -> dict[str, list[str]]:
+    """Providers of a filesystem mirror (unpacked layout) for this platform:
+    source address -> versions."""
+    found: dict[str, list[str]] = {}
+    for platform_dir in sorted(mirror.glob("*/*/*/*/linux_amd64")):
+        host, namespace, name, version = platform_dir.parts[-5:-1]
+        found.setdefault(f"{host}/{namespace}/{name}", []).append(version)
+    return found
+
+
+def cmd_validate_mirror(roots: list[Path], mirror: Path) -> int:
+    """Full `terraform validate` (provider schemas loaded) of every root whose
+    providers a filesystem mirror on this machine holds and that calls no
+    registry module. The mirror's version need not match the roots' pin: the
+    copy of the root gets an override file naming the mirror's version, and
+    what this proves is that the root is valid against that version's schema
+    (argument names, block structure, attribute references, types)."""
+    import tempfile
+
+    terraform = shutil.which("terraform")
+    if not terraform:
+        print("terraform is not on PATH", file=sys.stderr)
+        return 2
+    have = mirror_providers(mirror)
+    listing = ", ".join(f"{k} {' '.join(v)}" for k, v in have.items()) or "no providers"
+    print(f"filesystem mirror {mirror}: {listing}")
+    failed = checked = 0
+    with tempfile.TemporaryDirectory(prefix="tf-mirror-") as tmp:
+        cli = Path(tmp) / "cli.tfrc"
+        cache = Path(tmp) / "plugin-cache"
+        cache.mkdir()
+        cli.write_text(
+            f'plugin_cache_dir = "{cache}"\n'
+            "provider_installation {\n"
+            f'  filesystem_mirror {{\n    path = "{mirror}"\n  }}\n'
+            "}\n"
+        )
+        env = terraform_env()
+        env["TF_CLI_CONFIG_FILE"] = str(cli)
+        for path in roots:
+            root = load_root(path)
+            rel = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+            wanted = {name: spec.get("source", f"hashicorp/{name}") for name, spec in root.required_providers.items()}
+            sources = {name: src if src.count("/") == 2 else f"registry.terraform.io/{src}" for name, src in wanted.items()}
+            missing = [src for src in sources.values() if src not in have]
+            if root.modules or missing:
+                why = []
+                if root.modules:
+                    why.append(f"registry modules {', '.join(m[0] for m in root.modules)}")
+                if missing:
+                    why.append(f"providers {', '.join(missing)}")
+                print(f"{rel}: not checked, the mirror lacks {' and '.join(why)}")
+                continue
+            checked += 1
+            copy = Path(tmp) / path.name
+            shutil.copytree(path, copy, ignore=shutil.ignore_patterns(".terraform", ".terraform.lock.hcl", "*.tfstate*"))
+            pins = "\n".join(
+                f'    {name} = {{\n      source  = "{wanted[name]}"\n      version = "{max(have[src], key=version_key)}"\n    }}'
+                for name, src in sources.items()
+            )
+            (copy / "zz_mirror_override.tf").write_text(f"terraform {{\n  required_providers {{\n{pins}\n  }}\n}}\n")
+            init = subprocess.run([terraform, "init", "-backend=false", "-input=false", "-no-color"], cwd=copy,
+                                  capture_output=True, text=True, env=env)
+            if init.returncode != 0:
+                failed += 1
+                print(f"{rel}: terraform init from the mirror failed:\n{init.stdout[-1500:]}{init.stderr[-1500:]}")
+                continue
+            run = subprocess.run([terraform, "validate", "-json", "-no-color"], cwd=copy, capture_output=True,
+                                 text=True, env=env)
+            result = json.loads(run.stdout or "{}")
+            versions = ", ".join(f"{src} {max(have[src], key=version_key)}" for src in sources.values())
+            print(f"{rel}: {'valid' if result.get('valid') else 'INVALID'} against {versions} (the root pins "
+                  f"{', '.join(str(root.required_providers[n].get('version')) for n in sources)})")
+            for d in result.get("diagnostics", []):
+                rng = d.get("range") or {}
+                at = f" ({rng.get('filename')}:{rng.get('start', {}).get('line')})" if rng else ""
+                print(f"  [{d.get('severity')}] {d.get('summary')}{at}")
+                if d.get("severity") == "error" and d.get("detail"):
+                    print(f"      {d['detail'].splitlines()[0]}")
+            if not result.get("valid"):
+                failed += 1
+    if not checked:
+        print("no root could be checked against the mirror", file=sys.stderr)
+        return 1
+    return 1 if failed else 0
+
+
+def version_key(version: str) -> tuple:
+    return tuple(int(x) if x.isdigit() else 0 for x in re.split(r"[.-]", version))
+
+
+def terraform_env() -> dict:
+    """No CLI configuration of the machine (credentials, mirrors), no prompts."""
+    import os
+
+    env = dict(os.environ)
+    env.update({"TF_CLI_CONFIG_FILE": "/dev/null", "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"})
+    return env
+
+
 # Descriptions and what terraform-docs (escape: true, html: true) writes for
 # them in a table cell; each follows a rule of its template/sanitizer.go.
 ESCAPE_CASES = [
@@ -988,9 +1589,15 @@ def main() -> int:
     docs = sub.add_parser("docs")
     docs.add_argument("--check", action="store_true")
     docs.add_argument("roots", nargs="+", type=Path)
-    for name in ("readme", "invariants"):
+    for name in ("readme", "invariants", "refs", "refs-fixtures"):
         p = sub.add_parser(name)
         p.add_argument("roots", nargs="+", type=Path)
+    val = sub.add_parser("validate")
+    val.add_argument("--expect-fail", action="store_true", help="pass only if every root is refused")
+    val.add_argument("roots", nargs="+", type=Path)
+    mir = sub.add_parser("validate-mirror")
+    mir.add_argument("--mirror", type=Path, required=True)
+    mir.add_argument("roots", nargs="+", type=Path)
     sub.add_parser("docs-selftest")
     man = sub.add_parser("manifests")
     man.add_argument("rendered", type=Path)
@@ -1006,6 +1613,14 @@ def main() -> int:
         return cmd_docs(roots, args.check)
     if args.cmd == "readme":
         return cmd_readme(roots)
+    if args.cmd == "refs":
+        return cmd_refs(roots)
+    if args.cmd == "refs-fixtures":
+        return cmd_refs_fixtures(roots)
+    if args.cmd == "validate":
+        return cmd_validate(roots, args.expect_fail)
+    if args.cmd == "validate-mirror":
+        return cmd_validate_mirror(roots, args.mirror)
     return cmd_invariants(roots)
 
 
