@@ -195,7 +195,7 @@ MONITORING_K8S="$WORK/monitoring-k8s.yaml"
 render_monitoring() { kubectl kustomize kubernetes/overlays/monitoring >"$MONITORING"; }
 run "kubernetes: monitoring overlay renders (kubectl kustomize kubernetes/overlays/monitoring)" render_monitoring
 if [[ -s "$MONITORING" ]]; then
-  run "kubernetes: monitoring component: PodMonitor and PrometheusRule against their CRD schemas, rules, runbooks, port and NetworkPolicy" \
+  run "kubernetes: monitoring component: PodMonitor and PrometheusRule against their CRD schemas, rules, runbooks, metrics port and NetworkPolicy" \
     "$PY" "$REPO/.ci/infra/monitoring.py" check "$MONITORING" "$MONITORING_K8S"
   run "kubernetes: monitoring component: the other objects against Kubernetes $KUBERNETES_VERSION (strict)" \
     kubernetes-validate --strict --quiet --kubernetes-version "$KUBERNETES_VERSION" "$MONITORING_K8S"
@@ -226,11 +226,13 @@ for overlay in default public; do
   if [[ -s "$RENDERED" ]]; then
     run "kubernetes ($overlay): schemas of Kubernetes $KUBERNETES_VERSION (strict)" \
       kubernetes-validate --strict --quiet --kubernetes-version "$KUBERNETES_VERSION" "$RENDERED"
-    run "kubernetes ($overlay): no replicas, entry, timing, namespace; agrees with Terraform" \
+    run "kubernetes ($overlay): no replicas, entry, timing, namespace; metrics port apart; agrees with Terraform (subnets, deploy Role)" \
       "$PY" "$TFINFRA" manifests "$RENDERED" --kubernetes-version "$KUBERNETES_VERSION" --overlay "$overlay"
+    run --show "kubernetes ($overlay): the consistency check refuses each known mistake put into the rendering" \
+      "$PY" "$TFINFRA" manifests "$RENDERED" --kubernetes-version "$KUBERNETES_VERSION" --overlay "$overlay" --selftest
     run "checkov: kubernetes ($overlay, rendered)" "${CHECKOV[@]}" --framework kubernetes -f "$RENDERED"
   else
-    failed=$((failed + 3))
+    failed=$((failed + 4))
     failed_names+=("kubernetes ($overlay) checks (nothing rendered)")
     log "FAIL  kubernetes ($overlay): schema, consistency and checkov checks (nothing rendered)"
   fi

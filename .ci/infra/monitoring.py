@@ -11,8 +11,10 @@ rendered with the base through kubernetes/overlays/monitoring.
   (monitoring/prometheus/flight-counter.rules.yml), rule group names are unique, every alert
   has a summary, a description and a runbook_url whose anchor is a heading of
   docs/operations.md;
-- the PodMonitor scrapes a port the Deployment's container names, the scrape annotations name
-  the same port number and /metrics, and a NetworkPolicy lets the monitoring namespace in on it.
+- /metrics is served on a listener of its own (FLIGHT_COUNTER_METRICS_BIND in the ConfigMap, a
+  port other than FLIGHT_COUNTER_BIND's): the PodMonitor scrapes the container port with that
+  number by name, the scrape annotations name the same number and /metrics, a NetworkPolicy lets
+  the monitoring namespace in on it, and no rule lets anything else in on it.
 """
 
 from __future__ import annotations
@@ -107,10 +109,22 @@ def check(rendered: Path, k8s_out: Path) -> int:
     pod = dep.get("spec", {}).get("template", {})
     container = (pod.get("spec", {}).get("containers") or [{}])[0]
     ports = {p.get("name"): p.get("containerPort") for p in container.get("ports", [])}
+    env = next((d.get("data", {}) for d in plain if d["kind"] == "ConfigMap"), {})
+
+    def bind_port(key: str) -> int | None:
+        m = re.fullmatch(r".*:(\d+)", env.get(key, ""))
+        return int(m.group(1)) if m else None
+
+    api_port, metrics_port = bind_port("FLIGHT_COUNTER_BIND"), bind_port("FLIGHT_COUNTER_METRICS_BIND")
+    if metrics_port is None or metrics_port == api_port:
+        failures.append(f"FLIGHT_COUNTER_METRICS_BIND must put /metrics on a port other than the API's ({env})")
+    metrics_names = {name for name, number in ports.items() if number == metrics_port}
+    if len(metrics_names) != 1:
+        failures.append(f"the container must name the metrics port {metrics_port} once (ports {ports})")
     if pm:
         for ep in pm["spec"].get("podMetricsEndpoints", []):
-            if ep.get("port") not in ports:
-                failures.append(f"PodMonitor scrapes port {ep.get('port')!r}, the container names {sorted(ports)}")
+            if ep.get("port") not in metrics_names:
+                failures.append(f"PodMonitor scrapes port {ep.get('port')!r}, not the metrics port {sorted(metrics_names)} ({metrics_port})")
             if ep.get("path", "/metrics") != "/metrics":
                 failures.append("PodMonitor must scrape /metrics")
         pod_labels = pod.get("metadata", {}).get("labels", {})
@@ -119,17 +133,23 @@ def check(rendered: Path, k8s_out: Path) -> int:
             failures.append("PodMonitor selector does not match the Deployment's pod labels")
     ann = pod.get("metadata", {}).get("annotations", {})
     if ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/path") != "/metrics" \
-            or ann.get("prometheus.io/port") not in {str(p) for p in ports.values()}:
-        failures.append(f"pod template needs prometheus.io scrape/port/path annotations (has {ann})")
+            or ann.get("prometheus.io/port") != str(metrics_port):
+        failures.append(f"pod template needs prometheus.io scrape/path annotations and port {metrics_port}, the metrics port (has {ann})")
+    metrics = metrics_names | {metrics_port}
     let_in = False
     for np in (d for d in plain if d["kind"] == "NetworkPolicy"):
         for rule in np["spec"].get("ingress", []):
-            from_monitoring = any(
-                f.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == "monitoring"
-                for f in rule.get("from", [])
+            sources = rule.get("from", [])
+            only_monitoring = bool(sources) and all(
+                set(f) == {"namespaceSelector"}
+                and f["namespaceSelector"].get("matchLabels", {}).get("kubernetes.io/metadata.name") == "monitoring"
+                for f in sources
             )
-            on_port = any(p.get("port") in ports or p.get("port") in ports.values() for p in rule.get("ports", []))
-            let_in |= from_monitoring and on_port
+            rule_ports = [p.get("port") for p in rule.get("ports", [])]
+            on_port = not rule_ports or any(p in metrics for p in rule_ports)
+            if on_port and not only_monitoring:
+                failures.append(f"NetworkPolicy {np['metadata']['name']} lets {sources or 'anyone'} reach the metrics port; only the monitoring namespace may")
+            let_in |= only_monitoring and bool(rule_ports) and on_port
     if not let_in:
         failures.append("no NetworkPolicy lets the monitoring namespace reach the metrics port")
 

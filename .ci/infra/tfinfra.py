@@ -8,9 +8,12 @@ Subcommands:
   readme ROOT...           check that each README's Inputs/Outputs tables list
                            exactly the root's variables (type, default,
                            required) and outputs
-  manifests FILE --kubernetes-version V
+  manifests FILE --kubernetes-version V [--overlay O] [--selftest]
                            rendered Kubernetes manifests agree with the
-                           Terraform roots and the service's facts
+                           Terraform roots and the service's facts (metrics
+                           port apart, NetworkPolicy sources, deploy Role);
+                           --selftest: each known mistake put into the
+                           rendering is refused
   invariants ROOT...       project rules: parseable HCL, S3 backend with
                            lockfile and encryption, pinned versions, typed and
                            described variables, described outputs, no account
@@ -795,6 +798,141 @@ def namespace_in_terraform(namespace: str) -> list[str]:
     return ["eks-cluster: no kubernetes_namespace_v1 makes the service's namespace"]
 
 
+def cidrsubnet(prefix: str, newbits: int, netnum: int) -> str:
+    """Terraform's cidrsubnet()."""
+    import ipaddress
+
+    net = ipaddress.ip_network(prefix)
+    size = 2 ** (net.max_prefixlen - net.prefixlen - newbits)
+    return str(ipaddress.ip_network((int(net.network_address) + netnum * size, net.prefixlen + newbits)))
+
+
+def terraform_subnets() -> dict[str, list[str]]:
+    """The private and public subnet CIDRs of the eks-cluster root, evaluated
+    from its locals (`[for i in range(N) : cidrsubnet(var.vpc_cidr, B, [K +] i)]`)
+    with the vpc_cidr default."""
+    root = load_root(REPO / "eks-cluster")
+    vpc = var_default(REPO / "eks-cluster", "vpc_cidr")
+    found = {}
+    for _, item in root.each("locals"):
+        for name in ("private_subnets", "public_subnets"):
+            if name not in item:
+                continue
+            expr = first(item, name)
+            m = re.fullmatch(
+                r"\$\{\[for (\w+) in range\((\d+)\) : cidrsubnet\(var\.vpc_cidr,\s*(\d+),\s*(?:(\d+)\s*\+\s*)?(\w+)\)\]\}", expr
+            )
+            if not m or m.group(5) != m.group(1):
+                raise SystemExit(f"eks-cluster: local {name} = {expr}: not a layout this check can evaluate; update terraform_subnets()")
+            count, newbits, offset = int(m.group(2)), int(m.group(3)), int(m.group(4) or 0)
+            found[name] = [cidrsubnet(vpc, newbits, offset + i) for i in range(count)]
+    if set(found) != {"private_subnets", "public_subnets"}:
+        raise SystemExit("eks-cluster: locals private_subnets and public_subnets not found")
+    return found
+
+
+def deployer_role_rules() -> list[tuple[set, set, set]]:
+    """(api groups, resources, verbs) of the deployer Role in eks-cluster/access.tf."""
+    root = load_root(REPO / "eks-cluster")
+    local_values = {}
+    for _, item in root.each("locals"):
+        for name, value in item.items():
+            if not name.startswith("__"):
+                local_values[name] = value[0] if isinstance(value, list) else value
+
+    def resolve(values):
+        out = set()
+        for v in flat(values):
+            ref = re.fullmatch(r"\$\{local\.(\w+)\}", str(v))
+            out |= set(flat(local_values.get(ref.group(1), []))) if ref else {v}
+        return out
+
+    for rtype, rname, body, _ in root.resources():
+        if rtype == "kubernetes_role_v1" and rname == "deployer":
+            return [(resolve(r.get("api_groups", [])), resolve(r.get("resources", [])), resolve(r.get("verbs", [])))
+                    for r in body.get("rule", [])]
+    return []
+
+
+def plural(kind: str) -> str:
+    lower = kind.lower()
+    return lower[:-1] + "ies" if lower.endswith("y") else lower + "s"
+
+
+# Kinds of the optional monitoring overlay, applied by the same deploy role.
+MONITORING_KINDS = [("monitoring.coreos.com/v1", "PodMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")]
+DEPLOY_VERBS = {"get", "create", "patch"}  # kubectl apply --server-side
+
+
+def check_deployer_role(docs: list[dict]) -> list[str]:
+    out = []
+    rules = deployer_role_rules()
+    if not rules:
+        return ["eks-cluster: no kubernetes_role_v1.deployer (the deploy role's rights in the namespace)"]
+    for groups, resources, verbs in rules:
+        if "*" in groups | resources | verbs:
+            out.append(f"deployer Role: no wildcards ({sorted(groups)} {sorted(resources)} {sorted(verbs)})")
+        if resources & {"secrets", "secrets/*"}:
+            out.append("deployer Role: grants Secrets; the deploy role must not read them")
+        if verbs & {"escalate", "bind", "impersonate"} or resources & {"roles", "rolebindings", "serviceaccounts/token"}:
+            out.append(f"deployer Role: grants {sorted((verbs | resources) & {'escalate', 'bind', 'impersonate', 'roles', 'rolebindings', 'serviceaccounts/token'})}")
+    kinds = {(d["apiVersion"], d["kind"]) for d in docs} | set(MONITORING_KINDS)
+    for api_version, kind in sorted(kinds):
+        group = api_version.split("/")[0] if "/" in api_version else ""
+        resource = plural(kind)
+        granted = set().union(*[v for g, r, v in rules if group in g and resource in r] or [set()])
+        if not DEPLOY_VERBS <= granted:
+            out.append(f"deployer Role: {kind} ({group or 'core'}/{resource}) needs {sorted(DEPLOY_VERBS - granted)} for kubectl apply --server-side")
+    return out
+
+
+def bind_port(value: str | None) -> int | None:
+    m = re.fullmatch(r".*:(\d+)", value or "")
+    return int(m.group(1)) if m else None
+
+
+def check_metrics_port(docs: list[dict], env: dict, main: dict, pod_template: dict) -> list[str]:
+    """/metrics on its own listener: a container port of its own, scraped there,
+    exposed by no load balancer, reachable from the monitoring namespace only."""
+    out = []
+    api_port, metrics_port = bind_port(env.get("FLIGHT_COUNTER_BIND")), bind_port(env.get("FLIGHT_COUNTER_METRICS_BIND"))
+    if metrics_port is None:
+        return ["ConfigMap FLIGHT_COUNTER_METRICS_BIND must be set (host:port): /metrics is served apart from the API"]
+    if metrics_port == api_port:
+        out.append(f"FLIGHT_COUNTER_METRICS_BIND uses the API port {api_port}; it must be a port of its own")
+    ports = {p.get("name"): p.get("containerPort") for p in main.get("ports", [])}
+    if ports != {"http": api_port, "metrics": metrics_port}:
+        out.append(f"container ports must be exactly http {api_port} and metrics {metrics_port} (has {ports})")
+    ann = pod_template.get("metadata", {}).get("annotations", {})
+    if ann.get("prometheus.io/port") != str(metrics_port) or ann.get("prometheus.io/path") != "/metrics":
+        out.append(f"scrape annotations must name the metrics port {metrics_port} and /metrics (has {ann})")
+    metrics = {"metrics", metrics_port}
+    for svc in (d for d in docs if d["kind"] == "Service"):
+        if svc["spec"].get("type") not in ("LoadBalancer", "NodePort"):
+            continue
+        for p in svc["spec"].get("ports", []):
+            if p.get("port") in metrics or p.get("targetPort", p.get("port")) in metrics:
+                out.append(f"Service {svc['metadata']['name']} ({svc['spec']['type']}) exposes the metrics port: {p}")
+    admitted = False
+    for np in (d for d in docs if d["kind"] == "NetworkPolicy"):
+        for rule in np["spec"].get("ingress", []):
+            sources = rule.get("from", [])
+            only_monitoring = bool(sources) and all(
+                set(s) == {"namespaceSelector"}
+                and s["namespaceSelector"].get("matchLabels", {}).get("kubernetes.io/metadata.name") == "monitoring"
+                for s in sources
+            )
+            rule_ports = [p.get("port") for p in rule.get("ports", [])]
+            on_metrics = not rule_ports or any(p in metrics for p in rule_ports)
+            if on_metrics and not only_monitoring:
+                out.append(f"NetworkPolicy {np['metadata']['name']}: a rule admits {sources or 'any source'} on "
+                           f"{'every port' if not rule_ports else 'the metrics port'}; only the monitoring namespace may reach it")
+            admitted |= on_metrics and only_monitoring and bool(rule_ports)
+    if not admitted:
+        out.append("no NetworkPolicy admits the monitoring namespace on the metrics port")
+    return out
+
+
 def check_service(svc: dict, overlay: str, vpc_cidr: str, serving: float) -> list[str]:
     out = []
     spec, ann = svc["spec"], svc["metadata"].get("annotations", {})
@@ -908,9 +1046,7 @@ def cmd_manifests(rendered: Path, k8s_version: str, overlay: str = "default") ->
             got = main.get(probe, {}).get("httpGet", {})
             if got.get("path") != path or got.get("port") not in (8080, "http"):
                 failures.append(f"{probe} must be httpGet {path} on port 8080")
-        ports = [p.get("containerPort") for p in main.get("ports", [])]
-        if ports != [8080]:
-            failures.append(f"container must expose 8080 only (has {ports})")
+        failures.extend(check_metrics_port(docs, env, main, spec["template"]))
         sc = main.get("securityContext", {})
         psc = pod.get("securityContext", {})
         uid = sc.get("runAsUser", psc.get("runAsUser"))
@@ -944,7 +1080,10 @@ def cmd_manifests(rendered: Path, k8s_version: str, overlay: str = "default") ->
         if not vols or vols[0]["secret"].get("optional") is not False:
             failures.append("public: the API keys Secret must be mounted and not optional")
     # The service's own policy, plus any that only widen it to a named namespace (the
-    # monitoring one): no rule may admit any source, and address blocks must be the VPC.
+    # monitoring one): no rule may admit any source, and address blocks must be the subnets
+    # the NLB lives in (the private ones; the public ones too for the internet-facing NLB).
+    subnets = terraform_subnets()
+    nlb_subnets = subnets["private_subnets"] + (subnets["public_subnets"] if overlay == "public" else [])
     policies = by_kind.get("NetworkPolicy", [])
     if [p["metadata"]["name"] for p in policies].count("flight-counter") != 1:
         failures.append("expected one NetworkPolicy named flight-counter")
@@ -954,13 +1093,20 @@ def cmd_manifests(rendered: Path, k8s_version: str, overlay: str = "default") ->
             sources = rule.get("from", [])
             if not sources:
                 failures.append(f"NetworkPolicy {name}: an ingress rule admits any source")
+            cidrs = [s["ipBlock"]["cidr"] for s in sources if "ipBlock" in s]
+            if cidrs and sorted(cidrs) != sorted(nlb_subnets):
+                failures.append(
+                    f"NetworkPolicy {name}: ipBlock sources {cidrs} must be exactly the subnets the "
+                    f"{'internet-facing' if overlay == 'public' else 'internal'} NLB lives in, from the "
+                    f"eks-cluster layout: {nlb_subnets}"
+                )
             for source in sources:
-                cidr = source.get("ipBlock", {}).get("cidr")
+                if source.get("ipBlock", {}).get("except"):
+                    failures.append(f"NetworkPolicy {name}: ipBlock except is not expected")
                 namespace = source.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
-                if cidr and cidr != vpc_cidr:
-                    failures.append(f"NetworkPolicy {name}: ingress source {cidr} must be the VPC ({vpc_cidr}), where the NLB's addresses are")
-                elif "namespaceSelector" in source and not namespace:
+                if "namespaceSelector" in source and not namespace:
                     failures.append(f"NetworkPolicy {name}: a namespace source must name one namespace")
+    failures.extend(check_deployer_role(docs))
     hpa = one("HorizontalPodAutoscaler")
     if hpa and not hpa["spec"].get("behavior", {}).get("scaleDown", {}).get("stabilizationWindowSeconds"):
         failures.append("HPA needs a scale-down stabilisation window")
@@ -1552,6 +1698,64 @@ def terraform_env() -> dict:
     return env
 
 
+def _mutations() -> list[tuple[str, str, object]]:
+    """(what, expected message, change) for the manifests self-test: each
+    change of a good rendering must be refused with that message."""
+
+    def kind(docs, k, name=None):
+        return next(d for d in docs if d["kind"] == k and (name is None or d["metadata"]["name"] == name))
+
+    def container(docs):
+        return kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+    def set_env(docs, key, value):
+        kind(docs, "ConfigMap")["data"][key] = value
+
+    return [
+        ("metrics on the API port", "uses the API port", lambda d: set_env(d, "FLIGHT_COUNTER_METRICS_BIND", "0.0.0.0:8080")),
+        ("no metrics listener", "FLIGHT_COUNTER_METRICS_BIND must be set", lambda d: kind(d, "ConfigMap")["data"].pop("FLIGHT_COUNTER_METRICS_BIND")),
+        ("no metrics container port", "container ports must be exactly", lambda d: container(d)["ports"].pop()),
+        ("annotations scrape the API port", "scrape annotations must name the metrics port",
+         lambda d: kind(d, "Deployment")["spec"]["template"]["metadata"]["annotations"].update({"prometheus.io/port": "8080"})),
+        ("load balancer targets metrics", "exposes the metrics port",
+         lambda d: kind(d, "Service")["spec"]["ports"].append({"name": "m", "port": 9090, "targetPort": "metrics", "protocol": "TCP"})),
+        ("subnets admitted on every port", "on every port",
+         lambda d: kind(d, "NetworkPolicy", "flight-counter")["spec"]["ingress"][0].pop("ports")),
+        ("metrics port opened to the subnets", "on the metrics port",
+         lambda d: kind(d, "NetworkPolicy", "flight-counter")["spec"]["ingress"][0]["ports"].append({"protocol": "TCP", "port": "metrics"})),
+        ("monitoring rule widened to an address block", "only the monitoring namespace may reach it",
+         lambda d: kind(d, "NetworkPolicy", "flight-counter-monitoring")["spec"]["ingress"][0]["from"].append({"ipBlock": {"cidr": "10.40.0.0/16"}})),
+        ("the whole VPC on the API port", "must be exactly the subnets",
+         lambda d: kind(d, "NetworkPolicy", "flight-counter")["spec"]["ingress"][0].update({"from": [{"ipBlock": {"cidr": "10.40.0.0/16"}}]})),
+        ("a kind the deploy role may not apply", "deployer Role: Secret",
+         lambda d: d.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x", "namespace": kind(d, "ConfigMap")["metadata"]["namespace"]}})),
+    ]
+
+
+def cmd_manifests_selftest(rendered: Path, k8s_version: str, overlay: str) -> int:
+    import copy
+    import io
+    import tempfile
+    from contextlib import redirect_stderr
+
+    good = [d for d in yaml.safe_load_all(rendered.read_text()) if d]
+    bad = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for what, expected, change in _mutations():
+            docs = copy.deepcopy(good)
+            change(docs)
+            path = Path(tmp) / "mutated.yaml"
+            path.write_text(yaml.safe_dump_all(docs))
+            err = io.StringIO()
+            with redirect_stderr(err):
+                code = cmd_manifests(path, k8s_version, overlay)
+            hit = [line for line in err.getvalue().splitlines() if expected in line]
+            status = "refused" if code and hit else "NOT REFUSED"
+            bad += status != "refused"
+            print(f"{status}: {what}: {hit[0] if hit else err.getvalue().strip() or 'no message'}")
+    return 1 if bad else 0
+
+
 # Descriptions and what terraform-docs (escape: true, html: true) writes for
 # them in a table cell; each follows a rule of its template/sanitizer.go.
 ESCAPE_CASES = [
@@ -1603,10 +1807,13 @@ def main() -> int:
     man.add_argument("rendered", type=Path)
     man.add_argument("--kubernetes-version", required=True)
     man.add_argument("--overlay", choices=["default", "public"], default="default")
+    man.add_argument("--selftest", action="store_true", help="refuse each known mistake put into the rendering")
     args = parser.parse_args()
     if args.cmd == "docs-selftest":
         return cmd_docs_selftest()
     if args.cmd == "manifests":
+        if args.selftest:
+            return cmd_manifests_selftest(args.rendered, args.kubernetes_version, args.overlay)
         return cmd_manifests(args.rendered, args.kubernetes_version, args.overlay)
     roots = [p.resolve() for p in args.roots]
     if args.cmd == "docs":
