@@ -119,6 +119,11 @@ pub struct Config {
     #[arg(long, env = "FLIGHT_COUNTER_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
 
+    /// Serve /metrics on this address only, and not on --bind (in production, a port that no
+    /// load balancer exposes). Unset: /metrics is served on --bind, beside the API.
+    #[arg(long, env = "FLIGHT_COUNTER_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
     /// Where counts are stored.
     #[arg(long, env = "FLIGHT_COUNTER_STORE", value_enum, default_value_t = StoreKind::Embedded)]
     pub store: StoreKind,
@@ -154,9 +159,11 @@ pub struct Config {
     #[arg(long, env = "FLIGHT_COUNTER_REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
-    /// Most client connections open at once (each costs a descriptor and some memory); past
-    /// it, a new connection is closed as soon as it is accepted.
-    #[arg(long, env = "FLIGHT_COUNTER_MAX_CONNECTIONS", default_value_t = 4096,
+    /// Most client connections open at once; past it, a new connection is closed as soon as it
+    /// is accepted. Each costs a descriptor and, at worst (a request head held unfinished just
+    /// under its bound), about 34 KiB: 2048 of them stay within 70 MiB, inside a 256 MiB pod
+    /// with the store's own memory (README, "Running out of things").
+    #[arg(long, env = "FLIGHT_COUNTER_MAX_CONNECTIONS", default_value_t = 2048,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
 
@@ -259,6 +266,15 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.commit_timeout.is_zero() {
             return Err("--commit-timeout must be greater than zero".into());
+        }
+        if let Some(metrics) = self.metrics_bind
+            && metrics.port() != 0
+            && metrics == self.bind
+        {
+            return Err(format!(
+                "--metrics-bind ({metrics}) must differ from --bind; leave it unset to serve \
+                 /metrics on --bind"
+            ));
         }
         // A request waiting on the store reads and writes nothing: neither connection deadline
         // may cut it off before the commit timeout answers it.

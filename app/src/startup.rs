@@ -29,11 +29,15 @@ const READINESS_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How long shutdown waits for a background task to finish its round.
 const BACKGROUND_STOP_WAIT: Duration = Duration::from_secs(2);
+/// Connections the metrics listener keeps open at once: scrapers, not clients.
+const METRICS_MAX_CONNECTIONS: usize = 64;
 
 /// A bound, not yet serving, instance of the service.
 pub struct Application {
     acceptor: TcpAcceptor,
     local_addr: SocketAddr,
+    /// The listener of `/metrics`, when it has one of its own (`--metrics-bind`).
+    metrics_listener: Option<(TcpAcceptor, SocketAddr)>,
     ledger: Arc<Ledger>,
     lifecycle: Arc<Lifecycle>,
     metrics: PrometheusHandle,
@@ -41,8 +45,9 @@ pub struct Application {
     config: Config,
 }
 
-/// Reads the API keys file, if one is configured. A missing or bad file at start is an error:
-/// it never turns authentication off.
+/// Reads the API keys file, if one is configured. A file that cannot be read at start is an
+/// error: it never turns authentication off. A file with broken lines starts with its valid
+/// ones; the broken ones are logged and counted in `flight_counter_auth_keys_file_errors`.
 pub fn auth_mode(config: &Config) -> Result<AuthMode, KeysFileError> {
     let Some(path) = &config.api_keys_file else {
         tracing::warn!(
@@ -57,6 +62,7 @@ pub fn auth_mode(config: &Config) -> Result<AuthMode, KeysFileError> {
         path = %path.display(),
         keys = key_count,
         clients,
+        refused_lines = keys.errors(),
         public_reads = config.public_reads,
         "API keys loaded"
     );
@@ -128,14 +134,20 @@ impl Application {
         let lifecycle = Arc::new(Lifecycle::new(Arc::clone(ledger.health()), shared_store));
         let acceptor = crate::connection::bind(config.bind)
             .with_context(|| format!("cannot listen on {}", config.bind))?;
-        let local_addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|addr| addr.as_socket_addr().copied())
-            .context("listener has no local address")?;
+        let local_addr = bound_address(&acceptor)?;
+        let metrics_listener = match config.metrics_bind {
+            Some(addr) => {
+                let acceptor = crate::connection::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (--metrics-bind)"))?;
+                let bound = bound_address(&acceptor)?;
+                Some((acceptor, bound))
+            }
+            None => None,
+        };
         Ok(Self {
             acceptor,
             local_addr,
+            metrics_listener,
             ledger,
             lifecycle,
             metrics,
@@ -147,6 +159,11 @@ impl Application {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the metrics listener, when `--metrics-bind` gave it one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(_, addr)| *addr)
     }
 
     pub fn lifecycle(&self) -> Arc<Lifecycle> {
@@ -163,6 +180,7 @@ impl Application {
         let Self {
             acceptor,
             local_addr,
+            metrics_listener,
             ledger,
             lifecycle,
             metrics,
@@ -255,7 +273,34 @@ impl Application {
                 tokio::time::sleep(shutdown_delay).await;
             }
         };
-        let app = api::app(Arc::clone(&ledger), Arc::clone(&lifecycle), metrics, auth);
+        // The metrics listener outlives the API's drain, so that the last scrapes see it; it
+        // stops once the API server has.
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let (api_metrics, metrics_server) = match metrics_listener {
+            Some((metrics_acceptor, metrics_addr)) => {
+                tracing::info!(addr = %metrics_addr, "serving /metrics on its own listener");
+                let server = Server::new_with_acceptor(ServiceAcceptor::new(
+                    metrics_acceptor,
+                    config.connection_timeouts(),
+                    METRICS_MAX_CONNECTIONS,
+                ))
+                .run_with_graceful_shutdown(
+                    api::metrics_app(metrics),
+                    async move {
+                        let _ = metrics_stopped.await;
+                    },
+                    Some(Duration::from_secs(1)),
+                );
+                (None, Some(tokio::spawn(server)))
+            }
+            None => (Some(metrics), None),
+        };
+        let app = api::app(
+            Arc::clone(&ledger),
+            Arc::clone(&lifecycle),
+            api_metrics,
+            auth,
+        );
         let started_draining = tokio::time::Instant::now();
         Server::new_with_acceptor(ServiceAcceptor::new(
             acceptor,
@@ -265,6 +310,17 @@ impl Application {
         .run_with_graceful_shutdown(app, signal, Some(drain_timeout))
         .await
         .context("server failed")?;
+        let _ = stop_metrics.send(());
+        if let Some(server) = metrics_server {
+            match tokio::time::timeout(BACKGROUND_STOP_WAIT, server).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(err))) => tracing::error!(error = %err, "the metrics listener failed"),
+                Ok(Err(err)) => {
+                    tracing::error!(error = %err, "the metrics listener ended abnormally")
+                }
+                Err(_) => tracing::warn!("the metrics listener did not stop in time"),
+            }
+        }
 
         // Every request has been answered or cut off; commit whatever is still queued.
         let remaining = drain_timeout
@@ -289,6 +345,15 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The address a listener is bound to.
+fn bound_address(acceptor: &TcpAcceptor) -> anyhow::Result<SocketAddr> {
+    acceptor
+        .local_addr()
+        .first()
+        .and_then(|addr| addr.as_socket_addr().copied())
+        .context("listener has no local address")
 }
 
 /// Starts listening for SIGTERM and SIGINT (Ctrl-C) at once, and returns a future that

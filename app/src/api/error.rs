@@ -44,6 +44,8 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     RequestHeaderFieldsTooLarge,
     MalformedRequest,
+    HttpVersionNotSupported,
+    CountOverflow,
     Internal,
     Unavailable,
     StoreUnavailable,
@@ -141,8 +143,8 @@ pub fn json_error(status: StatusCode, route: Option<&RouteEntry>) -> Response {
 }
 
 /// The error bodies of answers the connection layer gives itself, before any endpoint runs:
-/// requests the HTTP parser refuses (`400`, `414`, `431`) and requests that do not arrive in
-/// time (`408`).
+/// requests the HTTP parser or the connection's bounds refuse (`400`, `414`, `431`), requests
+/// that do not arrive in time (`408`), and cleartext HTTP/2 (`505`, carried in a GOAWAY frame).
 pub fn connection_error_body(status: StatusCode) -> ErrorBody {
     match status {
         StatusCode::REQUEST_TIMEOUT => ErrorBody::new(
@@ -158,6 +160,10 @@ pub fn connection_error_body(status: StatusCode) -> ErrorBody {
             ErrorCode::RequestHeaderFieldsTooLarge,
             "the request's header section is larger than the server reads; the request was not \
              processed",
+        ),
+        StatusCode::HTTP_VERSION_NOT_SUPPORTED => ErrorBody::new(
+            ErrorCode::HttpVersionNotSupported,
+            "this port speaks HTTP/1.1 only; send the request again over HTTP/1.1",
         ),
         _ => ErrorBody::new(
             ErrorCode::MalformedRequest,

@@ -10,6 +10,7 @@ pub mod operations;
 pub mod parameter;
 pub mod reports;
 pub mod routes;
+mod security_headers;
 pub mod transactions;
 
 use std::{panic::AssertUnwindSafe, sync::Arc};
@@ -84,35 +85,64 @@ pub struct ServiceEndpoint {
     api: BoxEndpoint<'static>,
     auth: AuthMode,
     swagger_ui: Bytes,
+    /// The Swagger UI page's Content Security Policy, made from the page.
+    swagger_ui_headers: security_headers::PageHeaders,
     spec: Bytes,
-    metrics: PrometheusHandle,
+    /// `None` when `/metrics` has a listener of its own (`--metrics-bind`): the API port then
+    /// answers `404` for it, so that whoever reaches the API sees no client names or traffic.
+    metrics: Option<PrometheusHandle>,
 }
 
-/// Builds the service's whole HTTP endpoint.
+/// Builds the service's whole HTTP endpoint; `metrics` is served at `/metrics` when given.
 pub fn app(
     ledger: Arc<Ledger>,
     lifecycle: Arc<Lifecycle>,
-    metrics: PrometheusHandle,
+    metrics: Option<PrometheusHandle>,
     auth: AuthMode,
 ) -> ServiceEndpoint {
     let service = openapi(ledger, lifecycle, &auth);
     // Rendered once; `Bytes` clones are reference counted, so serving them copies nothing.
     let spec = Bytes::from(service.spec());
-    let swagger_ui = Bytes::from(service.swagger_ui_html());
+    let swagger_ui_html = service.swagger_ui_html();
+    let swagger_ui_headers = security_headers::PageHeaders::for_page(&swagger_ui_html);
+    let swagger_ui = Bytes::from(swagger_ui_html);
     ServiceEndpoint {
         api: service.into_endpoint(),
         auth,
         swagger_ui,
+        swagger_ui_headers,
         spec,
         metrics,
     }
 }
 
 fn document(content_type: &'static str, body: Bytes) -> Response {
-    Response::builder()
+    let mut resp = Response::builder()
         .content_type(content_type)
         .header(header::CACHE_CONTROL, "no-cache")
-        .body(body)
+        .body(body);
+    security_headers::apply_document_headers(&mut resp);
+    resp
+}
+
+/// The Prometheus exposition of every metric.
+fn metrics_document(metrics: &PrometheusHandle) -> Response {
+    document(
+        "text/plain; version=0.0.4; charset=utf-8",
+        Bytes::from(metrics.render()),
+    )
+}
+
+/// The endpoint of the metrics listener (`--metrics-bind`): `/metrics`, and a JSON `404` for
+/// anything else.
+pub fn metrics_app(metrics: PrometheusHandle) -> impl Endpoint<Output = Response> {
+    poem::endpoint::make_sync(move |req: Request| {
+        if req.uri().path() == "/metrics" && req.method() == poem::http::Method::GET {
+            metrics_document(&metrics)
+        } else {
+            error::json_error(StatusCode::NOT_FOUND, None)
+        }
+    })
 }
 
 impl ServiceEndpoint {
@@ -135,13 +165,15 @@ impl ServiceEndpoint {
         }
         match entry.map(|entry| entry.handler) {
             Some(Handler::SwaggerUi) => {
-                document("text/html; charset=utf-8", self.swagger_ui.clone())
+                let mut page = document("text/html; charset=utf-8", self.swagger_ui.clone());
+                self.swagger_ui_headers.apply(&mut page);
+                page
             }
             Some(Handler::OpenApiDocument) => document(json::JSON_CONTENT_TYPE, self.spec.clone()),
-            Some(Handler::Metrics) => document(
-                "text/plain; version=0.0.4; charset=utf-8",
-                Bytes::from(self.metrics.render()),
-            ),
+            Some(Handler::Metrics) => match &self.metrics {
+                Some(metrics) => metrics_document(metrics),
+                None => error::json_error(StatusCode::NOT_FOUND, None),
+            },
             Some(Handler::Operation) | None => match self.api.call(req).await {
                 Ok(resp) => error::into_json_error(resp, entry),
                 Err(err) => {

@@ -286,7 +286,7 @@ impl ReportsApi {
             Err(PeriodsFailure::Range(message)) => {
                 DailyResponse::bad(ErrorCode::InvalidDateRange, message)
             }
-            Err(PeriodsFailure::Store(err)) => DailyResponse::failed(Some(route), err),
+            Err(PeriodsFailure::Store(err)) => DailyResponse::failed(err),
         }
     }
 
@@ -330,7 +330,7 @@ impl ReportsApi {
             Err(PeriodsFailure::Range(message)) => {
                 MonthlyResponse::bad(ErrorCode::InvalidDateRange, message)
             }
-            Err(PeriodsFailure::Store(err)) => MonthlyResponse::failed(Some(route), err),
+            Err(PeriodsFailure::Store(err)) => MonthlyResponse::failed(err),
         }
     }
 
@@ -378,7 +378,7 @@ impl ReportsApi {
                     })
                     .collect(),
             })),
-            Err(err) => ManyResponse::failed(None, err),
+            Err(err) => ManyResponse::failed(err),
         }
     }
 }

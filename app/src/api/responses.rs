@@ -52,12 +52,9 @@ macro_rules! read_response {
                 ))
             }
 
-            fn failed(
-                route: Option<$crate::route::Route>,
-                err: $crate::ledger::LedgerError,
-            ) -> Self {
+            fn failed(err: $crate::ledger::LedgerError) -> Self {
                 use $crate::api::transactions::Failure;
-                match Failure::from_ledger(route, err) {
+                match Failure::from_ledger(err) {
                     Failure::Internal(body) => Self::Internal($crate::api::json::JsonBody(body)),
                     Failure::Unavailable(body) => Self::Unavailable(
                         $crate::api::json::JsonBody(body),

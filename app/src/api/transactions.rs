@@ -141,13 +141,17 @@ pub(super) enum Failure {
 }
 
 impl Failure {
-    pub(super) fn from_ledger(route: Option<Route>, err: LedgerError) -> Self {
+    pub(super) fn from_ledger(err: LedgerError) -> Self {
         match err {
-            LedgerError::Store(StoreError::Overflow(_)) => {
-                tracing::error!(route = ?route.map(|r| r.to_string()), "count overflow");
+            // Only a store altered by hand can hold such a count; the other routes go on.
+            LedgerError::Store(StoreError::Overflow(overflowing)) => {
+                tracing::error!(route = %overflowing, "count overflow");
                 Failure::Internal(ErrorBody::new(
-                    ErrorCode::Internal,
-                    "internal error; it has been logged",
+                    ErrorCode::CountOverflow,
+                    format!(
+                        "the count of route {overflowing} is at its largest value and cannot \
+                         grow; nothing was recorded, and other routes are not affected"
+                    ),
                 ))
             }
             LedgerError::Store(StoreError::Unavailable(_) | StoreError::Throttled(_))
@@ -164,8 +168,8 @@ impl Failure {
 }
 
 impl RecordResponse {
-    fn failed(route: Route, err: LedgerError) -> Self {
-        match Failure::from_ledger(Some(route), err) {
+    fn failed(err: LedgerError) -> Self {
+        match Failure::from_ledger(err) {
             Failure::Internal(body) => RecordResponse::Internal(Json(body)),
             Failure::Unavailable(body) => {
                 RecordResponse::Unavailable(Json(body), RETRY_AFTER_SECONDS)
@@ -238,7 +242,7 @@ impl TransactionsApi {
                         }),
                         None,
                     ),
-                    Err(err) => RecordResponse::failed(route, err),
+                    Err(err) => RecordResponse::failed(err),
                 };
             }
             Err(err) => return RecordResponse::BadRequest(Json(invalid_key(&err))),
@@ -268,7 +272,7 @@ impl TransactionsApi {
                     outcome.replayed.then_some(true),
                 )
             }
-            Err(err) => RecordResponse::failed(route, err),
+            Err(err) => RecordResponse::failed(err),
         }
     }
 
@@ -290,7 +294,7 @@ impl TransactionsApi {
         let route = route.0;
         match self.ledger.count(route).await {
             Ok(count) => CountResponse::counted(route, count),
-            Err(err) => CountResponse::failed(Some(route), err),
+            Err(err) => CountResponse::failed(err),
         }
     }
 }

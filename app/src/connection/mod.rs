@@ -1,13 +1,16 @@
-//! What every accepted TCP connection passes through beneath HTTP: a bound on how many are
-//! open, an idle and a request deadline, so that clients that vanish or send a request a byte
-//! at a time do not hold connections forever, and JSON bodies for the answers the HTTP parser
-//! gives on its own. Also the listening socket itself, and an accept loop that survives running
-//! out of descriptors.
+//! What every accepted TCP connection passes through beneath HTTP: HTTP/1.1 only, a bound on
+//! how many are open, an idle and a request deadline and a bound on the bytes of an unanswered
+//! request, so that clients that vanish, send a request a byte at a time or send endless
+//! headers hold neither connections nor memory for long, and JSON bodies for the answers the
+//! HTTP parser gives on its own. Also the listening socket itself, and an accept loop that
+//! survives running out of descriptors.
 
+mod guard;
+mod http1_only;
 mod limits;
 mod listener;
 mod protocol_errors;
-mod timeouts;
+mod request_head;
 
 use std::io;
 
@@ -17,16 +20,18 @@ use poem::{
     web::{LocalAddr, RemoteAddr},
 };
 
+pub use guard::{ConnectionGuard, Timeouts};
+pub use http1_only::Http1Only;
 pub use limits::{Limited, OpenConnections};
 pub use listener::{LISTEN_BACKLOG, bind, raise_open_files_limit};
 pub use protocol_errors::JsonProtocolErrors;
-pub use timeouts::{ConnectionTimeouts, Timeouts};
+pub use request_head::{MAX_HEAD, MAX_REQUEST_LINE, MAX_UNANSWERED};
 
 use crate::telemetry::metrics as m;
 use limits::{AcceptBackoff, resource_shortage};
 
 /// Hands out the listener's connections, as many as `--max-connections` allows, wrapped in
-/// [`Limited`], [`ConnectionTimeouts`] and [`JsonProtocolErrors`].
+/// [`Limited`], [`ConnectionGuard`], [`JsonProtocolErrors`] and [`Http1Only`].
 pub struct ServiceAcceptor<A> {
     inner: A,
     timeouts: Timeouts,
@@ -46,7 +51,7 @@ impl<A> ServiceAcceptor<A> {
 }
 
 impl<A: Acceptor> Acceptor for ServiceAcceptor<A> {
-    type Io = JsonProtocolErrors<ConnectionTimeouts<Limited<A::Io>>>;
+    type Io = Http1Only<JsonProtocolErrors<ConnectionGuard<Limited<A::Io>>>>;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
         self.inner.local_addr()
@@ -74,7 +79,10 @@ impl<A: Acceptor> Acceptor for ServiceAcceptor<A> {
                 continue;
             };
             let io = Limited::new(io, place);
-            let io = JsonProtocolErrors::new(ConnectionTimeouts::new(io, self.timeouts));
+            let io = Http1Only::new(JsonProtocolErrors::new(ConnectionGuard::new(
+                io,
+                self.timeouts,
+            )));
             return Ok((io, local, remote, scheme));
         }
     }

@@ -23,23 +23,44 @@ pub(super) struct CommitContext {
 }
 
 /// Commits a whole batch in one store transaction and answers every caller in it.
+///
+/// A route whose count would overflow fails alone: the store applied nothing, so the batch is
+/// committed again without it. One route pushed to its limit (which only tampering with the
+/// store can do) must not fail the other routes' POSTs, nor count against the store's health.
 pub(super) async fn commit_batch(
     store: &Arc<dyn BatchStore>,
-    batch: Vec<Taken>,
+    mut batch: Vec<Taken>,
     cx: &CommitContext,
 ) {
     let day = cx.clock.today();
-    let writes: Vec<_> = batch.iter().map(|taken| taken.write(day)).collect();
     let started = Instant::now();
-    let result = tokio::time::timeout(cx.timeout, store.commit(&writes)).await;
-    let result = match result {
-        Ok(Ok(outcomes)) if outcomes.len() == batch.len() => Ok(outcomes),
-        Ok(Ok(_)) => Err(LedgerError::Store(StoreError::Unavailable(
-            "store returned a wrong number of outcomes".into(),
-        ))),
-        Ok(Err(err)) => Err(LedgerError::Store(err)),
-        Err(_) => Err(LedgerError::TimedOut(cx.timeout)),
+    let deadline = started + cx.timeout;
+    let mut overflowed = Vec::new();
+    let result = loop {
+        let writes: Vec<_> = batch.iter().map(|taken| taken.write(day)).collect();
+        match tokio::time::timeout_at(deadline, store.commit(&writes)).await {
+            Ok(Ok(outcomes)) if outcomes.len() == batch.len() => break Ok(outcomes),
+            Ok(Ok(_)) => {
+                break Err(LedgerError::Store(StoreError::Unavailable(
+                    "store returned a wrong number of outcomes".into(),
+                )));
+            }
+            Ok(Err(StoreError::Overflow(route))) if batch.len() > 1 => {
+                match batch.iter().position(|taken| taken.route == route) {
+                    Some(at) => overflowed.push(batch.swap_remove(at)),
+                    None => break Err(LedgerError::Store(StoreError::Overflow(route))),
+                }
+            }
+            Ok(Err(err)) => break Err(LedgerError::Store(err)),
+            Err(_) => break Err(LedgerError::TimedOut(cx.timeout)),
+        }
     };
+    for taken in overflowed {
+        let err = LedgerError::Store(StoreError::Overflow(taken.route));
+        tracing::error!(store = cx.kind, route = %taken.route, error = %err, "commit refused");
+        m::commit_finished(started.elapsed(), taken.len() as u64, CommitOutcome::Failed);
+        taken.fail(&err);
+    }
     let transactions: usize = batch.iter().map(Taken::len).sum();
     match result {
         Ok(outcomes) => {
@@ -52,7 +73,7 @@ pub(super) async fn commit_batch(
         }
         Err(err) => {
             tracing::error!(store = cx.kind, error = %err, transactions, "commit failed");
-            finished(cx, started, transactions, CommitOutcome::Failed);
+            failed(cx, started, transactions, &err);
             for taken in batch {
                 taken.fail(&err);
             }
@@ -117,6 +138,20 @@ fn settle(
             finished(cx, started, transactions, CommitOutcome::Failed);
             taken.fail(&err);
         }
+    }
+}
+
+/// A failed commit. An overflowing count says nothing about the store's health: it is the
+/// route's own failure, and readiness stays as it was.
+fn failed(cx: &CommitContext, started: Instant, transactions: usize, err: &LedgerError) {
+    if matches!(err, LedgerError::Store(StoreError::Overflow(_))) {
+        m::commit_finished(
+            started.elapsed(),
+            transactions as u64,
+            CommitOutcome::Failed,
+        );
+    } else {
+        finished(cx, started, transactions, CommitOutcome::Failed);
     }
 }
 

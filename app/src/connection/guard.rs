@@ -1,13 +1,19 @@
-//! Two deadlines on every client connection:
+//! What each client connection may take from the service while a request is unanswered:
+//! time, through two deadlines, and memory, through the bounds of [`RequestHead`].
 //!
-//! - **idle**: nothing read or written for `--idle-timeout`. A client that disappears without
-//!   closing (a crashed host, a NAT entry dropped on the way) would otherwise keep its
-//!   connection, with its socket and buffers, for as long as the process lives.
-//! - **request**: bytes of a request arrived, and no answer has started within
+//! - **idle**: nothing that advances a request read, and nothing written, for
+//!   `--idle-timeout`. A client that disappears without closing (a crashed host, a NAT entry
+//!   dropped on the way) would otherwise keep its connection, with its socket and buffers, for
+//!   as long as the process lives. Bare line ends, which HTTP/1 lets a client send between
+//!   requests, are not progress: a client that sends only those is idle.
+//! - **request**: bytes arrived, of any kind, and no answer has started within
 //!   `--request-timeout` of the first of them. This stops clients that send a request a byte
-//!   at a time (slowloris), which the idle deadline never catches, and bounds the time a request
-//!   can hold a connection. The commit timeout is shorter, so a request waiting on the store is
-//!   answered (`503`) before this deadline.
+//!   at a time (slowloris) or keep a connection open with empty lines, which the idle deadline
+//!   never catches, and bounds the time a request can hold a connection. The commit timeout is
+//!   shorter, so a request waiting on the store is answered (`503`) before this deadline.
+//! - **bytes**: a request's head must end within the bounds of [`RequestHead`] (else `414` or
+//!   `431`, then close), and reading pauses once a request's bytes fill its share, until the
+//!   answer starts.
 //!
 //! When the request deadline passes, a `408` in the JSON error shape is sent if the socket takes
 //! it at once; either way the connection is then closed. hyper closes a connection whose read
@@ -21,7 +27,7 @@ use std::{
     future::Future,
     io::{self, IoSlice},
     pin::Pin,
-    task::{Context, Poll, ready},
+    task::{Context, Poll, Waker, ready},
     time::Duration,
 };
 
@@ -32,6 +38,7 @@ use tokio::{
 
 use poem::http::StatusCode;
 
+use super::request_head::{RequestHead, Verdict};
 use crate::{api::error::connection_error_body, telemetry};
 
 /// The deadlines of a connection.
@@ -41,17 +48,21 @@ pub struct Timeouts {
     pub request: Duration,
 }
 
-pub struct ConnectionTimeouts<S> {
+pub struct ConnectionGuard<S> {
     inner: S,
     limits: Timeouts,
     /// When a read or write last completed.
     last_activity: Instant,
     /// When the first byte arrived that no answer has followed yet.
     unanswered_since: Option<Instant>,
+    /// The bytes of the request under way.
+    head: RequestHead,
+    /// The reader paused at the byte bound, woken when the answer starts.
+    paused_reader: Option<Waker>,
     timer: Pin<Box<Sleep>>,
 }
 
-impl<S> ConnectionTimeouts<S> {
+impl<S> ConnectionGuard<S> {
     pub fn new(inner: S, limits: Timeouts) -> Self {
         let now = Instant::now();
         Self {
@@ -59,23 +70,36 @@ impl<S> ConnectionTimeouts<S> {
             limits,
             last_activity: now,
             unanswered_since: None,
+            head: RequestHead::default(),
+            paused_reader: None,
             timer: Box::pin(tokio::time::sleep_until(
                 now + limits.idle.min(limits.request),
             )),
         }
     }
 
-    fn read_done(&mut self, begins_request: bool) {
+    /// Bytes arrived: the request deadline runs from the first of any kind, and only bytes
+    /// that advance a request count as activity.
+    fn read_done(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
         let now = Instant::now();
-        self.last_activity = now;
-        if begins_request && self.unanswered_since.is_none() {
+        if self.unanswered_since.is_none() {
             self.unanswered_since = Some(now);
+        }
+        if bytes.iter().any(|&b| b != b'\r' && b != b'\n') {
+            self.last_activity = now;
         }
     }
 
     fn write_done(&mut self) {
         self.last_activity = Instant::now();
         self.unanswered_since = None;
+        self.head.answered();
+        if let Some(reader) = self.paused_reader.take() {
+            reader.wake();
+        }
     }
 }
 
@@ -95,7 +119,7 @@ impl Expired {
     }
 }
 
-impl<S: AsyncWrite + Unpin> ConnectionTimeouts<S> {
+impl<S: AsyncWrite + Unpin> ConnectionGuard<S> {
     /// Ready once a deadline has passed (with the error that closes the connection); pending,
     /// with the timer armed, otherwise.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
@@ -122,7 +146,7 @@ impl<S: AsyncWrite + Unpin> ConnectionTimeouts<S> {
                 continue;
             };
             if expired == Expired::Request {
-                self.try_send_request_timeout(cx);
+                self.try_send(cx, StatusCode::REQUEST_TIMEOUT);
             }
             let deadline = expired.label();
             telemetry::metrics::connection_timed_out(deadline);
@@ -134,25 +158,29 @@ impl<S: AsyncWrite + Unpin> ConnectionTimeouts<S> {
         }
     }
 
-    /// Best effort: the `408` goes out only if the socket takes all of it now. Nothing of an
+    /// Best effort: the answer goes out only if the socket takes all of it now. Nothing of an
     /// answer has been written since the request began, so it cannot interleave with one.
-    fn try_send_request_timeout(&mut self, cx: &mut Context<'_>) {
-        let answer = request_timeout_answer();
+    fn try_send(&mut self, cx: &mut Context<'_>, status: StatusCode) {
+        let answer = closing_answer(status);
         if let Poll::Ready(Ok(n)) = Pin::new(&mut self.inner).poll_write(cx, &answer)
             && n < answer.len()
         {
-            tracing::debug!("the 408 answer was cut short by a full socket");
+            tracing::debug!(
+                status = status.as_u16(),
+                "the answer was cut short by a full socket"
+            );
         }
     }
 }
 
-/// A complete `408` answer in the JSON error shape; the connection closes after it.
-fn request_timeout_answer() -> Vec<u8> {
-    let body =
-        serde_json::to_vec(&connection_error_body(StatusCode::REQUEST_TIMEOUT)).unwrap_or_default();
+/// A complete answer in the JSON error shape; the connection closes after it.
+fn closing_answer(status: StatusCode) -> Vec<u8> {
+    let body = serde_json::to_vec(&connection_error_body(status)).unwrap_or_default();
     let mut answer = format!(
-        "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\
+        "HTTP/1.1 {} {}\r\nconnection: close\r\n\
          content-type: application/json; charset=utf-8\r\ncontent-length: {}\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
         body.len()
     )
     .into_bytes();
@@ -160,21 +188,44 @@ fn request_timeout_answer() -> Vec<u8> {
     answer
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ConnectionTimeouts<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ConnectionGuard<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        let room = this.head.room();
+        if room == 0 {
+            // The request's bytes fill its share: read on once the answer starts, or close at
+            // a deadline.
+            this.paused_reader = Some(cx.waker().clone());
+            return this.poll_expired(cx).map(Err);
+        }
         let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+        let poll = if buf.remaining() > room {
+            // Read no further than the bound; the parser's buffer is usually smaller.
+            let mut limited = ReadBuf::new(buf.initialize_unfilled_to(room));
+            let poll = Pin::new(&mut this.inner).poll_read(cx, &mut limited);
+            let n = limited.filled().len();
+            buf.advance(n);
+            poll
+        } else {
+            Pin::new(&mut this.inner).poll_read(cx, buf)
+        };
+        match poll {
             Poll::Ready(result) => {
-                // Empty lines between requests (which servers must ignore) begin no request.
-                let begins_request = buf.filled()[before..]
-                    .iter()
-                    .any(|&b| b != b'\r' && b != b'\n');
-                this.read_done(begins_request);
+                let bytes = &buf.filled()[before..];
+                this.read_done(bytes);
+                if let Verdict::Refuse(status) = this.head.observe(bytes) {
+                    telemetry::metrics::malformed_request(status.as_u16());
+                    tracing::debug!(status = status.as_u16(), "request head over its bound");
+                    this.try_send(cx, status);
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "request head over its bound",
+                    )));
+                }
                 Poll::Ready(result)
             }
             Poll::Pending => this.poll_expired(cx).map(Err),
@@ -182,7 +233,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ConnectionTimeouts<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> ConnectionTimeouts<S> {
+impl<S: AsyncWrite + Unpin> ConnectionGuard<S> {
     fn watch_write(
         &mut self,
         cx: &mut Context<'_>,
@@ -198,7 +249,7 @@ impl<S: AsyncWrite + Unpin> ConnectionTimeouts<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for ConnectionTimeouts<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ConnectionGuard<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -247,7 +298,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_silent_connection_is_closed_after_the_idle_limit() {
         let (_client, server) = tokio::io::duplex(64);
-        let mut conn = ConnectionTimeouts::new(server, LIMITS);
+        let mut conn = ConnectionGuard::new(server, LIMITS);
         let started = Instant::now();
         let mut buf = [0u8; 8];
         let err = conn.read(&mut buf).await.expect_err("times out");
@@ -258,7 +309,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn answered_traffic_keeps_the_connection_open_and_restarts_the_idle_clock() {
         let (mut client, server) = tokio::io::duplex(64);
-        let mut conn = ConnectionTimeouts::new(server, LIMITS);
+        let mut conn = ConnectionGuard::new(server, LIMITS);
         let mut buf = [0u8; 8];
         // A request every 40 s for 4 minutes, each answered at once: never 60 s of silence,
         // never a request unanswered for 15 s.
@@ -286,7 +337,7 @@ mod tests {
     async fn a_request_dripped_byte_by_byte_is_cut_off_with_a_408() {
         let (client, server) = tokio::io::duplex(4096);
         let (mut client_read, mut client_write) = tokio::io::split(client);
-        let mut conn = ConnectionTimeouts::new(server, LIMITS);
+        let mut conn = ConnectionGuard::new(server, LIMITS);
         // A byte every 5 s: never idle, but the request never completes.
         let dripper = tokio::spawn(async move {
             for _ in 0..10 {
@@ -320,5 +371,105 @@ mod tests {
         let body: ErrorBody = serde_json::from_str(body).expect("JSON body");
         assert_eq!(body.error, "request_timeout");
         dripper.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn empty_lines_are_not_progress_and_start_the_request_deadline() {
+        let (client, server) = tokio::io::duplex(4096);
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        let mut conn = ConnectionGuard::new(server, LIMITS);
+        // A bare line end every second: before, this kept a connection open for ever.
+        let keeper = tokio::spawn(async move {
+            for _ in 0..120 {
+                if client_write.write_all(b"\r\n").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        let started = Instant::now();
+        let mut buf = [0u8; 8];
+        let err = loop {
+            match conn.read(&mut buf).await {
+                Ok(_) => continue,
+                Err(err) => break err,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), LIMITS.request);
+        drop(conn);
+        let mut answer = String::new();
+        client_read.read_to_string(&mut answer).await.expect("read");
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+        keeper.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endless_header_section_is_refused_with_a_json_431() {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        let mut conn = ConnectionGuard::new(server, LIMITS);
+        client_write
+            .write_all(b"GET / HTTP/1.1\r\n")
+            .await
+            .expect("write");
+        let filler = format!("X-Filler: {}\r\n", "a".repeat(1000));
+        for _ in 0..100 {
+            client_write
+                .write_all(filler.as_bytes())
+                .await
+                .expect("write");
+        }
+        let mut buf = vec![0u8; 1 << 20];
+        let mut taken = 0;
+        let err = loop {
+            match conn.read(&mut buf).await {
+                Ok(n) => taken += n,
+                Err(err) => break err,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(
+            taken <= crate::connection::MAX_HEAD,
+            "{taken} bytes handed on"
+        );
+        drop(conn);
+        drop(client_write);
+        let mut answer = String::new();
+        client_read.read_to_string(&mut answer).await.expect("read");
+        assert!(
+            answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{answer}"
+        );
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        let body: ErrorBody = serde_json::from_str(body).expect("JSON body");
+        assert_eq!(body.error, "request_header_fields_too_large");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reading_pauses_at_the_byte_bound_until_the_answer_starts() {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let mut conn = ConnectionGuard::new(server, LIMITS);
+        // Pipelined requests, more bytes of them than may be read before an answer.
+        let request = b"GET /transactions/AR1133 HTTP/1.1\r\nHost: x\r\n\r\n";
+        let pipelined = request.repeat(2 * crate::connection::MAX_UNANSWERED / request.len());
+        client.write_all(&pipelined).await.expect("write");
+        let mut buf = vec![0u8; 1 << 20];
+        let mut taken = 0;
+        while taken < crate::connection::MAX_UNANSWERED {
+            taken += conn.read(&mut buf).await.expect("read");
+        }
+        assert_eq!(taken, crate::connection::MAX_UNANSWERED);
+        // Nothing more until an answer: the read waits (here, for the request deadline).
+        let paused = tokio::time::timeout(Duration::from_secs(1), conn.read(&mut buf)).await;
+        assert!(paused.is_err(), "read past the bound");
+        conn.write_all(b"HTTP/1.1 200 OK\r\n")
+            .await
+            .expect("answer");
+        let n = conn.read(&mut buf).await.expect("read after the answer");
+        assert!(n > 0);
     }
 }
