@@ -22,7 +22,12 @@
 #     middle of them;
 #   - hostile: hostile paths, headers and slow connections, forged, overlong and non-ASCII
 #     Authorization headers; no crash, no unexpected 5xx, every error in the JSON shape, every
-#     bad key a 401, slow clients cut off with a 408, bounded memory.
+#     bad key a 401, slow clients cut off with a 408, bounded memory;
+#   - hostile-limits: against the pod's memory limit and connection slots, each on a fresh
+#     service: an HTTP/2 stream flood (refused with GOAWAY, peak RSS under 96 MiB), 2,000
+#     connections of endless or held header sections (peak RSS under 200 MiB), CRLF-only
+#     keep-alives (closed within 5 s), and /metrics only on --metrics-bind
+#     (.ci/clients/hostile_limits.py).
 # The service runs with an API keys file made by its own `api-key` subcommand, except for the
 # metrics checks (which count anonymous requests).
 #
@@ -321,6 +326,10 @@ check_crash_in_checkpoints() {
     --embedded-checkpoint-interval 1ms
 }
 
+check_hostile_limits() {
+  timeout 300 "$VENV/bin/python" "$CLIENTS/hostile_limits.py" "$BIN" "$WORK/hostile-limits"
+}
+
 check_hostile() {
   timeout 300 "$VENV/bin/python" "$CLIENTS/hostile.py" 127.0.0.1 "$PORT" "$SERVICE_PID" 256 3 "$WRITE_KEY"
 }
@@ -362,6 +371,8 @@ start_service --store embedded --data-dir "$WORK/hostile-data" --request-timeout
   --api-keys-file "$KEYS_FILE"
 run hostile check_hostile
 stop_service
+
+run hostile-limits check_hostile_limits
 
 log ""
 log "real clients: $passed passed, $failed failed ($((SECONDS - started))s)"

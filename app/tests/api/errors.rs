@@ -16,7 +16,7 @@ use flight_counter::{
 };
 use serde_json::Value;
 
-use crate::helpers::{TestApp, send_json, test_config};
+use crate::helpers::{TestApp, client, send_json, test_config};
 
 async fn memory_app() -> TestApp {
     TestApp::spawn(test_config(&[])).await
@@ -555,7 +555,7 @@ async fn a_stuck_store_gives_503_within_the_deadline() {
 }
 
 #[tokio::test]
-async fn a_count_that_would_overflow_is_refused_not_wrapped() {
+async fn a_count_that_would_overflow_fails_its_own_posts_only() {
     let store = MemoryStore::new();
     let route = Route::parse("OV1").expect("route");
     store
@@ -569,9 +569,33 @@ async fn a_count_that_would_overflow_is_refused_not_wrapped() {
     let app = TestApp::spawn_with_store(test_config(&[]), Store::batch(store)).await;
     assert_eq!(app.record("OV1", "OV0001").await, u64::MAX);
     let resp = app.post("OV1").await;
-    let body = json_error(resp, 500, "internal").await;
-    assert!(!body["message"].as_str().expect("msg").contains("overflow"));
+    let body = json_error(resp, 500, "count_overflow").await;
+    let message = body["message"].as_str().expect("message");
+    assert!(message.contains("OV0001"), "{message}");
     assert_eq!(app.count("OV1", "OV0001").await, u64::MAX);
+
+    // POSTs to the full route and to others, in the same commits: the others are counted.
+    let client = client();
+    let posts = (0..40).map(|i| {
+        let route = if i % 4 == 0 { "OV1" } else { "AR1133" };
+        client.post(app.url(&format!("/transactions/{route}"))).send()
+    });
+    let answers = futures::future::join_all(posts).await;
+    let mut refused = 0;
+    for (i, answer) in answers.into_iter().enumerate() {
+        let answer = answer.expect("answered");
+        if i % 4 == 0 {
+            json_error(answer, 500, "count_overflow").await;
+            refused += 1;
+        } else {
+            assert_eq!(answer.status(), 200, "route AR1133");
+        }
+    }
+    assert_eq!(refused, 10);
+    assert_eq!(app.count("AR1133", "AR1133").await, 30);
+    // The store is healthy: readiness stays up.
+    let ready = client.get(app.url("/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status(), 200);
     app.stop().await;
 }
 
