@@ -119,7 +119,7 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        // A keys file that is missing or wrong at start is a configuration error.
+        // A keys file that cannot be read at start is a configuration error.
         Err(err) if err.downcast_ref::<KeysFileError>().is_some() => {
             tracing::error!(error = %err, "invalid configuration");
             eprintln!("flight-counter: {err}");

@@ -3,81 +3,255 @@
 //! A Kubernetes Secret mounted as a volume changes in place: the kubelet writes the new
 //! content to a new directory and swaps a `..data` symlink, so the file's own inode never
 //! changes and watching it with inotify misses the update. The file is small, so it is simply
-//! read again every [`RELOAD_INTERVAL`] and parsed when its bytes differ from the last read.
-//! A file that cannot be read or parsed leaves the keys in force as they were: a bad file
-//! never turns authentication off.
+//! read again every [`RELOAD_INTERVAL`].
+//!
+//! A reload applies what the file says, so that a revocation cannot silently fail:
+//! - every valid line is in force and a removed line stops working, whatever else is wrong in
+//!   the file; a broken line grants nothing and is counted in
+//!   `flight_counter_auth_keys_file_errors` (see [`KeyTable::parse`]);
+//! - a file that cannot be read (missing, unreadable, too large) fails closed: no key is valid
+//!   until it can be read again, and it counts as one error;
+//! - a changed file is applied only once it has settled: read whole, then again after
+//!   [`SETTLE`], until two reads agree on its bytes and on its size, time and inode. A file
+//!   rewritten in place (truncated, then written) can be read half-written; applying that
+//!   would turn away the keys of its missing lines. A file that never settles leaves the keys
+//!   in force as they were until it does. A settled file that may still be cut short (empty,
+//!   or ending in a broken line without a newline: a writer that stalled mid-write) is applied
+//!   only when the next reload finds it the same, one interval later.
+//!
+//! At start, an unreadable file is a configuration error; a file with broken lines starts the
+//! service with its valid lines, and the broken ones are logged and counted as on a reload.
 
 use std::{
+    io::Read as _,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
-    time::Duration,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime},
 };
 
 use arc_swap::ArcSwap;
 
 use super::{
     Client, digest,
-    keys_file::{KeyTable, KeysFileError, MAX_FILE_BYTES},
+    keys_file::{KeyTable, KeysFileError, LineError, MAX_FILE_BYTES, may_be_cut_short},
 };
+use crate::telemetry::metrics as m;
 
 /// How often the keys file is read for changes.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a changed file must stay the same before it is applied: far longer than writing a
+/// keys file takes, short beside [`RELOAD_INTERVAL`].
+pub const SETTLE: Duration = Duration::from_millis(50);
+/// Reads of a changing file before giving up until the next interval.
+const MAX_SETTLE_READS: usize = 10;
+/// Broken lines logged one by one at each change; past it, one line says how many more.
+const MAX_LINE_ERRORS_LOGGED: usize = 20;
 
 /// The key table in force and where it comes from.
 pub struct ApiKeys {
     path: PathBuf,
     table: ArcSwap<KeyTable>,
-    /// The last bytes read, and the last problem logged, so that an unchanged file is not
-    /// parsed again and a lasting problem is logged once, not every second.
+    /// Lines refused at the last read applied (1 for a file that could not be read): what
+    /// `flight_counter_auth_keys_file_errors` shows.
+    errors: AtomicUsize,
+    /// What the keys in force were read from, so that an unchanged file is not applied again.
     last: Mutex<LastRead>,
 }
 
-#[derive(Default)]
 struct LastRead {
-    content: Option<[u8; 32]>,
-    problem: Option<String>,
+    applied: Applied,
+    /// A settled read that may be cut short, waiting to be seen again at the next reload.
+    held: Option<[u8; 32]>,
+    /// A file that keeps changing was logged since the last change applied.
+    unsettled_logged: bool,
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, KeysFileError> {
-    use std::io::Read as _;
-    let unreadable = |err: std::io::Error| KeysFileError::Unreadable {
-        path: path.to_owned(),
-        reason: err.to_string(),
-    };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    let mut bytes = Vec::new();
-    // One byte past the limit tells a file at the limit from a larger one.
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(KeysFileError::TooLarge {
-            path: path.to_owned(),
-        });
+impl LastRead {
+    fn new(applied: Applied) -> Mutex<Self> {
+        Mutex::new(Self {
+            applied,
+            held: None,
+            unsettled_logged: false,
+        })
     }
-    Ok(bytes)
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<KeyTable, KeysFileError> {
-    KeyTable::parse(bytes).map_err(|(line, error)| KeysFileError::Line {
-        path: path.to_owned(),
-        line,
-        error,
-    })
+/// What the keys in force came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Applied {
+    Content([u8; 32]),
+    Failed(KeysFileError),
+}
+
+/// What identifies one version of the file besides its bytes: a rewrite between two reads
+/// changes at least its modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+    device: u64,
+}
+
+impl Stamp {
+    fn of(metadata: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt as _;
+        Self {
+            modified: metadata.modified().ok(),
+            len: metadata.len(),
+            inode: metadata.ino(),
+            device: metadata.dev(),
+        }
+    }
+}
+
+/// One read of the file.
+#[derive(Debug, PartialEq, Eq)]
+enum Observation {
+    Content {
+        bytes: Vec<u8>,
+        digest: [u8; 32],
+        /// `None` when the file changed while it was read.
+        stamp: Option<Stamp>,
+    },
+    Failed(KeysFileError),
+}
+
+impl Observation {
+    fn read(path: &Path) -> Self {
+        let unreadable = |err: std::io::Error| KeysFileError::Unreadable {
+            path: path.to_owned(),
+            reason: err.to_string(),
+        };
+        let read = || -> Result<(Vec<u8>, Option<Stamp>), KeysFileError> {
+            let mut file = std::fs::File::open(path).map_err(unreadable)?;
+            let before = file.metadata().map_err(unreadable)?;
+            let mut bytes = Vec::new();
+            // One byte past the limit tells a file at the limit from a larger one.
+            (&mut file)
+                .take(MAX_FILE_BYTES + 1)
+                .read_to_end(&mut bytes)
+                .map_err(unreadable)?;
+            if bytes.len() as u64 > MAX_FILE_BYTES {
+                return Err(KeysFileError::TooLarge {
+                    path: path.to_owned(),
+                });
+            }
+            let after = file.metadata().map_err(unreadable)?;
+            let (before, after) = (Stamp::of(&before), Stamp::of(&after));
+            let whole = before == after && after.len == bytes.len() as u64;
+            Ok((bytes, whole.then_some(after)))
+        };
+        match read() {
+            Ok((bytes, stamp)) => Observation::Content {
+                digest: digest(&bytes),
+                bytes,
+                stamp,
+            },
+            Err(err) => Observation::Failed(err),
+        }
+    }
+
+    /// Whether two reads, [`SETTLE`] apart, saw the same settled file (or the same failure).
+    fn agrees_with(&self, earlier: &Observation) -> bool {
+        match (self, earlier) {
+            (
+                Observation::Content {
+                    digest,
+                    stamp: Some(stamp),
+                    ..
+                },
+                Observation::Content {
+                    digest: earlier_digest,
+                    stamp: Some(earlier_stamp),
+                    ..
+                },
+            ) => digest == earlier_digest && stamp == earlier_stamp,
+            (Observation::Failed(err), Observation::Failed(earlier)) => err == earlier,
+            _ => false,
+        }
+    }
+
+    /// Whether this read shows what the keys in force came from.
+    fn is_applied(&self, applied: &Applied) -> bool {
+        match (self, applied) {
+            (Observation::Content { digest, .. }, Applied::Content(applied)) => digest == applied,
+            (Observation::Failed(err), Applied::Failed(applied)) => err == applied,
+            _ => false,
+        }
+    }
+}
+
+/// Reads the file until two reads agree, at most [`MAX_SETTLE_READS`] times after `first`.
+/// `None` when it kept changing.
+fn settle(path: &Path, first: Observation, pause: impl Fn()) -> Option<Observation> {
+    let mut seen = first;
+    for _ in 0..MAX_SETTLE_READS {
+        pause();
+        let again = Observation::read(path);
+        if again.agrees_with(&seen) {
+            return Some(again);
+        }
+        seen = again;
+    }
+    None
+}
+
+fn log_line_errors(path: &Path, errors: &[(usize, LineError)]) {
+    for (line, error) in errors.iter().take(MAX_LINE_ERRORS_LOGGED) {
+        // The line number and what is wrong, never the line: it may hold a key.
+        tracing::error!(
+            path = %path.display(),
+            line,
+            error = %error,
+            "API keys file line refused; it grants nothing"
+        );
+    }
+    if errors.len() > MAX_LINE_ERRORS_LOGGED {
+        tracing::error!(
+            path = %path.display(),
+            more = errors.len() - MAX_LINE_ERRORS_LOGGED,
+            "more API keys file lines refused"
+        );
+    }
 }
 
 impl ApiKeys {
-    /// Reads the keys file at start. A missing or bad file is a configuration error.
+    /// Reads the keys file at start. A file that cannot be read is a configuration error; one
+    /// with broken lines starts with its valid lines (each broken one logged and counted).
     pub fn load(path: &Path) -> Result<Self, KeysFileError> {
-        let bytes = read(path)?;
-        let table = parse(path, &bytes)?;
+        let first = Observation::read(path);
+        let settled = match first {
+            Observation::Failed(err) => return Err(err),
+            first => settle(path, first, || std::thread::sleep(SETTLE)),
+        };
+        // A file still being written at start: one interval later, its last read is all there
+        // is to go on.
+        let observation = match settled {
+            Some(Observation::Content { bytes, .. }) if !may_be_cut_short(&bytes) => {
+                Observation::read(path)
+            }
+            _ => {
+                std::thread::sleep(RELOAD_INTERVAL);
+                let again = Observation::read(path);
+                settle(path, again, || std::thread::sleep(SETTLE))
+                    .unwrap_or_else(|| Observation::read(path))
+            }
+        };
+        let (bytes, content) = match observation {
+            Observation::Content { bytes, digest, .. } => (bytes, digest),
+            Observation::Failed(err) => return Err(err),
+        };
+        let (table, errors) = KeyTable::parse(&bytes);
+        log_line_errors(path, &errors);
         Ok(Self {
             path: path.to_owned(),
             table: ArcSwap::from_pointee(table),
-            last: Mutex::new(LastRead {
-                content: Some(digest(&bytes)),
-                problem: None,
-            }),
+            errors: AtomicUsize::new(errors.len()),
+            last: LastRead::new(Applied::Content(content)),
         })
     }
 
@@ -96,51 +270,85 @@ impl ApiKeys {
         (table.keys(), table.clients())
     }
 
-    /// Reads the file again and puts its keys in force if it changed and parses. Returns
-    /// whether the keys changed.
+    /// Lines refused at the last read applied; 1 when the file could not be read.
+    pub fn errors(&self) -> usize {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Reads the file again and, once it has settled, puts what it says in force if it
+    /// changed. Returns whether the keys in force changed. Blocks for up to about half a
+    /// second while a changed file settles.
     pub fn reload(&self) -> bool {
+        self.reload_with(|| std::thread::sleep(SETTLE))
+    }
+
+    fn reload_with(&self, pause: impl Fn()) -> bool {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        let outcome = read(&self.path).and_then(|bytes| {
-            let content = digest(&bytes);
-            if last.content == Some(content) {
-                return Ok(None);
+        let first = Observation::read(&self.path);
+        if first.is_applied(&last.applied) {
+            last.held = None;
+            return false;
+        }
+        let Some(settled) = settle(&self.path, first, pause) else {
+            if !last.unsettled_logged {
+                tracing::warn!(
+                    path = %self.path.display(),
+                    "the API keys file keeps changing; the keys in force stay until it settles"
+                );
+                last.unsettled_logged = true;
             }
-            parse(&self.path, &bytes).map(|table| Some((content, table)))
-        });
-        match outcome {
-            Ok(None) => {
-                last.problem = None;
-                false
-            }
-            Ok(Some((content, table))) => {
+            return false;
+        };
+        if settled.is_applied(&last.applied) {
+            last.held = None;
+            return false;
+        }
+        if let Observation::Content { bytes, digest, .. } = &settled
+            && may_be_cut_short(bytes)
+            && last.held.replace(*digest) != Some(*digest)
+        {
+            return false;
+        }
+        last.held = None;
+        last.unsettled_logged = false;
+        match settled {
+            Observation::Content { bytes, digest, .. } => {
+                let (table, errors) = KeyTable::parse(&bytes);
                 tracing::info!(
                     path = %self.path.display(),
                     keys = table.keys(),
                     clients = table.clients(),
+                    refused_lines = errors.len(),
                     "API keys reloaded"
                 );
+                log_line_errors(&self.path, &errors);
                 self.table.store(Arc::new(table));
-                last.content = Some(content);
-                last.problem = None;
-                true
+                self.set_errors(errors.len());
+                last.applied = Applied::Content(digest);
             }
-            Err(err) => {
-                let problem = err.to_string();
-                if last.problem.as_deref() != Some(problem.as_str()) {
-                    tracing::error!(
-                        error = %problem,
-                        line = err.line(),
-                        "API keys file not reloaded; the keys in force are unchanged"
-                    );
-                    last.problem = Some(problem);
-                }
-                false
+            Observation::Failed(err) => {
+                // Fails closed: a file that was deleted may have been the only way to revoke.
+                tracing::error!(
+                    error = %err,
+                    "API keys file cannot be read; no API key is accepted until it can"
+                );
+                self.table.store(Arc::new(KeyTable::default()));
+                self.set_errors(1);
+                last.applied = Applied::Failed(err);
             }
         }
+        true
+    }
+
+    fn set_errors(&self, errors: usize) {
+        self.errors.store(errors, Ordering::Relaxed);
+        m::keys_file_errors(errors);
     }
 
     /// Re-reads the file every [`RELOAD_INTERVAL`] until `stopped` turns true.
     pub async fn watch(self: Arc<Self>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+        // The file was read at start, before the metrics recorder existed.
+        m::keys_file_errors(self.errors());
         let mut tick = tokio::time::interval(RELOAD_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -162,36 +370,74 @@ impl ApiKeys {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write as _;
+
     use super::*;
     use crate::auth::{Scope, digest_hex};
 
-    #[test]
-    fn a_changed_file_replaces_the_keys_and_a_bad_one_keeps_them() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("api-keys");
-        std::fs::write(&path, format!("alice write {}\n", digest_hex("old"))).expect("write");
-        let keys = ApiKeys::load(&path).expect("valid file");
-        assert_eq!(keys.client(b"old").map(|c| c.scope), Some(Scope::Write));
-        assert!(!keys.reload(), "unchanged");
+    fn line(client: &str, scope: &str, key: &str) -> String {
+        format!("{client} {scope} {}\n", digest_hex(key))
+    }
 
-        std::fs::write(&path, format!("alice write {}\n", digest_hex("new"))).expect("write");
-        assert!(keys.reload());
-        assert!(keys.client(b"old").is_none());
-        assert!(keys.client(b"new").is_some());
-
-        std::fs::write(&path, "alice write not-a-digest\n").expect("write");
-        assert!(!keys.reload());
-        assert!(keys.client(b"new").is_some(), "a bad file keeps the keys");
-        std::fs::remove_file(&path).expect("remove");
-        assert!(!keys.reload());
-        assert!(
-            keys.client(b"new").is_some(),
-            "a missing file keeps the keys"
-        );
+    /// Replaces the file's content through a new inode, as an editor or a deploy would.
+    fn replace(path: &Path, content: &str) {
+        let staged = path.with_extension("new");
+        std::fs::write(&staged, content).expect("write");
+        std::fs::rename(&staged, path).expect("rename");
     }
 
     #[test]
-    fn a_missing_or_bad_file_at_start_is_an_error() {
+    fn a_reload_applies_what_the_file_says() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("api-keys");
+        replace(
+            &path,
+            &format!(
+                "{}{}",
+                line("alice", "write", "old"),
+                line("bob", "read", "b")
+            ),
+        );
+        let keys = ApiKeys::load(&path).expect("valid file");
+        assert_eq!(keys.client(b"old").map(|c| c.scope), Some(Scope::Write));
+        assert_eq!(keys.errors(), 0);
+        assert!(!keys.reload(), "unchanged");
+
+        // The old key is removed and a broken line added: the removal holds all the same.
+        replace(
+            &path,
+            &format!(
+                "{}alice write not-a-digest\n{}",
+                line("alice", "write", "new"),
+                line("bob", "read", "b")
+            ),
+        );
+        assert!(keys.reload());
+        assert!(keys.client(b"old").is_none(), "the removed key is revoked");
+        assert!(keys.client(b"new").is_some());
+        assert!(keys.client(b"b").is_some());
+        assert_eq!(keys.errors(), 1);
+
+        // A missing file fails closed, and counts as one error.
+        std::fs::remove_file(&path).expect("remove");
+        assert!(keys.reload());
+        assert!(keys.client(b"new").is_none(), "a missing file fails closed");
+        assert_eq!((keys.counts(), keys.errors()), ((0, 0), 1));
+        assert!(!keys.reload(), "still missing: nothing changes");
+
+        replace(&path, &line("alice", "write", "new"));
+        assert!(keys.reload());
+        assert!(keys.client(b"new").is_some(), "back once it can be read");
+        assert_eq!(keys.errors(), 0);
+
+        // Too large fails closed too.
+        replace(&path, &"#".repeat(MAX_FILE_BYTES as usize + 1));
+        assert!(keys.reload());
+        assert_eq!((keys.counts(), keys.errors()), ((0, 0), 1));
+    }
+
+    #[test]
+    fn a_missing_file_at_start_is_an_error_and_broken_lines_are_not() {
         let dir = tempfile::tempdir().expect("temp dir");
         let missing = ApiKeys::load(&dir.path().join("nope"))
             .err()
@@ -201,8 +447,131 @@ mod tests {
             "{missing}"
         );
         let path = dir.path().join("api-keys");
-        std::fs::write(&path, "\n\nalice write\n").expect("write");
-        let bad = ApiKeys::load(&path).err().expect("bad");
-        assert_eq!(bad.line(), Some(3), "{bad}");
+        replace(
+            &path,
+            &format!("\n\nalice write\n{}", line("bob", "read", "b")),
+        );
+        let keys = ApiKeys::load(&path).expect("starts with the valid lines");
+        assert_eq!((keys.counts(), keys.errors()), ((1, 1), 1));
+        assert!(keys.client(b"b").is_some());
+    }
+
+    /// A file caught half-written (here: truncated, and the rest not yet there) is not applied
+    /// until it settles; one that keeps changing keeps the keys in force.
+    #[test]
+    fn a_half_written_file_is_not_applied() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("api-keys");
+        let full = format!(
+            "{}{}",
+            line("alice", "write", "a"),
+            line("bob", "read", "b")
+        );
+        replace(&path, &full);
+        let keys = ApiKeys::load(&path).expect("valid file");
+
+        // Truncated and half of it written, in place; the writer finishes during the pause.
+        std::fs::write(&path, &full[..full.len() / 2]).expect("half");
+        let finished = std::cell::Cell::new(false);
+        assert!(!keys.reload_with(|| {
+            if !finished.replace(true) {
+                std::fs::write(&path, &full).expect("the rest");
+            }
+        }));
+        assert!(keys.client(b"b").is_some(), "bob's key was never dropped");
+        assert_eq!(keys.errors(), 0);
+
+        // Rewritten at every pause: never settles, the keys stay.
+        std::fs::write(&path, &full[..full.len() / 3]).expect("partial");
+        let round = std::cell::Cell::new(0u32);
+        assert!(!keys.reload_with(|| {
+            round.set(round.get() + 1);
+            let cut = full.len() / 2 + round.get() as usize % 7;
+            std::fs::write(&path, &full[..cut]).expect("partial");
+        }));
+        assert_eq!(round.get(), MAX_SETTLE_READS as u32);
+        assert!(keys.client(b"b").is_some());
+        assert!(keys.client(b"a").is_some());
+    }
+
+    /// A settled read that may be cut short (a writer stalled mid-write) waits a reload: an
+    /// empty file, or one ending in a broken line without newline, is applied only when the
+    /// next reload finds it the same.
+    #[test]
+    fn a_file_that_may_be_cut_short_waits_one_reload() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("api-keys");
+        let full = format!(
+            "{}{}",
+            line("alice", "write", "a"),
+            line("bob", "read", "b")
+        );
+        replace(&path, &full);
+        let keys = ApiKeys::load(&path).expect("valid file");
+
+        // Truncated, and the writer stalled: held, then back to whole before the next reload.
+        std::fs::write(&path, "").expect("truncate");
+        assert!(!keys.reload());
+        assert!(keys.client(b"a").is_some());
+        std::fs::write(&path, &full).expect("the rest");
+        assert!(!keys.reload());
+        assert!(keys.client(b"a").is_some());
+
+        // Cut mid-line and stalled: held; the same at the next reload, it is what the file
+        // says (the broken line counted).
+        let cut = &full[..full.len() - 10];
+        std::fs::write(&path, cut).expect("cut");
+        assert!(!keys.reload());
+        assert!(keys.client(b"b").is_some(), "held");
+        assert!(keys.reload());
+        assert!(keys.client(b"b").is_none());
+        assert!(keys.client(b"a").is_some());
+        assert_eq!(keys.errors(), 1);
+
+        // Emptied on purpose: applied a reload later.
+        replace(&path, "");
+        assert!(!keys.reload());
+        assert!(keys.reload());
+        assert_eq!((keys.counts(), keys.errors()), ((0, 0), 0));
+    }
+
+    /// Many in-place rewrites of the same content while keys are checked: the key in force is
+    /// never turned away.
+    #[test]
+    fn in_place_rewrites_never_turn_a_valid_key_away() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("api-keys");
+        let mut full = String::new();
+        for i in 0..50 {
+            full.push_str(&line(&format!("client-{i}"), "write", &format!("k{i}")));
+        }
+        replace(&path, &full);
+        let keys = Arc::new(ApiKeys::load(&path).expect("valid file"));
+        let writer = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                for _ in 0..200 {
+                    // Truncate, then write in two parts: readers can see any prefix.
+                    let mut file = std::fs::File::create(&path).expect("truncate");
+                    let (head, tail) = full.split_at(full.len() / 3);
+                    file.write_all(head.as_bytes()).expect("head");
+                    std::thread::sleep(Duration::from_micros(200));
+                    file.write_all(tail.as_bytes()).expect("tail");
+                    drop(file);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        });
+        let mut reloads = 0;
+        while !writer.is_finished() {
+            keys.reload();
+            reloads += 1;
+            assert!(keys.client(b"k49").is_some(), "the last line's key held");
+            assert!(keys.client(b"k0").is_some());
+        }
+        writer.join().expect("writer");
+        assert!(reloads > 0);
+        assert_eq!(keys.errors(), 0);
+        assert_eq!(keys.counts(), (50, 50));
     }
 }

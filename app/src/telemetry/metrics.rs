@@ -22,6 +22,7 @@ pub const MALFORMED_REQUESTS: &str = "flight_counter_http_malformed_requests_tot
 pub const CONNECTION_TIMEOUTS: &str = "flight_counter_http_connection_timeouts_total";
 pub const OPEN_CONNECTIONS: &str = "flight_counter_http_open_connections";
 pub const AUTH_FAILURES: &str = "flight_counter_auth_failures_total";
+pub const AUTH_KEYS_FILE_ERRORS: &str = "flight_counter_auth_keys_file_errors";
 
 /// The reasons a request is refused by authentication: the `reason` label of [`AUTH_FAILURES`].
 pub const AUTH_FAILURE_REASONS: [&str; 4] = ["missing", "malformed", "unknown", "forbidden"];
@@ -83,6 +84,12 @@ fn describe() {
     for reason in AUTH_FAILURE_REASONS {
         counter!(AUTH_FAILURES, "reason" => reason).absolute(0);
     }
+    describe_gauge!(
+        AUTH_KEYS_FILE_ERRORS,
+        "Lines of the API keys file refused at its last read (each grants nothing); 1 when the \
+         file cannot be read (then no key is accepted); 0 without a keys file"
+    );
+    gauge!(AUTH_KEYS_FILE_ERRORS).set(0.0);
     describe_counter!(TRANSACTIONS_RECORDED, "Transactions durably recorded");
     describe_counter!(
         COMMITS,
@@ -259,6 +266,11 @@ pub fn request_finished(
 /// A request refused by authentication, for one of [`AUTH_FAILURE_REASONS`].
 pub fn auth_failure(reason: &'static str) {
     counter!(AUTH_FAILURES, "reason" => reason).increment(1);
+}
+
+/// Lines of the API keys file refused at its last read (1: the file cannot be read).
+pub fn keys_file_errors(errors: usize) {
+    gauge!(AUTH_KEYS_FILE_ERRORS).set(errors as f64);
 }
 
 /// Records one attempt of a DynamoDB call.

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use flight_counter::auth::digest_hex;
+use flight_counter::auth::{RELOAD_INTERVAL, digest_hex};
 use serde_json::Value;
 
 use crate::{
@@ -448,13 +448,21 @@ fn line(client: &str, scope: &str, key: &str) -> String {
     format!("{client} {scope} {}\n", digest_hex(key))
 }
 
+/// The keys-file error gauge of a running service.
+async fn keys_file_errors(base: &str) -> f64 {
+    crate::helpers::metric_sum(base, "flight_counter_auth_keys_file_errors", &[]).await
+}
+
 /// Keys rotate under a running process (a Secret volume updated the kubelet's way): the new
-/// key works within seconds and the old one stops; a broken file then keeps the keys in force
-/// and logs one error naming the line.
+/// key works within seconds and the old one stops. A reload applies what the file says: a
+/// removed line is revoked even when another line is broken, the broken line is counted and
+/// logged by number (never by content), and a deleted file fails closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_rotate_without_a_restart_and_a_broken_file_keeps_them() {
+async fn keys_rotate_without_a_restart_and_a_reload_applies_what_the_file_says() {
     const OLD: &str = "fck_old-key-before-the-rotation-0123456789abcdefgh";
     const NEW: &str = "fck_new-key-after-the-rotation-0123456789abcdefghi";
+    // Pasted into the digest column by mistake: it must never reach the logs.
+    const PASTED: &str = "fck_pasted-raw-key-in-the-wrong-column-0123456789";
     let volume = SecretVolume::new(&line("booking-engine", "write", OLD));
     let path = volume.path();
     let path_arg = path.to_str().expect("utf-8");
@@ -467,6 +475,7 @@ async fn keys_rotate_without_a_restart_and_a_broken_file_keeps_them() {
     };
     assert_eq!(post(OLD).await, 200);
     assert_eq!(post(NEW).await, 401);
+    assert_eq!(keys_file_errors(&base).await, 0.0, "emitted while healthy");
 
     // Overlap: both keys are valid while clients move to the new one.
     volume.update(&format!(
@@ -480,50 +489,118 @@ async fn keys_rotate_without_a_restart_and_a_broken_file_keeps_them() {
     .await;
     assert_eq!(post(OLD).await, 200, "both keys during the overlap");
 
-    // The old key is retired.
-    volume.update(&line("booking-engine", "write", NEW));
-    within(Duration::from_secs(5), "the old key refused", async || {
+    // The old key's line is removed and a broken line added: the old key is revoked within
+    // the reload interval all the same, and the broken line grants nothing.
+    volume.update(&format!(
+        "# comment\n{}booking-engine write {PASTED}\n",
+        line("booking-engine", "write", NEW)
+    ));
+    let revoked = within(Duration::from_secs(5), "the old key refused", async || {
         post(OLD).await == 401
     })
     .await;
+    assert!(
+        revoked < RELOAD_INTERVAL + Duration::from_millis(800),
+        "revoked after {revoked:?}"
+    );
     assert_eq!(post(NEW).await, 200);
-
-    // A broken file: the keys in force stay, and one error line names the line at fault.
-    volume.update(&format!(
-        "# comment\n{}booking-engine write not-a-digest\n",
-        line("dashboards", "read", OLD)
-    ));
-    within(Duration::from_secs(5), "the error logged", async || {
-        !service.logged("API keys file not reloaded").is_empty()
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(post(NEW).await, 200, "a broken file keeps the keys");
-    assert_eq!(post(OLD).await, 401, "nothing of the broken file is used");
-    let errors = service.logged("API keys file not reloaded");
-    assert_eq!(errors.len(), 1, "logged once, not every poll: {errors:?}");
-    let error: Value = serde_json::from_str(&errors[0]).expect("json log line");
+    assert_eq!(post(PASTED).await, 401, "a broken line grants nothing");
+    assert_eq!(keys_file_errors(&base).await, 1.0);
+    let refused = service.logged("API keys file line refused");
+    assert_eq!(refused.len(), 1, "logged once, not every poll: {refused:?}");
+    let error: Value = serde_json::from_str(&refused[0]).expect("json log line");
     assert_eq!(error["level"], "ERROR");
     assert_eq!(error["line"], 3, "{error}");
     assert!(
         error["error"]
             .as_str()
-            .is_some_and(|e| e.contains("line 3")),
+            .is_some_and(|e| e.contains("digest")),
         "{error}"
     );
-
-    // A missing file (deleted from under the process) keeps the keys too.
-    std::fs::remove_file(&path).expect("remove the link");
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(post(NEW).await, 200, "a missing file keeps the keys");
+    assert_eq!(service.logged("API keys file line refused").len(), 1);
+
+    // A missing file (deleted from under the process) fails closed.
+    std::fs::remove_file(&path).expect("remove the link");
+    within(
+        Duration::from_secs(5),
+        "a missing file fails closed",
+        async || post(NEW).await == 401,
+    )
+    .await;
+    assert_eq!(keys_file_errors(&base).await, 1.0);
+    assert_eq!(service.logged("API keys file cannot be read").len(), 1);
+    // And back once it can be read.
+    std::os::unix::fs::symlink("..data/api-keys", &path).expect("symlink");
+    volume.update(&line("booking-engine", "write", NEW));
+    within(Duration::from_secs(5), "the key back", async || {
+        post(NEW).await == 200
+    })
+    .await;
+    assert_eq!(keys_file_errors(&base).await, 0.0);
     let logs = service
         .logs
         .lock()
         .map(|l| l.join("\n"))
         .unwrap_or_default();
-    for key in [OLD, NEW] {
+    for key in [OLD, NEW, PASTED] {
         assert!(!logs.contains(key), "an API key appeared in the logs");
     }
+}
+
+/// The keys file rewritten in place (truncated, then written in two parts with a pause, so
+/// that a reader can see it half-written) 200 times while a client keeps sending a valid key:
+/// not one request is turned away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_place_rewrites_never_turn_a_valid_key_away() {
+    let mut content = String::new();
+    for i in 0..40 {
+        content.push_str(&line(&format!("client-{i}"), "write", &format!("fck_k{i}")));
+    }
+    // The key on the last line: lost by any read of a half-written file.
+    const KEY: &str = "fck_k39";
+    let keys = KeysFile::new(&content);
+    let keys_arg = keys.arg();
+    let service = ServiceProcess::start(&["--store", "memory", "--api-keys-file", &keys_arg]);
+    let writer = std::thread::spawn({
+        let path = keys.path();
+        move || {
+            use std::io::Write as _;
+            let (head, tail) = content.split_at(content.len() / 2);
+            for _ in 0..200 {
+                let mut file = std::fs::File::create(&path).expect("truncate");
+                file.write_all(head.as_bytes()).expect("head");
+                std::thread::sleep(Duration::from_millis(8));
+                file.write_all(tail.as_bytes()).expect("tail");
+                drop(file);
+                std::thread::sleep(Duration::from_millis(12));
+            }
+        }
+    });
+    let http = client();
+    let (mut answered, mut refused) = (0u32, 0u32);
+    while !writer.is_finished() {
+        let resp = http
+            .get(format!("{}/transactions/IP1", service.base))
+            .header("Authorization", bearer(KEY))
+            .send()
+            .await
+            .expect("sent");
+        answered += 1;
+        if resp.status() != 200 {
+            refused += 1;
+        }
+    }
+    writer.join().expect("writer");
+    assert!(answered > 100, "{answered} requests");
+    assert_eq!(
+        refused,
+        0,
+        "{refused} of {answered} requests refused; {:?}",
+        service.logged("API keys")
+    );
+    println!("in-place rewrites: {answered} requests, {refused} refused");
+    assert_eq!(keys_file_errors(&service.base).await, 0.0);
 }
 
 /// Runs `flight-counter api-key` and returns (stdout, stderr).
@@ -612,10 +689,11 @@ fn start_and_expect_config_error(keys_file: &Path) -> String {
     stderr
 }
 
-/// A keys file that is missing or wrong at start is a configuration error (exit 2), never a
-/// service without authentication.
-#[test]
-fn a_missing_or_broken_keys_file_at_start_exits_2() {
+/// A keys file that cannot be read at start is a configuration error (exit 2), never a
+/// service without authentication. One with broken lines starts with its valid lines: the
+/// broken ones are logged by number and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_keys_file_at_start_exits_2_and_broken_lines_do_not() {
     let dir = tempfile::tempdir().expect("temp dir");
     let missing = start_and_expect_config_error(&dir.path().join("absent"));
     assert!(
@@ -623,12 +701,42 @@ fn a_missing_or_broken_keys_file_at_start_exits_2() {
         "{missing}"
     );
     let keys = KeysFile::new(&format!(
-        "{}\ndashboards read {}\ndashboards write {}\n",
-        line("booking-engine", "write", "k1").trim_end(),
+        "{}dashboards read {}\ndashboards write {}\n",
+        line("booking-engine", "write", "k1"),
         digest_hex("k2"),
         digest_hex("k3")
     ));
-    let broken = start_and_expect_config_error(&keys.path());
-    assert!(broken.contains("line 3"), "{broken}");
-    assert!(broken.contains("one scope"), "{broken}");
+    let keys_arg = keys.arg();
+    let service = ServiceProcess::start(&["--store", "memory", "--api-keys-file", &keys_arg]);
+    let base = service.base.clone();
+    assert_eq!(
+        call(
+            &base,
+            "POST",
+            "/transactions/BR1",
+            Some(&bearer("k1")),
+            None
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(count_with(&base, "BR1", "k2").await, 1);
+    assert_unauthorized(
+        &call(&base, "GET", "/transactions/BR1", Some(&bearer("k3")), None).await,
+        "the conflicting line grants nothing",
+    );
+    assert_eq!(keys_file_errors(&base).await, 1.0);
+    let refused = service.logged("API keys file line refused");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let error: Value = serde_json::from_str(&refused[0]).expect("json log line");
+    assert_eq!(error["line"], 3, "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("one scope") && e.contains("line 2")),
+        "{error}"
+    );
+    let loaded = service.logged("API keys loaded");
+    assert!(loaded[0].contains("\"refused_lines\":1"), "{loaded:?}");
 }
