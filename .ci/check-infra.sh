@@ -94,6 +94,12 @@ CHECKOV=(checkov --skip-download --download-external-modules false --compact --q
 
 run "terraform: every .tf parses and project invariants hold" \
   "$PY" "$TFINFRA" invariants "${ROOTS[@]}"
+# The review's findings (token data sources, timestamps, list positions as
+# keys, IRSA, KMS administrators, AMI, add-on ordering, Pod Identity trust,
+# account root trust, PutItem keys, empty required lists, the NodePool), all
+# put back into a fixture: each must be refused.
+run --show "terraform: the invariants refuse each finding of the review (fixture review-mistakes)" \
+  "$PY" "$TFINFRA" review-fixtures .ci/infra/testdata/review-mistakes
 
 # What `terraform validate` cannot see before init (it stops at the first
 # provider or module it would download): addresses declared twice, var.,

@@ -27,6 +27,8 @@ Subcommands:
   refs-fixtures DIR...     each fixture (a root with one mistake, and the
                            messages expected in EXPECT) fails `refs` as
                            expected
+  review-fixtures DIR...   the review's rules (part of `invariants`) refuse
+                           every mistake of a fixture (EXPECT)
   validate ROOT...         `terraform validate -json` in each root, before
                            init: only errors that need a download pass
   validate-mirror --mirror DIR ROOT...
@@ -1536,6 +1538,26 @@ def cmd_refs_fixtures(dirs: list[Path]) -> int:
     return 1 if bad else 0
 
 
+def cmd_review_fixtures(dirs: list[Path]) -> int:
+    """Each fixture directory holds a root (named like the real one it stands
+    for) with the review's mistakes in it, and EXPECT: the review rules of
+    `invariants` must report every expected message."""
+    bad = 0
+    for path in dirs:
+        expect = [line for line in (path / "EXPECT").read_text().splitlines() if line.strip() and not line.startswith("#")]
+        found = []
+        for root_dir in sorted(d for d in path.iterdir() if d.is_dir() and list(d.glob("*.tf"))):
+            found += review_rules(load_root(root_dir), root_dir)
+        missing = [e for e in expect if not any(e in f for f in found)]
+        print(f"{path.name}: the review rules report {len(found)} problem(s):")
+        for f in found:
+            print(f"  {f}")
+        for e in missing:
+            print(f"  NOT REPORTED: {e}", file=sys.stderr)
+        bad += bool(missing or not found)
+    return 1 if bad else 0
+
+
 # --------------------------------------------------------------------------
 # terraform validate before init
 
@@ -1793,7 +1815,7 @@ def main() -> int:
     docs = sub.add_parser("docs")
     docs.add_argument("--check", action="store_true")
     docs.add_argument("roots", nargs="+", type=Path)
-    for name in ("readme", "invariants", "refs", "refs-fixtures"):
+    for name in ("readme", "invariants", "refs", "refs-fixtures", "review-fixtures"):
         p = sub.add_parser(name)
         p.add_argument("roots", nargs="+", type=Path)
     val = sub.add_parser("validate")
@@ -1824,6 +1846,8 @@ def main() -> int:
         return cmd_refs(roots)
     if args.cmd == "refs-fixtures":
         return cmd_refs_fixtures(roots)
+    if args.cmd == "review-fixtures":
+        return cmd_review_fixtures(roots)
     if args.cmd == "validate":
         return cmd_validate(roots, args.expect_fail)
     if args.cmd == "validate-mirror":
