@@ -4,7 +4,8 @@ JSON error shape (those of the HTTP parser included), keep serving others while 
 hold connections, cut the slow clients off with a 408 once its request timeout passes, and keep
 its memory bounded (peak RSS, VmHWM). With an API key, every probe carries it (so that hostile
 input reaches the operations), and forged, overlong and non-ASCII `Authorization` headers must
-each get a JSON 401 with `WWW-Authenticate: Bearer`.
+each get a JSON 401 with `WWW-Authenticate: Bearer` (or, past the service's bound on a request's
+head, a JSON 431 before any key is read).
 
     python hostile.py <host> <port> <pid> [max-peak-rss-mib] [request-timeout-seconds] [write-api-key]
 """
@@ -21,6 +22,8 @@ MAX_HWM_MIB = int(sys.argv[4]) if len(sys.argv) > 4 else 256
 REQUEST_TIMEOUT = float(sys.argv[5]) if len(sys.argv) > 5 and sys.argv[5] else None
 # A write key of the service under test: sent with every probe but the authentication ones.
 API_KEY = sys.argv[6].encode() if len(sys.argv) > 6 else None
+# The service's bound on a request's head (app/src/connection/request_head.rs, MAX_HEAD).
+MAX_HEAD = 16 * 1024
 problems = []
 last_answer = {}
 statuses = {}
@@ -189,13 +192,22 @@ if API_KEY:
                 code = json.loads(body).get("error")
             except ValueError:
                 code = None
-            if last_answer.get("status") != 401 or code != "unauthorized" \
+            if sum(map(len, headers)) > MAX_HEAD:
+                # Past the service's bound on a request's head, the connection layer refuses
+                # it before any key is read.
+                if last_answer.get("status") != 431 or code != "request_header_fields_too_large":
+                    problems.append(f"{label}: expected a JSON 431 for a head over {MAX_HEAD} "
+                                    f"bytes, got {last_answer.get('status')} {body[:120]!r}")
+                else:
+                    refused_right += 1
+            elif last_answer.get("status") != 401 or code != "unauthorized" \
                     or b"\r\nwww-authenticate: bearer" not in head:
                 problems.append(f"{label}: expected a JSON 401 with WWW-Authenticate: Bearer, "
                                 f"got {last_answer.get('status')} {body[:120]!r}")
             else:
                 refused_right += 1
-    print(f"{refused_right} forged, overlong, non-ASCII or missing Authorization headers: JSON 401 each")
+    print(f"{refused_right} forged, overlong, non-ASCII or missing Authorization headers: JSON 401 each "
+          f"(JSON 431 where the head is over {MAX_HEAD} bytes)")
 probe("garbage request line", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 500)
 probe("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
