@@ -10,6 +10,7 @@ use crate::{
     auth::{ClientName, Scope},
     connection::Timeouts,
     ledger::LedgerSettings,
+    limits::{ClientLimits, ClientRates, KeyQuota, RateLimit},
     store::DynamoSettings,
     telemetry::logging::LogFormat,
 };
@@ -213,6 +214,21 @@ pub struct Config {
     #[arg(long, env = "FLIGHT_COUNTER_PUBLIC_READS")]
     pub public_reads: bool,
 
+    /// Requests each client may make to this instance, as a token bucket: <n>/s or <n>/m,
+    /// optionally with a burst (default: one period's requests), e.g. 200/s,burst=400. A
+    /// request to the transactions API takes one token, a multi-route read one per route;
+    /// past the limit it is answered 429 with Retry-After. Requests without a key share one
+    /// bucket. Unset: no limit.
+    #[arg(long, env = "FLIGHT_COUNTER_CLIENT_RATE_LIMIT", value_parser = RateLimit::parse)]
+    pub client_rate_limit: Option<RateLimit>,
+
+    /// Most idempotency keys each client may create through this instance within
+    /// --idempotency-retention (about 24 bytes of memory each); past it, a POST with a new
+    /// key is answered 429, while replays of known keys are still answered. 0: no cap.
+    #[arg(long, env = "FLIGHT_COUNTER_CLIENT_MAX_IDEMPOTENCY_KEYS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    pub client_max_idempotency_keys: u64,
+
     /// Runtime worker threads (0: one per CPU; 1: a single-threaded runtime).
     #[arg(long, env = "FLIGHT_COUNTER_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: usize,
@@ -355,6 +371,16 @@ impl Config {
         }
     }
 
+    /// The per-client limits of this instance.
+    pub fn client_limits(&self) -> ClientLimits {
+        ClientLimits {
+            rates: self.client_rate_limit.map(ClientRates::new),
+            keys: (self.client_max_idempotency_keys > 0).then(|| {
+                KeyQuota::new(self.client_max_idempotency_keys, self.idempotency_retention)
+            }),
+        }
+    }
+
     pub fn ledger_settings(&self) -> LedgerSettings {
         LedgerSettings {
             group_commit: self.group_commit,
@@ -460,6 +486,38 @@ mod tests {
         assert!(cli.config.validate().is_ok());
         let config = Config::parse_from(["x", "--public-reads"]);
         assert!(config.validate().is_err(), "public reads without keys");
+    }
+
+    #[test]
+    fn client_limits_parse_and_default_to_a_key_cap_only() {
+        let config = Config::parse_from(["x"]);
+        assert_eq!(config.client_rate_limit, None);
+        assert_eq!(config.client_max_idempotency_keys, 100_000);
+        let limits = config.client_limits();
+        assert!(limits.rates.is_none());
+        assert_eq!(limits.keys.map(|k| k.max()), Some(100_000));
+        let config = Config::parse_from([
+            "x",
+            "--client-rate-limit",
+            "200/s,burst=400",
+            "--client-max-idempotency-keys",
+            "0",
+        ]);
+        assert_eq!(
+            config.client_rate_limit.map(|r| r.to_string()).as_deref(),
+            Some("200/s,burst=400")
+        );
+        let limits = config.client_limits();
+        assert_eq!(limits.rates.map(|r| r.limit().burst()), Some(400));
+        assert!(limits.keys.is_none(), "0 turns the cap off");
+        let err = Config::try_parse_from(["x", "--client-rate-limit", "200/h"])
+            .expect_err("unknown period")
+            .to_string();
+        assert!(
+            err.contains("--client-rate-limit") && err.contains("e.g. 200/s"),
+            "{err}"
+        );
+        assert!(Config::try_parse_from(["x", "--client-max-idempotency-keys", "-1"]).is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod connection;
 pub mod idempotency;
 pub mod ledger;
 pub mod lifecycle;
+pub mod limits;
 pub mod route;
 pub mod startup;
 pub mod store;

@@ -300,6 +300,7 @@ impl Application {
             Arc::clone(&lifecycle),
             api_metrics,
             auth,
+            config.client_limits(),
         );
         let started_draining = tokio::time::Instant::now();
         Server::new_with_acceptor(ServiceAcceptor::new(

@@ -42,6 +42,8 @@ pub enum ErrorCode {
     UriTooLong,
     UnsupportedMediaType,
     IdempotencyKeyReused,
+    RateLimited,
+    IdempotencyKeyQuota,
     RequestHeaderFieldsTooLarge,
     MalformedRequest,
     HttpVersionNotSupported,
@@ -228,6 +230,8 @@ mod tests {
             (ErrorCode::UriTooLong, "uri_too_long"),
             (ErrorCode::UnsupportedMediaType, "unsupported_media_type"),
             (ErrorCode::IdempotencyKeyReused, "idempotency_key_reused"),
+            (ErrorCode::RateLimited, "rate_limited"),
+            (ErrorCode::IdempotencyKeyQuota, "idempotency_key_quota"),
             (
                 ErrorCode::RequestHeaderFieldsTooLarge,
                 "request_header_fields_too_large",

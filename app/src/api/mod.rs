@@ -6,6 +6,7 @@ mod responses;
 pub mod auth;
 pub mod error;
 mod json;
+pub mod limits;
 pub mod operations;
 pub mod parameter;
 pub mod reports;
@@ -27,10 +28,11 @@ use poem_openapi::{OpenApiService, Tags};
 
 use self::{
     auth::Caller,
-    routes::{Handler, RouteEntry},
+    routes::{Access, Handler, RouteEntry},
 };
 use crate::{
-    auth::AuthMode, ledger::Ledger, lifecycle::Lifecycle, telemetry::request::RequestTelemetry,
+    auth::AuthMode, ledger::Ledger, lifecycle::Lifecycle, limits::ClientLimits,
+    telemetry::request::RequestTelemetry,
 };
 
 #[derive(Tags)]
@@ -52,11 +54,12 @@ pub fn openapi(
     ledger: Arc<Ledger>,
     lifecycle: Arc<Lifecycle>,
     auth: &AuthMode,
+    limits: &Arc<ClientLimits>,
 ) -> OpenApiService<Apis, ()> {
     let store_kind = ledger.store_kind();
     OpenApiService::new(
         (
-            transactions::TransactionsApi::new(Arc::clone(&ledger)),
+            transactions::TransactionsApi::new(Arc::clone(&ledger), Arc::clone(limits)),
             reports::ReportsApi::new(ledger),
             operations::OperationsApi::new(lifecycle, store_kind, auth.as_str()),
         ),
@@ -91,6 +94,9 @@ pub struct ServiceEndpoint {
     /// `None` when `/metrics` has a listener of its own (`--metrics-bind`): the API port then
     /// answers `404` for it, so that whoever reaches the API sees no client names or traffic.
     metrics: Option<PrometheusHandle>,
+    /// Per-client limits: the request rate is checked here, the idempotency-key cap by the
+    /// operation that records.
+    limits: Arc<ClientLimits>,
 }
 
 /// Builds the service's whole HTTP endpoint; `metrics` is served at `/metrics` when given.
@@ -99,8 +105,10 @@ pub fn app(
     lifecycle: Arc<Lifecycle>,
     metrics: Option<PrometheusHandle>,
     auth: AuthMode,
+    limits: ClientLimits,
 ) -> ServiceEndpoint {
-    let service = openapi(ledger, lifecycle, &auth);
+    let limits = Arc::new(limits);
+    let service = openapi(ledger, lifecycle, &auth, &limits);
     // Rendered once; `Bytes` clones are reference counted, so serving them copies nothing.
     let spec = Bytes::from(service.spec());
     let swagger_ui_html = service.swagger_ui_html();
@@ -113,6 +121,7 @@ pub fn app(
         swagger_ui_headers,
         spec,
         metrics,
+        limits,
     }
 }
 
@@ -159,6 +168,14 @@ impl ServiceEndpoint {
         match auth::check(&self.auth, &mut req, access) {
             Ok(known) => *caller = known,
             Err(refusal) => return refusal.response(),
+        }
+        // After authentication, so that each client spends its own tokens; open paths (health,
+        // readiness, version, metrics and the documents) never spend any.
+        if access != Access::Open
+            && let Some(rates) = &self.limits.rates
+            && let Some(refused) = limits::charge(rates, caller, entry, &req)
+        {
+            return refused;
         }
         if let Err(status) = error::check_body_size(&req) {
             return error::json_error(status, entry);

@@ -24,6 +24,8 @@ use crate::{
 
 /// Most routes in one multi-route read.
 pub const MAX_ROUTES_PER_READ: usize = 100;
+/// The path of the multi-route read, as the route table spells it.
+pub const MANY_ROUTES_PATH: &str = "/transactions";
 /// Days (months) a daily (monthly) read covers when `from` is not given: a week (a year).
 const DEFAULT_DAYS: i32 = 7;
 const DEFAULT_MONTHS: i32 = 12;
@@ -168,6 +170,30 @@ fn query_rule() -> String {
         "give 1 to {MAX_ROUTES_PER_READ} routes as repeated parameters, e.g. \
          /transactions?route=AR1133&route=LA1"
     )
+}
+
+/// The routes a multi-route read will read, known before any store is touched: the distinct
+/// routes of its `route` parameters, parsed as the operation parses them; 1 for a request the
+/// operation refuses without reading (no route, too many, one that is not a route).
+pub fn routes_read(req: &poem::Request) -> u32 {
+    let params: Vec<(String, String)> = req.params().unwrap_or_default();
+    let named: Vec<&str> = params
+        .iter()
+        .filter(|(name, _)| name == "route")
+        .map(|(_, value)| value.as_str())
+        .collect();
+    if named.is_empty() || named.len() > MAX_ROUTES_PER_READ {
+        return 1;
+    }
+    let mut routes: Vec<Route> = Vec::with_capacity(named.len());
+    for text in named {
+        match Route::parse(text) {
+            Ok(route) if !routes.contains(&route) => routes.push(route),
+            Ok(_) => {}
+            Err(_) => return 1,
+        }
+    }
+    routes.len().max(1) as u32
 }
 
 /// A range that cannot be read, and the window that can.

@@ -1,5 +1,5 @@
 //! The answers every read operation shares, declared once: its body on `200`, its `400`s, and
-//! `401`, `413`, `500` and `503`, each in the OpenAPI document.
+//! `401`, `413`, `429`, `500` and `503`, each in the OpenAPI document.
 
 /// Declares the answers of one read operation: its body on `200`, its `400`s, and the statuses
 /// every read shares.
@@ -30,6 +30,26 @@ macro_rules! read_response {
             #[oai(status = 413)]
             #[allow(dead_code)]
             PayloadTooLarge($crate::api::json::JsonBody<$crate::api::error::ErrorBody>),
+            /// Too many requests from this client to this instance (`rate_limited`): only
+            /// with `--client-rate-limit`. A multi-route read costs one token per route; one
+            /// that costs more than the client's burst is refused without `Retry-After`, as
+            /// waiting never lets it through. Produced before the operation runs.
+            #[oai(status = 429)]
+            #[allow(dead_code)]
+            TooManyRequests(
+                $crate::api::json::JsonBody<$crate::api::error::ErrorBody>,
+                /// Seconds to wait before retrying (at least 1).
+                #[oai(header = "Retry-After")]
+                Option<u32>,
+                /// The limit, as draft-ietf-httpapi-ratelimit-headers has it:
+                /// `"client";q=<tokens>;w=<seconds>`, a bucket of `q` tokens that fills in
+                /// `w` seconds.
+                #[oai(header = "RateLimit-Policy")]
+                String,
+                /// What is left: `"client";r=0;t=<seconds>`, none until `t` seconds from now.
+                #[oai(header = "RateLimit")]
+                Option<String>,
+            ),
             /// Unexpected failure (`internal`); nothing about it is exposed.
             #[oai(status = 500)]
             Internal($crate::api::json::JsonBody<$crate::api::error::ErrorBody>),

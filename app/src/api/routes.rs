@@ -229,7 +229,13 @@ mod tests {
                 Arc::clone(ledger.health()),
                 false,
             ));
-            super::super::openapi(ledger, lifecycle, &crate::auth::AuthMode::Off).spec()
+            super::super::openapi(
+                ledger,
+                lifecycle,
+                &crate::auth::AuthMode::Off,
+                &Arc::new(crate::limits::ClientLimits::default()),
+            )
+            .spec()
         });
         let spec: serde_json::Value = serde_json::from_str(&spec).expect("json");
         let mut documented = BTreeSet::new();

@@ -9,11 +9,13 @@ use super::{
     auth::Caller,
     error::{ErrorBody, ErrorCode, RETRY_AFTER_SECONDS},
     json::JsonBody as Json,
+    limits,
     parameter::IdempotencyKeyHeader,
 };
 use crate::{
     idempotency::KeyError,
     ledger::{Ledger, LedgerError},
+    limits::{ClientLimits, KeyAdmission},
     route::Route,
     store::StoreError,
     telemetry::metrics as m,
@@ -90,6 +92,26 @@ pub enum RecordResponse {
     /// nothing was recorded. A key identifies one transaction on one route.
     #[oai(status = 422)]
     KeyReused(Json<ErrorBody>),
+    /// Too many requests from this client to this instance (`rate_limited`, with
+    /// `--client-rate-limit`; produced before the operation runs), or a new `Idempotency-Key`
+    /// past the client's cap of keys created within the retention window
+    /// (`idempotency_key_quota`, with `--client-max-idempotency-keys`; a replay of a key already
+    /// used is still answered). Nothing was recorded. Retry after the given number of seconds.
+    #[oai(status = 429)]
+    TooManyRequests(
+        Json<ErrorBody>,
+        /// Seconds to wait before retrying (at least 1).
+        #[oai(header = "Retry-After")]
+        Option<u32>,
+        /// The limit, as draft-ietf-httpapi-ratelimit-headers has it:
+        /// `"client";q=<tokens>;w=<seconds>` (a bucket of `q` requests that fills in `w`
+        /// seconds) or `"idempotency-keys";q=<keys>;w=<retention seconds>`.
+        #[oai(header = "RateLimit-Policy")]
+        String,
+        /// What is left: `"<policy>";r=0;t=<seconds>`, none until `t` seconds from now.
+        #[oai(header = "RateLimit")]
+        Option<String>,
+    ),
     /// Unexpected failure (`internal`); nothing about it is exposed.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -189,11 +211,12 @@ impl CountResponse {
 
 pub struct TransactionsApi {
     ledger: Arc<Ledger>,
+    limits: Arc<ClientLimits>,
 }
 
 impl TransactionsApi {
-    pub fn new(ledger: Arc<Ledger>) -> Self {
-        Self { ledger }
+    pub fn new(ledger: Arc<Ledger>, limits: Arc<ClientLimits>) -> Self {
+        Self { ledger, limits }
     }
 }
 
@@ -247,7 +270,32 @@ impl TransactionsApi {
             }
             Err(err) => return RecordResponse::BadRequest(Json(invalid_key(&err))),
         };
-        match self.ledger.record_keyed(route, key).await {
+        // Only a new key counts against the client's cap; the store says which it was.
+        let reservation = match self
+            .limits
+            .keys
+            .as_ref()
+            .map(|quota| (quota, quota.admit(&caller.client().cloned(), &key)))
+        {
+            None | Some((_, KeyAdmission::Known)) => None,
+            Some((_, KeyAdmission::Admitted(reservation))) => Some(reservation),
+            Some((quota, KeyAdmission::Refused { retry_after })) => {
+                let refused = limits::key_quota_refused(quota, &caller, retry_after);
+                return RecordResponse::TooManyRequests(
+                    Json(refused.body),
+                    refused.retry_after,
+                    refused.policy,
+                    refused.state,
+                );
+            }
+        };
+        let recorded = self.ledger.record_keyed(route, key).await;
+        if let (Ok(outcome), Some(reservation)) = (&recorded, reservation)
+            && !outcome.replayed
+        {
+            reservation.created();
+        }
+        match recorded {
             Ok(outcome) if outcome.route != route => {
                 m::idempotency_conflict();
                 RecordResponse::KeyReused(Json(ErrorBody::new(

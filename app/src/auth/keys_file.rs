@@ -404,7 +404,7 @@ mod tests {
     fn an_empty_file_or_a_broken_last_line_without_newline_may_be_cut_short() {
         let line = format!("alice write {}", digest_hex("k"));
         assert!(may_be_cut_short(b""));
-        assert!(may_be_cut_short(line[..20].as_bytes()));
+        assert!(may_be_cut_short(&line.as_bytes()[..20]));
         assert!(may_be_cut_short(
             format!("{line}\n{}", &line[..30]).as_bytes()
         ));

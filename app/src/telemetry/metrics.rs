@@ -23,6 +23,7 @@ pub const CONNECTION_TIMEOUTS: &str = "flight_counter_http_connection_timeouts_t
 pub const OPEN_CONNECTIONS: &str = "flight_counter_http_open_connections";
 pub const AUTH_FAILURES: &str = "flight_counter_auth_failures_total";
 pub const AUTH_KEYS_FILE_ERRORS: &str = "flight_counter_auth_keys_file_errors";
+pub const CLIENT_REFUSALS: &str = "flight_counter_client_requests_refused_total";
 
 /// The reasons a request is refused by authentication: the `reason` label of [`AUTH_FAILURES`].
 pub const AUTH_FAILURE_REASONS: [&str; 4] = ["missing", "malformed", "unknown", "forbidden"];
@@ -90,6 +91,11 @@ fn describe() {
          file cannot be read (then no key is accepted); 0 without a keys file"
     );
     gauge!(AUTH_KEYS_FILE_ERRORS).set(0.0);
+    describe_counter!(
+        CLIENT_REFUSALS,
+        "Requests refused by a per-client limit of this instance, by client and reason \
+         (rate_limited: --client-rate-limit; key_quota: --client-max-idempotency-keys)"
+    );
     describe_counter!(TRANSACTIONS_RECORDED, "Transactions durably recorded");
     describe_counter!(
         COMMITS,
@@ -271,6 +277,12 @@ pub fn auth_failure(reason: &'static str) {
 /// Lines of the API keys file refused at its last read (1: the file cannot be read).
 pub fn keys_file_errors(errors: usize) {
     gauge!(AUTH_KEYS_FILE_ERRORS).set(errors as f64);
+}
+
+/// A request of `client` (a name from the keys file, or `anonymous`) refused by a per-client
+/// limit: `rate_limited` or `key_quota`.
+pub fn client_refused(client: &str, reason: &'static str) {
+    counter!(CLIENT_REFUSALS, "client" => client.to_owned(), "reason" => reason).increment(1);
 }
 
 /// Records one attempt of a DynamoDB call.

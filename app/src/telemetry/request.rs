@@ -1,6 +1,16 @@
-//! One log line and one metric sample per request.
+//! One log line and one metric sample per request; refused requests (`401`, `403`, `429`)
+//! are logged at a sampled rate, as a client refused without end must not fill the logs.
 
-use std::time::Instant;
+use std::{
+    num::NonZeroU32,
+    sync::{
+        LazyLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use poem::http::Method;
 
@@ -45,6 +55,21 @@ impl RequestTelemetry {
     pub fn finish(self, status: u16, client: &str) {
         let elapsed = self.started.elapsed();
         metrics::request_finished(self.method, self.path, status, client, elapsed);
+        if let Some(sampler) = REFUSALS.iter().find(|s| s.status == status) {
+            // Metrics count every refusal; the log shows a sample, and how many it left out.
+            if let Some(suppressed) = sampler.admit() {
+                tracing::info!(
+                    method = self.method,
+                    path = self.path,
+                    status,
+                    client,
+                    latency_us = elapsed.as_micros() as u64,
+                    suppressed,
+                    "request"
+                );
+            }
+            return;
+        }
         tracing::info!(
             method = self.method,
             path = self.path,
@@ -52,6 +77,66 @@ impl RequestTelemetry {
             client,
             latency_us = elapsed.as_micros() as u64,
             "request"
+        );
+    }
+}
+
+/// Log lines per second, per refusal status, at most.
+pub const REFUSALS_LOGGED_PER_SECOND: u32 = 10;
+
+/// The sample of one refusal status's log lines.
+struct RefusalSampler {
+    status: u16,
+    lines: DefaultDirectRateLimiter,
+    /// Refusals left out of the log since its last line of this status.
+    suppressed: AtomicU64,
+}
+
+impl RefusalSampler {
+    fn new(status: u16) -> Self {
+        let per_second = NonZeroU32::new(REFUSALS_LOGGED_PER_SECOND).unwrap_or(NonZeroU32::MIN);
+        Self {
+            status,
+            lines: RateLimiter::direct(Quota::per_second(per_second)),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(refusals left out since the last line)` when this one is logged.
+    fn admit(&self) -> Option<u64> {
+        if self.lines.check().is_ok() {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+static REFUSALS: LazyLock<[RefusalSampler; 3]> = LazyLock::new(|| {
+    [
+        RefusalSampler::new(401),
+        RefusalSampler::new(403),
+        RefusalSampler::new(429),
+    ]
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_at_a_sampled_rate_with_the_count_left_out() {
+        let sampler = RefusalSampler::new(429);
+        let burst = REFUSALS_LOGGED_PER_SECOND as usize;
+        let logged: Vec<Option<u64>> = (0..burst + 25).map(|_| sampler.admit()).collect();
+        assert!(logged[..burst].iter().all(|l| *l == Some(0)), "{logged:?}");
+        assert!(logged[burst..].iter().all(Option::is_none), "{logged:?}");
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        assert_eq!(
+            sampler.admit(),
+            Some(25),
+            "the next line says how many were left out"
         );
     }
 }

@@ -8,6 +8,7 @@ mod errors;
 mod helpers;
 mod idempotency;
 mod lifecycle;
+mod limits;
 mod reports;
 mod resources;
 mod store_contract;
