@@ -368,6 +368,24 @@ def alerts() -> list[Alert]:
         silent=Case({f'{timeouts}{{{NSPOD},deadline="request"}}': "0+1x40", f'{timeouts}{{{NSPOD},deadline="idle"}}': "0+500x40"}, "30m", None),
     ))
 
+    keys_file = "flight_counter_auth_keys_file_errors"
+    out.append(Alert(
+        name="FlightCounterApiKeysFileErrors",
+        any_of=[[Cond(f"max by (namespace, pod) ({keys_file})", ">", "0")]],
+        for_="5m",
+        severity="warning",
+        summary="flight-counter pod {{ $labels.pod }} refuses lines of its API keys file",
+        description=(
+            "Pod {{ $labels.pod }} in {{ $labels.namespace }} has refused lines of its API keys file "
+            "for 5 minutes (flight_counter_auth_keys_file_errors above 0): each refused line grants "
+            "nothing, so the keys on them are turned away. A value of 1 can also mean the file cannot "
+            "be read, and then no key is accepted."
+        ),
+        anchor="alert-api-keys-file-errors",
+        fire=Case({f"{keys_file}{{{NSPOD}}}": "0x5 1x20"}, "15m", {"namespace": "flight-counter", "pod": "flight-counter-7d9f8-abcde", "severity": "warning"}),
+        silent=Case({f"{keys_file}{{{NSPOD}}}": "0x10 1x2 0x10"}, "15m", None),
+    ))
+
     restarts = "kube_pod_container_status_restarts_total"
     ksm = f'{restarts}{{namespace="flight-counter",pod="flight-counter-7d9f8-abcde",container="flight-counter",job="kube-state-metrics"}}'
     out.append(Alert(

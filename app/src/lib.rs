@@ -4,7 +4,8 @@
 //! connection: limits, deadlines, JSON bodies for requests the HTTP parser refuses) → [`api`]
 //! (HTTP, OpenAPI, JSON errors) → [`ledger`] (group commit, pacing) → [`store`] (where counts
 //! live). [`route`] owns what a valid route is; [`auth`] who a client is and what its key
-//! allows; [`calendar`] which day and month a commit counts on. [`startup`] assembles the
+//! allows; [`limits`] how much each client may ask of one instance; [`calendar`] which day and
+//! month a commit counts on. [`startup`] assembles the
 //! service for `main` and the tests alike; [`config`] and [`telemetry`] serve it.
 
 pub mod api;
