@@ -42,6 +42,13 @@ pub enum NotReady {
 }
 
 impl NotReady {
+    /// Every reason, for the OpenAPI document's enum.
+    pub const ALL: [NotReady; 3] = [
+        NotReady::Starting,
+        NotReady::Draining,
+        NotReady::StoreUnavailable,
+    ];
+
     pub fn code(self) -> &'static str {
         match self {
             NotReady::Starting => "starting",

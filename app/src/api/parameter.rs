@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use poem::{Request, RequestBody};
 use poem_openapi::{
     ApiExtractor, ApiExtractorType, ExtractParamOptions,
-    registry::{MetaParamIn, MetaSchema, MetaSchemaRef},
+    registry::{MetaParamIn, MetaSchema, MetaSchemaRef, Registry},
     types::{ParseError, ParseFromParameter, ParseResult, ToJSON, Type},
 };
 
@@ -34,8 +34,14 @@ impl Type for Route {
         "Route".into()
     }
 
+    /// One `Route` component, referred to by the path parameter and the `route=` items alike,
+    /// so that generated clients have one route type.
     fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema {
+        MetaSchemaRef::Reference(Self::name().into_owned())
+    }
+
+    fn register(registry: &mut Registry) {
+        registry.create_schema::<Self, _>(Self::name().into_owned(), |_| MetaSchema {
             description: Some(
                 "Flight designator: airline code (2 letters or digits, not both digits, or \
                  3 letters), flight number of 1 to 4 digits, optional letter suffix. Any case \
@@ -47,7 +53,7 @@ impl Type for Route {
             max_length: Some(MAX_ROUTE_LEN),
             example: Some("AR1133".into()),
             ..MetaSchema::new("string")
-        }))
+        });
     }
 
     fn as_raw_value(&self) -> Option<&Self::RawValueType> {

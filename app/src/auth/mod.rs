@@ -110,6 +110,9 @@ pub enum AuthMode {
 
 impl AuthMode {
     /// How `/version` names the mode.
+    /// The names [`AuthMode::as_str`] gives, for the OpenAPI document's enum.
+    pub const NAMES: [&'static str; 2] = ["off", "api-keys"];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             AuthMode::Off => "off",

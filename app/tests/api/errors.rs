@@ -274,8 +274,9 @@ async fn openapi_document_describes_the_contract() {
         let param = &op["parameters"][0];
         assert_eq!(param["name"], "route");
         assert_eq!(param["in"], "path");
+        assert_eq!(param["schema"]["$ref"], "#/components/schemas/Route");
         assert_eq!(
-            param["schema"]["pattern"],
+            doc["components"]["schemas"]["Route"]["pattern"],
             flight_counter::route::ROUTE_PATTERN
         );
         for status in ["200", "400", "500", "503"] {
@@ -578,7 +579,9 @@ async fn a_count_that_would_overflow_fails_its_own_posts_only() {
     let client = client();
     let posts = (0..40).map(|i| {
         let route = if i % 4 == 0 { "OV1" } else { "AR1133" };
-        client.post(app.url(&format!("/transactions/{route}"))).send()
+        client
+            .post(app.url(&format!("/transactions/{route}")))
+            .send()
     });
     let answers = futures::future::join_all(posts).await;
     let mut refused = 0;
