@@ -4,6 +4,7 @@
 #[macro_use]
 mod responses;
 pub mod auth;
+pub mod document;
 pub mod error;
 mod json;
 pub mod limits;
@@ -110,8 +111,11 @@ pub fn app(
     let limits = Arc::new(limits);
     let service = openapi(ledger, lifecycle, &auth, &limits);
     // Rendered once; `Bytes` clones are reference counted, so serving them copies nothing.
-    let spec = Bytes::from(service.spec());
-    let swagger_ui_html = service.swagger_ui_html();
+    let rendered = service.spec();
+    let finished = document::finish(&rendered, &auth);
+    // Swagger UI's page embeds the document it shows: the finished one, in place of poem's.
+    let swagger_ui_html = service.swagger_ui_html().replacen(&rendered, &finished, 1);
+    let spec = Bytes::from(finished);
     let swagger_ui_headers = security_headers::PageHeaders::for_page(&swagger_ui_html);
     let swagger_ui = Bytes::from(swagger_ui_html);
     ServiceEndpoint {
