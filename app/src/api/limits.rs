@@ -90,6 +90,11 @@ pub fn charge(
     req: &Request,
 ) -> Option<Response> {
     let client: ClientKey = caller.client().cloned();
+    let charge = rates.charge(&client, cost(entry, req));
+    if charge == Charge::Allowed {
+        return None;
+    }
+    // Only refusals pay for the formatting below.
     let limit = rates.limit();
     let policy = format!(
         "\"{REQUESTS_POLICY}\";q={};w={}",
@@ -97,7 +102,7 @@ pub fn charge(
         limit.window_seconds()
     );
     let who = caller.label();
-    let refused = match rates.charge(&client, cost(entry, req)) {
+    let refused = match charge {
         Charge::Allowed => return None,
         Charge::Limited { retry_after } => {
             let seconds = whole_seconds(retry_after);
