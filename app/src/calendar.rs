@@ -45,9 +45,16 @@ impl Day {
 
     /// Parses `YYYY-MM-DD`, strictly (four-digit year, two-digit month and day).
     pub fn parse(text: &str) -> Result<Self, CalendarError> {
-        let invalid = || CalendarError(text.to_owned(), "date", "YYYY-MM-DD, e.g. 2026-11-21");
+        let invalid = || {
+            CalendarError(
+                text.to_owned(),
+                "date",
+                "YYYY-MM-DD with a year from 0001, e.g. 2026-11-21",
+            )
+        };
         let b = text.as_bytes();
         let shaped = b.len() == 10
+            && !text.starts_with("0000")
             && b[4] == b'-'
             && b[7] == b'-'
             && b.iter()
@@ -107,7 +114,13 @@ impl fmt::Display for Day {
 impl Month {
     /// Parses `YYYY-MM`, strictly.
     pub fn parse(text: &str) -> Result<Self, CalendarError> {
-        let invalid = || CalendarError(text.to_owned(), "month", "YYYY-MM, e.g. 2026-11");
+        let invalid = || {
+            CalendarError(
+                text.to_owned(),
+                "month",
+                "YYYY-MM with a year from 0001, e.g. 2026-11",
+            )
+        };
         let b = text.as_bytes();
         let shaped = b.len() == 7
             && b[4] == b'-'
@@ -119,7 +132,7 @@ impl Month {
         }
         let year: i32 = text[..4].parse().map_err(|_| invalid())?;
         let month: i32 = text[5..].parse().map_err(|_| invalid())?;
-        if !(1..=12).contains(&month) {
+        if year < 1 || !(1..=12).contains(&month) {
             return Err(invalid());
         }
         Ok(Self {

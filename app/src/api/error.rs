@@ -78,6 +78,14 @@ impl ErrorBody {
     }
 }
 
+/// An error answer with `body`.
+pub fn error_response(status: StatusCode, body: &ErrorBody) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("application/json; charset=utf-8")
+        .body(serde_json::to_vec(body).unwrap_or_default())
+}
+
 /// Builds the JSON error answer for a status poem produced on its own. `route` is the path's
 /// entry in the route table, if any (its methods make the `Allow` header of a `405`).
 pub fn json_error(status: StatusCode, route: Option<&RouteEntry>) -> Response {

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod operations;
 pub mod parameter;
 pub mod reports;
+mod request_target;
 pub mod routes;
 mod security_headers;
 pub mod transactions;
@@ -183,6 +184,9 @@ impl ServiceEndpoint {
         }
         if let Err(status) = error::check_body_size(&req) {
             return error::json_error(status, entry);
+        }
+        if let Err(body) = request_target::check(req.uri().path(), req.uri().query(), entry) {
+            return error::error_response(StatusCode::BAD_REQUEST, &body);
         }
         match entry.map(|entry| entry.handler) {
             Some(Handler::SwaggerUi) => {

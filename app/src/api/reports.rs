@@ -220,9 +220,12 @@ fn range<P: Period>(
         Some(text) => P::parse_text(text).map_err(|e| window(&format!("to: {e}")))?,
         None => current,
     };
-    let from = match from {
-        Some(text) => P::parse_text(text).map_err(|e| window(&format!("from: {e}")))?,
-        None => to.shifted(1 - default_span).unwrap_or(to),
+    let (from, from_given) = match from {
+        Some(text) => (
+            P::parse_text(text).map_err(|e| window(&format!("from: {e}")))?,
+            true,
+        ),
+        None => (to.shifted(1 - default_span).unwrap_or(to), false),
     };
     if from > to {
         return Err(window(&format!("from {from} is after to {to}")));
@@ -231,7 +234,15 @@ fn range<P: Period>(
         return Err(window(&format!("to {to} is in the future")));
     }
     if from < first {
-        return Err(window(&format!("from {from} is before the first one kept")));
+        // Name what the client sent: a `from` it gave, or the default it did not.
+        return Err(if from_given {
+            window(&format!("from {from} is before the first one kept"))
+        } else {
+            window(&format!(
+                "to {to} leaves no room for the default range ({default_span} periods, from \
+                 {from}) after the first one kept; send from as well"
+            ))
+        });
     }
     Ok((from, to))
 }
@@ -441,7 +452,8 @@ mod tests {
             (Some("2026-09-20"), None, "before the first"),
             (Some("2026-11-31"), None, "not a date"),
             (None, Some("yesterday"), "not a date"),
-            (None, Some("2026-09-25"), "before the first"),
+            (None, Some("2026-09-25"), "send from as well"),
+            (None, Some("0000-01-01"), "year from 0001"),
         ] {
             let err = days(from, to).expect_err("refused");
             assert!(err.contains(says), "{err}");

@@ -47,6 +47,8 @@ pub struct RouteEntry {
     pub template: &'static str,
     pub methods: &'static [MethodAccess],
     pub handler: Handler,
+    /// Query parameters that take one value: given twice, the request is refused.
+    pub single_valued: &'static [&'static str],
 }
 
 const fn method(method: &'static str, access: Access) -> MethodAccess {
@@ -58,46 +60,55 @@ pub const ROUTES: &[RouteEntry] = &[
     RouteEntry {
         template: "/transactions/{route}",
         methods: &[method("GET", Access::Read), method("POST", Access::Write)],
+        single_valued: &[],
         handler: Handler::Operation,
     },
     RouteEntry {
         template: "/transactions/{route}/daily",
         methods: &[method("GET", Access::Read)],
+        single_valued: &["from", "to"],
         handler: Handler::Operation,
     },
     RouteEntry {
         template: "/transactions/{route}/monthly",
         methods: &[method("GET", Access::Read)],
+        single_valued: &["from", "to"],
         handler: Handler::Operation,
     },
     RouteEntry {
         template: "/transactions",
         methods: &[method("GET", Access::Read)],
+        single_valued: &[],
         handler: Handler::Operation,
     },
     RouteEntry {
         template: "/healthz",
         methods: &[method("GET", Access::Open)],
+        single_valued: &[],
         handler: Handler::Operation,
     },
     RouteEntry {
         template: "/readyz",
         methods: &[method("GET", Access::Open)],
+        single_valued: &[],
         handler: Handler::Operation,
     },
     RouteEntry {
         template: "/version",
         methods: &[method("GET", Access::Open)],
+        single_valued: &[],
         handler: Handler::Operation,
     },
     RouteEntry {
         template: "/",
         methods: &[method("GET", Access::Open)],
+        single_valued: &[],
         handler: Handler::SwaggerUi,
     },
     RouteEntry {
         template: "/openapi.json",
         methods: &[method("GET", Access::Open)],
+        single_valued: &[],
         handler: Handler::OpenApiDocument,
     },
     // For the cluster network only (the NetworkPolicy and the Service keep it there): it
@@ -105,6 +116,7 @@ pub const ROUTES: &[RouteEntry] = &[
     RouteEntry {
         template: "/metrics",
         methods: &[method("GET", Access::Open)],
+        single_valued: &[],
         handler: Handler::Metrics,
     },
 ];

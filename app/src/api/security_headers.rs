@@ -28,7 +28,7 @@ fn inline_hashes(html: &str, tag: &str) -> Vec<String> {
         let Some(end) = content.find(&close) else {
             break;
         };
-        let digest = Sha256::digest(content[..end].as_bytes());
+        let digest = Sha256::digest(&content.as_bytes()[..end]);
         hashes.push(format!(
             "'sha256-{}'",
             base64::engine::general_purpose::STANDARD.encode(digest)

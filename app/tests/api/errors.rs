@@ -699,3 +699,49 @@ async fn a_request_sent_too_slowly_is_cut_off_with_a_json_408() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn errors_name_the_real_cause() {
+    let app = memory_app().await;
+    let get = |target: &str| app.client.get(app.url(target)).send();
+    // Percent-encoding that is broken, or not UTF-8: the service's words, not the framework's.
+    for target in [
+        "/transactions/%ZZ",
+        "/transactions/%C3%28",
+        "/transactions/AR1%",
+        "/transactions?route=%FF",
+    ] {
+        let body = json_error(get(target).await.expect("sent"), 400, "bad_request").await;
+        let message = body["message"].as_str().expect("message");
+        assert!(message.contains("percent-encode"), "{target}: {message}");
+        assert!(
+            !message.contains("expects an input value"),
+            "{target}: {message}"
+        );
+    }
+    // A parameter that takes one value, given twice.
+    let resp = get("/transactions/AR1/monthly?from=2026-01&from=2025-01")
+        .await
+        .expect("sent");
+    let body = json_error(resp, 400, "invalid_query").await;
+    assert!(body["message"].as_str().expect("message").contains("from"));
+    // A default range that does not fit is blamed on the default, not on a `from` never sent.
+    let early = flight_counter::calendar::Day::of(std::time::SystemTime::now())
+        .plus(-60)
+        .expect("a day");
+    let resp = get(&format!("/transactions/AR1/daily?to={early}"))
+        .await
+        .expect("sent");
+    let body = json_error(resp, 400, "invalid_date_range").await;
+    let message = body["message"].as_str().expect("message");
+    assert!(message.contains("send from as well"), "{message}");
+    // Years start at 0001.
+    let resp = get("/transactions/AR1/monthly?to=0000-01")
+        .await
+        .expect("sent");
+    let body = json_error(resp, 400, "invalid_date_range").await;
+    let message = body["message"].as_str().expect("message");
+    assert!(message.contains("year from 0001"), "{message}");
+    assert!(!message.contains("-001"), "{message}");
+    app.stop().await;
+}
