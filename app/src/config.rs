@@ -229,6 +229,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
     pub client_max_idempotency_keys: u64,
 
+    /// Browser pages on these origins (scheme://host[:port], comma-separated) may read and
+    /// record; `*` alone lets pages on any origin read (never record). Unset: no cross-origin
+    /// access.
+    #[arg(long, env = "FLIGHT_COUNTER_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
+    pub cors_allow_origin: Vec<String>,
+
     /// Runtime worker threads (0: one per CPU; 1: a single-threaded runtime).
     #[arg(long, env = "FLIGHT_COUNTER_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: usize,
@@ -333,6 +339,7 @@ impl Config {
                 humantime::format_duration(self.idempotency_retention)
             ));
         }
+        crate::api::cors::CorsPolicy::from_values(&self.cors_allow_origin)?;
         if self.public_reads && self.api_keys_file.is_none() {
             return Err(
                 "--public-reads needs --api-keys-file (without keys, every read is public)".into(),
@@ -342,6 +349,12 @@ impl Config {
             return Err("--dynamodb-connect-timeout and --dynamodb-attempt-timeout must be greater than zero".into());
         }
         Ok(())
+    }
+
+    /// What cross-origin access `--cors-allow-origin` allows (checked by [`Config::validate`]).
+    pub fn cors_policy(&self) -> crate::api::cors::CorsPolicy {
+        crate::api::cors::CorsPolicy::from_values(&self.cors_allow_origin)
+            .unwrap_or(crate::api::cors::CorsPolicy::Off)
     }
 
     /// The deadlines of every client connection.

@@ -303,13 +303,28 @@ impl Application {
             config.client_limits(),
         );
         let started_draining = tokio::time::Instant::now();
-        Server::new_with_acceptor(ServiceAcceptor::new(
+        let server = Server::new_with_acceptor(ServiceAcceptor::new(
             acceptor,
             config.connection_timeouts(),
             config.max_connections as usize,
-        ))
-        .run_with_graceful_shutdown(app, signal, Some(drain_timeout))
-        .await
+        ));
+        // Without CORS the endpoint is served as it is: no middleware on the hot path.
+        match api::cors::middleware(&config.cors_policy()) {
+            Some(cors) => {
+                server
+                    .run_with_graceful_shutdown(
+                        api::cors::around(app, cors),
+                        signal,
+                        Some(drain_timeout),
+                    )
+                    .await
+            }
+            None => {
+                server
+                    .run_with_graceful_shutdown(app, signal, Some(drain_timeout))
+                    .await
+            }
+        }
         .context("server failed")?;
         let _ = stop_metrics.send(());
         if let Some(server) = metrics_server {

@@ -4,6 +4,7 @@
 #[macro_use]
 mod responses;
 pub mod auth;
+pub mod cors;
 pub mod document;
 pub mod error;
 mod json;

@@ -19,7 +19,7 @@ use crate::{
     stores::dynamodb,
 };
 
-const WRITE_KEY: &str = "fck_writer-key-for-the-tests-0123456789abcdefghij";
+pub const WRITE_KEY: &str = "fck_writer-key-for-the-tests-0123456789abcdefghij";
 const OTHER_WRITE_KEY: &str = "fck_second-writer-key-for-the-tests-0123456789abc";
 const READ_KEY: &str = "fck_reader-key-for-the-tests-0123456789abcdefghij";
 

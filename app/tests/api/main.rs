@@ -1,6 +1,7 @@
 //! Black-box tests of the service over HTTP, on a random loopback port.
 
 mod auth;
+mod cors;
 mod document;
 mod dynamodb;
 mod dynamodb_scale;
