@@ -19,10 +19,22 @@
 //! its record (the batch total from the route's item or from the batch record), and the
 //! commit is sent again without it. `docs/dynamodb.md` has the argument in full.
 
-use std::{collections::HashMap, time::Instant};
+//!
+//! One transaction is built once and sent, with a client request token of its own, until its
+//! outcome is known or the commit timeout is near ([`attempt`] sorts every attempt): DynamoDB
+//! applies a token's transaction once. Where a server does not honour the token (the emulators,
+//! or DynamoDB itself after ten minutes), a repeat of an applied transaction is cancelled,
+//! since its keys are recorded now, and the records handed back name this very batch: the
+//! commit was applied by an earlier attempt, and every caller in it, keyed and keyless, is
+//! answered from that batch's total. Nothing of it is ever applied again.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use aws_sdk_dynamodb::{
-    operation::transact_write_items::TransactWriteItemsError,
+    config::timeout::TimeoutConfig,
     types::{
         AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure,
         TransactWriteItem, Update,
@@ -32,11 +44,12 @@ use aws_sdk_dynamodb::{
 use super::{
     COUNT_ATTRIBUTE, DynamoStore, EXPIRES_AT_ATTRIBUTE, KEY_ATTRIBUTE, KEY_RECORD_PREFIX,
     KEY_ROUTE_ATTRIBUTE,
-    errors::{THROTTLING_CODES, is_contention},
+    attempt::{Attempt, classify},
+    errors::THROTTLING_CODES,
     markers::{MARKER_PREFIX, Marker, new_batch_id},
     periods::{day_attribute, month_attribute},
-    records::{KEY_BACK_ATTRIBUTE, KEY_BATCH_ATTRIBUTE, invalid, num, text},
-    retry::contention_backoff,
+    records::{KEY_BACK_ATTRIBUTE, KEY_BATCH_ATTRIBUTE, invalid, num, record_batch, text},
+    retry::{contention_backoff, resend_backoff},
 };
 use crate::{
     idempotency::{KeyedOutcome, epoch_seconds},
@@ -44,8 +57,43 @@ use crate::{
     store::{RouteOutcome, RouteWrite, StoreError},
 };
 
-/// Most attempts of one keyed commit whose transaction is cancelled by contention.
+/// Most transactions of one keyed commit cancelled by contention.
 const KEYED_ATTEMPTS: u32 = 16;
+/// Pauses before one transaction is sent again with the same token: after a lost answer (as
+/// the SDK's own backoff), and after `TransactionInProgressException` (longer: the first attempt
+/// is still running, or DynamoDB waits five seconds before finishing it for a retry).
+const RESEND_BACKOFF: Duration = Duration::from_millis(25);
+const RESEND_MAX_BACKOFF: Duration = Duration::from_millis(500);
+const IN_PROGRESS_BACKOFF: Duration = Duration::from_millis(100);
+const IN_PROGRESS_MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// An attempt is not started with less time than this left.
+const MIN_ATTEMPT: Duration = Duration::from_millis(20);
+
+/// One transaction of a keyed commit, built once: every attempt sends exactly these items with
+/// exactly this token.
+struct Prepared {
+    batch: String,
+    token: String,
+    items: Vec<TransactWriteItem>,
+}
+
+/// What sending one transaction came to.
+enum Sent {
+    /// Applied (by this attempt or an earlier one with the same token).
+    Applied,
+    /// Cancelled; nothing of this attempt was applied. An earlier attempt may have been, on a
+    /// server that does not honour the token: the reasons tell.
+    Cancelled(Vec<CancellationReason>),
+    /// Another transaction held an item, and no attempt can have been applied: a new
+    /// transaction, after a pause.
+    Conflict,
+}
+
+/// Why sending gave up, and whether the transaction may have been applied all the same.
+struct Failed {
+    error: StoreError,
+    maybe_applied: bool,
+}
 
 impl DynamoStore {
     pub(super) async fn commit_keyed(
@@ -61,12 +109,20 @@ impl DynamoStore {
         result
     }
 
+    /// How long the transactions of one keyed commit may take: the commit timeout, less the
+    /// read of the total that follows them.
+    fn keyed_budget(&self) -> Duration {
+        let timeout = self.settings.operation_timeout;
+        timeout.saturating_sub(self.settings.attempt_timeout.min(timeout / 4))
+    }
+
     async fn commit_keyed_with(
         &self,
         write: &RouteWrite,
         finish: &mut Option<Marker>,
     ) -> Result<RouteOutcome, StoreError> {
         let route = write.route;
+        let deadline = Instant::now() + self.keyed_budget();
         let mut outcomes: Vec<Option<KeyedOutcome>> = vec![None; write.keyed.len()];
         // A key twice in one write is one transaction: later copies get the first's outcome.
         let mut first_copy: HashMap<String, usize> = HashMap::new();
@@ -89,57 +145,95 @@ impl DynamoStore {
         let mut batch_totals: HashMap<String, u64> = HashMap::new();
         loop {
             if open.is_empty() {
+                // Every key was recorded by other commits, and no transaction of this one was
+                // applied: the keyless transactions alone.
                 if write.keyless > 0 {
                     keyless_total = self.add(route, write.keyless, write.day).await?;
                 }
                 break;
             }
-            match self.transact(write, &open, finish.as_ref()).await? {
-                Sent::Committed { total, batch } => {
-                    *finish = None;
-                    let r = open.len() as u64;
-                    keyless_total = total - r;
-                    for (place, &at) in open.iter().enumerate() {
-                        outcomes[at] =
-                            Some(KeyedOutcome::recorded(route, total - r + 1 + place as u64));
+            let prepared = self.prepare(write, &open, finish.as_ref())?;
+            let expires_at = open
+                .iter()
+                .map(|&at| write.keyed[at].expires_at)
+                .max()
+                .unwrap_or(0);
+            // Until its outcome is known, the batch's total may be on the route's item: noted,
+            // so that the upkeep finds and moves it if this commit gives up without knowing.
+            self.pending.add(Marker {
+                route,
+                id: prepared.batch.clone(),
+                total: None,
+                expires_at,
+                since: Instant::now(),
+            });
+            let applied = match self.send(route, &prepared, deadline).await {
+                Err(Failed {
+                    error,
+                    maybe_applied,
+                }) => {
+                    if !maybe_applied {
+                        self.pending.forget(route, &prepared.batch);
                     }
-                    let expires_at = open
-                        .iter()
-                        .map(|&at| write.keyed[at].expires_at)
-                        .max()
-                        .unwrap_or(0);
-                    self.pending.add(Marker {
-                        route,
-                        id: batch,
-                        total: Some(total),
-                        expires_at,
-                        since: Instant::now(),
-                    });
-                    break;
+                    return Err(error);
                 }
-                Sent::Cancelled {
-                    recorded_before,
-                    contention,
-                } => {
+                Ok(Sent::Applied) => true,
+                Ok(Sent::Conflict) => {
+                    self.pending.forget(route, &prepared.batch);
+                    self.contention_pause(route, &mut attempt).await?;
+                    continue;
+                }
+                Ok(Sent::Cancelled(reasons)) => {
+                    let (recorded_before, contention) =
+                        self.cancelled(route, &reasons, open.len())?;
+                    let mut records = Vec::with_capacity(recorded_before.len());
                     for (place, item) in recorded_before {
                         let at = open[place];
-                        outcomes[at] = Some(
-                            self.resolve(item, &write.keyed[at].key.record_id(), &mut batch_totals)
-                                .await?,
-                        );
+                        let record_id = write.keyed[at].key.record_id().into_owned();
+                        let item = self.key_record_item(item, &record_id).await?;
+                        records.push((at, record_id, item));
                     }
-                    open.retain(|at| outcomes[*at].is_none());
-                    if contention {
-                        if attempt >= KEYED_ATTEMPTS {
-                            return Err(StoreError::Unavailable(format!(
-                                "route {route} was held by other transactions during \
-                                 {KEYED_ATTEMPTS} attempts of a keyed commit"
-                            )));
+                    if records
+                        .iter()
+                        .any(|(_, _, item)| record_batch(item) == Some(prepared.batch.as_str()))
+                    {
+                        // The keys were recorded by this very transaction: an earlier attempt
+                        // was applied, and the server ran the repeat as a new transaction.
+                        tracing::info!(%route, batch = %prepared.batch,
+                            "a keyed commit was applied by an earlier attempt of its transaction; \
+                             answered from its total");
+                        true
+                    } else {
+                        self.pending.forget(route, &prepared.batch);
+                        for (at, record_id, item) in records {
+                            outcomes[at] =
+                                Some(self.resolve(item, &record_id, &mut batch_totals).await?);
                         }
-                        tokio::time::sleep(contention_backoff(attempt)).await;
-                        attempt += 1;
+                        open.retain(|at| outcomes[*at].is_none());
+                        if contention {
+                            self.contention_pause(route, &mut attempt).await?;
+                        }
+                        false
                     }
                 }
+            };
+            if applied {
+                *finish = None;
+                let total = self.applied_total(route, &prepared.batch, write).await?;
+                let r = open.len() as u64;
+                keyless_total = total - r;
+                for (place, &at) in open.iter().enumerate() {
+                    outcomes[at] =
+                        Some(KeyedOutcome::recorded(route, total - r + 1 + place as u64));
+                }
+                self.pending.add(Marker {
+                    route,
+                    id: prepared.batch,
+                    total: Some(total),
+                    expires_at,
+                    since: Instant::now(),
+                });
+                break;
             }
         }
         for (at, first) in copies {
@@ -155,14 +249,187 @@ impl DynamoStore {
         })
     }
 
-    /// Sends one transaction of the keyless transactions and the keys at `open`, carrying off
-    /// `finish` if given.
-    async fn transact(
+    /// The total an applied transaction left, read consistently: from the route's item, where
+    /// it was written, or from its batch record if it has been moved since.
+    async fn applied_total(
+        &self,
+        route: Route,
+        batch: &str,
+        write: &RouteWrite,
+    ) -> Result<u64, StoreError> {
+        if let Some(total) = self.read_marker(route, batch, Some(write.day)).await? {
+            return Ok(total);
+        }
+        self.read_batch_record(batch).await.map_err(|err| {
+            StoreError::Unavailable(format!(
+                "route {route} lost the total of keyed commit {batch}: {err}"
+            ))
+        })
+    }
+
+    /// A jittered pause before a new transaction, after one was cancelled by contention.
+    async fn contention_pause(&self, route: Route, attempt: &mut u32) -> Result<(), StoreError> {
+        if *attempt >= KEYED_ATTEMPTS {
+            return Err(StoreError::Unavailable(format!(
+                "route {route} was held by other transactions during {KEYED_ATTEMPTS} attempts \
+                 of a keyed commit"
+            )));
+        }
+        tokio::time::sleep(contention_backoff(*attempt)).await;
+        *attempt += 1;
+        Ok(())
+    }
+
+    /// Sends one transaction until its outcome is known, the same request with the same token
+    /// every time, within `deadline`.
+    async fn send(
+        &self,
+        route: Route,
+        prepared: &Prepared,
+        deadline: Instant,
+    ) -> Result<Sent, Failed> {
+        // Whether an attempt so far may have been applied (timed out, lost its answer, met a
+        // 500, or is still running).
+        let mut maybe_applied = false;
+        let mut attempt_timeout = self.settings.attempt_timeout;
+        let mut round = 0u32;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining < MIN_ATTEMPT {
+                self.note_failure();
+                let error = StoreError::Unavailable(if maybe_applied {
+                    format!(
+                        "the outcome of keyed commit {} of route {route} is unknown: DynamoDB \
+                         gave no final answer within the commit timeout",
+                        prepared.batch
+                    )
+                } else {
+                    format!(
+                        "DynamoDB took no keyed commit of route {route} within the commit timeout"
+                    )
+                });
+                return Err(Failed {
+                    error,
+                    maybe_applied,
+                });
+            }
+            round += 1;
+            // Each attempt its own timeout, and the whole call no longer than that either: the
+            // SDK makes one attempt, this loop the others.
+            let timeout = attempt_timeout.min(remaining);
+            let result = self
+                .keyed
+                .transact_write_items()
+                .set_transact_items(Some(prepared.items.clone()))
+                .client_request_token(&prepared.token)
+                .customize()
+                .config_override(
+                    aws_sdk_dynamodb::config::Builder::default().timeout_config(
+                        TimeoutConfig::builder()
+                            .connect_timeout(self.settings.connect_timeout.min(timeout))
+                            .operation_attempt_timeout(timeout)
+                            .operation_timeout(timeout)
+                            .build(),
+                    ),
+                )
+                .send()
+                .await;
+            let pause = match classify(result) {
+                Attempt::Applied => return Ok(Sent::Applied),
+                Attempt::Cancelled(reasons) => {
+                    if !is_throttled(&reasons) {
+                        return Ok(Sent::Cancelled(reasons));
+                    }
+                    self.throttled(route, prepared, "ThrottlingError", round, maybe_applied)?
+                }
+                Attempt::Throttled(code) => {
+                    self.throttled(route, prepared, &code, round, maybe_applied)?
+                }
+                Attempt::Conflict if !maybe_applied => return Ok(Sent::Conflict),
+                Attempt::Conflict => resend_backoff(round, RESEND_BACKOFF, RESEND_MAX_BACKOFF),
+                Attempt::InProgress => {
+                    maybe_applied = true;
+                    tracing::debug!(%route, batch = %prepared.batch, round,
+                        "keyed commit still in progress; sending it again with the same token");
+                    resend_backoff(round, IN_PROGRESS_BACKOFF, IN_PROGRESS_MAX_BACKOFF)
+                }
+                Attempt::Unknown { reason, timed_out } => {
+                    maybe_applied = true;
+                    if timed_out {
+                        // A slow server: give the next attempt longer, rather than send
+                        // attempts that can never be answered in time.
+                        attempt_timeout = attempt_timeout.saturating_mul(2);
+                    }
+                    tracing::debug!(%route, batch = %prepared.batch, round, %reason,
+                        "keyed commit's outcome unknown; sending it again with the same token");
+                    resend_backoff(round, RESEND_BACKOFF, RESEND_MAX_BACKOFF)
+                }
+                Attempt::NotSent(reason) => {
+                    tracing::debug!(%route, round, %reason, "keyed commit not sent; again");
+                    resend_backoff(round, RESEND_BACKOFF, RESEND_MAX_BACKOFF)
+                }
+                Attempt::Mismatch(message) => {
+                    tracing::error!(%route, batch = %prepared.batch, token = %prepared.token,
+                        %message,
+                        "BUG: DynamoDB answered IdempotentParameterMismatchException: this \
+                         client request token was used before with another request; the \
+                         commit's callers get 503");
+                    self.note_failure();
+                    return Err(Failed {
+                        error: StoreError::Unavailable(format!(
+                            "DynamoDB refused keyed commit {} of route {route}: its client \
+                             request token was used before with another request \
+                             (IdempotentParameterMismatchException: {message})",
+                            prepared.batch
+                        )),
+                        maybe_applied,
+                    });
+                }
+                Attempt::Refused(err) => {
+                    return Err(Failed {
+                        error: self.failed("TransactWriteItems", *err),
+                        maybe_applied,
+                    });
+                }
+            };
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        }
+    }
+
+    /// A throttled attempt applied nothing. If no earlier one can have been applied either,
+    /// the commit goes back to the ledger, which paces the route; otherwise the transaction
+    /// must be sent again with its token (a new one could apply it twice), after a pause.
+    fn throttled(
+        &self,
+        route: Route,
+        prepared: &Prepared,
+        code: &str,
+        round: u32,
+        maybe_applied: bool,
+    ) -> Result<Duration, Failed> {
+        if maybe_applied {
+            tracing::debug!(%route, batch = %prepared.batch, round, code,
+                "keyed commit throttled after an attempt of unknown outcome; same token again");
+            return Ok(resend_backoff(round, RESEND_BACKOFF, RESEND_MAX_BACKOFF)
+                .max(Duration::from_millis(50)));
+        }
+        Err(Failed {
+            error: StoreError::Throttled(format!(
+                "DynamoDB is throttling keyed commits of route {route} on table {} ({code})",
+                self.table()
+            )),
+            maybe_applied: false,
+        })
+    }
+
+    /// Builds one transaction of the keyless transactions and the keys at `open`, carrying off
+    /// `finish` if given, with a new batch id and a new client request token.
+    fn prepare(
         &self,
         write: &RouteWrite,
         open: &[usize],
         finish: Option<&Marker>,
-    ) -> Result<Sent, StoreError> {
+    ) -> Result<Prepared, StoreError> {
         let route = write.route;
         let now = epoch_seconds();
         let batch = new_batch_id(now);
@@ -235,59 +502,27 @@ impl DynamoStore {
                     .build(),
             );
         }
-        let sent = self
-            .transactor
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        match sent {
-            Ok(_) => {
-                let total = self
-                    .read_marker(route, &batch, Some(write.day))
-                    .await?
-                    .ok_or_else(|| {
-                        StoreError::Unavailable(format!(
-                            "route {route} lost the total of keyed commit {batch}"
-                        ))
-                    })?;
-                Ok(Sent::Committed { total, batch })
-            }
-            Err(err) => {
-                if let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) =
-                    err.as_service_error()
-                {
-                    return self.cancelled(route, canceled.cancellation_reasons(), open.len());
-                }
-                if is_contention(&err) {
-                    return Ok(Sent::Cancelled {
-                        recorded_before: Vec::new(),
-                        contention: true,
-                    });
-                }
-                Err(self.failed("TransactWriteItems", err))
-            }
-        }
+        // The batch id, and more randomness: a token no other commit, here or in another
+        // instance, will use (at most 36 characters).
+        let token = format!("{batch}-{}", new_batch_id(now));
+        Ok(Prepared {
+            batch,
+            token,
+            items,
+        })
     }
 
-    /// Reads why a transaction was cancelled: nothing of it was applied.
+    /// Reads why a transaction was cancelled (throttling is sorted out before): keys recorded
+    /// before, by place among those sent, with their records as handed back; and whether
+    /// another transaction held an item, so that a pause is due.
+    #[allow(clippy::type_complexity)]
     fn cancelled(
         &self,
         route: Route,
         reasons: &[CancellationReason],
         keys: usize,
-    ) -> Result<Sent, StoreError> {
+    ) -> Result<(Vec<(usize, HashMap<String, AttributeValue>)>, bool), StoreError> {
         let code = |at: usize| reasons.get(at).and_then(|r| r.code()).unwrap_or("None");
-        if reasons
-            .iter()
-            .filter_map(|r| r.code())
-            .any(|c| c == "ThrottlingError" || THROTTLING_CODES.contains(&c))
-        {
-            return Err(StoreError::Throttled(format!(
-                "DynamoDB is throttling keyed commits of route {route} on table {}",
-                self.table()
-            )));
-        }
         if code(0) == "ConditionalCheckFailed" {
             return Err(StoreError::Overflow(route));
         }
@@ -319,23 +554,14 @@ impl DynamoStore {
                 .iter()
                 .filter_map(|r| r.code())
                 .any(|c| c == "TransactionConflict");
-        Ok(Sent::Cancelled {
-            recorded_before,
-            contention,
-        })
+        Ok((recorded_before, contention))
     }
 }
 
-/// What one transaction came to.
-enum Sent {
-    Committed {
-        total: u64,
-        batch: String,
-    },
-    /// Nothing was applied: these keys (by place among those sent) were recorded before, with
-    /// their records; `contention` says another transaction held an item, so wait a little.
-    Cancelled {
-        recorded_before: Vec<(usize, HashMap<String, AttributeValue>)>,
-        contention: bool,
-    },
+/// Whether a cancellation was for the rate of some item: nothing was applied.
+fn is_throttled(reasons: &[CancellationReason]) -> bool {
+    reasons
+        .iter()
+        .filter_map(|r| r.code())
+        .any(|c| c == "ThrottlingError" || THROTTLING_CODES.contains(&c))
 }

@@ -66,11 +66,29 @@ impl PendingMarkers {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Notes a marker; one noted before with its total unknown gets the total now known.
     pub fn add(&self, marker: Marker) {
         let mut pending = self.lock();
         let markers = pending.entry(marker.route).or_default();
-        if !markers.iter().any(|m| m.id == marker.id) {
-            markers.push(marker);
+        match markers.iter_mut().find(|m| m.id == marker.id) {
+            Some(noted) => {
+                if noted.total.is_none() && marker.total.is_some() {
+                    *noted = marker;
+                }
+            }
+            None => markers.push(marker),
+        }
+    }
+
+    /// Forgets a marker that was never written (its transaction is known not to have been
+    /// applied).
+    pub fn forget(&self, route: Route, id: &str) {
+        let mut pending = self.lock();
+        if let Some(markers) = pending.get_mut(&route) {
+            markers.retain(|m| m.id != id);
+            if markers.is_empty() {
+                pending.remove(&route);
+            }
         }
     }
 
@@ -174,6 +192,16 @@ impl DynamoStore {
             }
         }
         Ok(found)
+    }
+
+    /// The total of keyed commit `batch` of `route`, wherever it is: on the route's item, or,
+    /// once moved, in its batch record. The item first: a total only leaves it together with
+    /// the batch record's creation, so if it is gone, the batch record is there.
+    pub(super) async fn batch_total(&self, route: Route, batch: &str) -> Result<u64, StoreError> {
+        match self.read_marker(route, batch, None).await? {
+            Some(total) => Ok(total),
+            None => self.read_batch_record(batch).await,
+        }
     }
 
     pub(super) async fn read_batch_record(&self, batch: &str) -> Result<u64, StoreError> {

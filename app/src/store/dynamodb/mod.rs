@@ -26,6 +26,7 @@
 //! commits), `dynamodb:DescribeTable` (readiness) and, only with `--create-table`,
 //! `dynamodb:CreateTable` and `dynamodb:UpdateTimeToLive`.
 
+mod attempt;
 mod counter;
 mod errors;
 mod keyed;
@@ -120,9 +121,13 @@ pub struct DynamoStore {
     /// Keyless commits (`ADD`): retried only when the failed attempt cannot have been applied,
     /// never on throttling (the ledger paces instead).
     adder: Client,
-    /// Keyed commits (`TransactWriteItems`, idempotent by their client request token): retried
-    /// on transient failures, never on throttling.
+    /// Transactions that move a keyed commit's total to its batch record (idempotent, by their
+    /// client request token and condition): retried on transient failures, never on throttling.
     transactor: Client,
+    /// Keyed commits' own transactions: one attempt per call; [`keyed`] sends each transaction
+    /// again itself, with the same token, after sorting out what the attempt came to
+    /// ([`attempt`]).
+    keyed: Client,
     settings: DynamoSettings,
     /// When `DescribeTable` last found the table usable.
     table_confirmed: Mutex<Option<Instant>>,
@@ -191,10 +196,12 @@ impl DynamoStore {
             .clone()
             .retry_classifier(WriteRetry { idempotent: true })
             .build();
+        let keyed = config.clone().retry_config(RetryConfig::disabled()).build();
         Ok(Self {
             client: Client::from_conf(config.build()),
             adder: Client::from_conf(adder),
             transactor: Client::from_conf(transactor),
+            keyed: Client::from_conf(keyed),
             settings,
             table_confirmed: Mutex::new(None),
             call_failed: AtomicBool::new(false),
@@ -225,6 +232,11 @@ impl DynamoStore {
         }
         self.call_failed.store(true, Ordering::Relaxed);
         StoreError::Unavailable(reason)
+    }
+
+    /// A call failed without an error of the SDK's to explain it: readiness asks again.
+    fn note_failure(&self) {
+        self.call_failed.store(true, Ordering::Relaxed);
     }
 
     fn confirmed_recently(&self) -> bool {

@@ -29,6 +29,13 @@ pub(super) fn text(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
+/// The batch a key record names, if it names one.
+pub(super) fn record_batch(item: &HashMap<String, AttributeValue>) -> Option<&str> {
+    item.get(KEY_BATCH_ATTRIBUTE)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
 /// A stored key record.
 enum KeyRecord {
     /// The outcome is on the record.
@@ -51,27 +58,14 @@ impl DynamoStore {
         batch_totals: &mut HashMap<String, u64>,
     ) -> Result<KeyedOutcome, StoreError> {
         let name = format!("{KEY_RECORD_PREFIX}{record_id}");
-        let item = if item.is_empty() {
-            self.read_item(&name).await?.ok_or_else(|| {
-                StoreError::Unavailable(format!(
-                    "the idempotency record {name:?} was there and then gone"
-                ))
-            })?
-        } else {
-            item
-        };
+        let item = self.key_record_item(item, record_id).await?;
         match self.key_record(&item, &name)? {
             KeyRecord::Done { route, count } => Ok(KeyedOutcome::replay(route, count)),
             KeyRecord::InBatch { route, batch, back } => {
-                // The route's item first: a total only leaves it together with the batch
-                // record's creation, so if it is gone, the batch record is there.
                 let total = match batch_totals.get(&batch) {
                     Some(total) => *total,
                     None => {
-                        let total = match self.read_marker(route, &batch, None).await? {
-                            Some(total) => total,
-                            None => self.read_batch_record(&batch).await?,
-                        };
+                        let total = self.batch_total(route, &batch).await?;
                         batch_totals.insert(batch.clone(), total);
                         total
                     }
@@ -82,6 +76,24 @@ impl DynamoStore {
                 Ok(KeyedOutcome::replay(route, count))
             }
         }
+    }
+
+    /// A key record as a cancelled transaction handed it back, or read now where the server
+    /// handed back none.
+    pub(super) async fn key_record_item(
+        &self,
+        item: HashMap<String, AttributeValue>,
+        record_id: &str,
+    ) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        if !item.is_empty() {
+            return Ok(item);
+        }
+        let name = format!("{KEY_RECORD_PREFIX}{record_id}");
+        self.read_item(&name).await?.ok_or_else(|| {
+            StoreError::Unavailable(format!(
+                "the idempotency record {name:?} was there and then gone"
+            ))
+        })
     }
 
     fn key_record(

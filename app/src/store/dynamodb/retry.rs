@@ -49,9 +49,10 @@ impl Intercept for CallCounter {
 /// Decides which failed write attempts the SDK may send again. Throttling is never retried
 /// here: the ledger sees it, paces the route and sends the transactions again in a later, larger
 /// commit. An attempt that may have been applied (it timed out, lost its connection after
-/// sending, or met DynamoDB's `500`) is retried only where a repeat cannot apply twice: a
-/// `TransactWriteItems` carries a client request token (the SDK fills it in, the same on every
-/// attempt), an `ADD` carries nothing of the kind. `503`s and failures to connect (nothing was
+/// sending, met DynamoDB's `500`, or had its answer cut short) is retried only where a repeat
+/// cannot apply twice: a `TransactWriteItems` carries a client request token (the SDK fills it
+/// in, the same on every attempt), an `ADD` carries nothing of the kind. (A keyed commit's
+/// own transaction is not retried by the SDK at all: [`super::attempt`] sorts each attempt.) `503`s and failures to connect (nothing was
 /// written) are left to the standard classifiers, which retry them.
 #[derive(Debug)]
 pub(super) struct WriteRetry {
@@ -68,8 +69,14 @@ impl ClassifyRetry for WriteRetry {
             if response.body().bytes().is_some_and(mentions_throttling) {
                 return RetryAction::RetryForbidden;
             }
-            // DynamoDB's 500 (InternalServerError) leaves the outcome unknown.
-            return if response.status().as_u16() == 500 && !self.idempotent {
+            // DynamoDB's 500 (InternalServerError) leaves the outcome unknown; so does an
+            // answer that began with a success and was then cut short or could not be read: the
+            // write was applied. Only 503 (and the 4xx the standard classifiers retry) says
+            // that nothing was.
+            let status = response.status();
+            let maybe_applied =
+                status.is_success() || (status.is_server_error() && status.as_u16() != 503);
+            return if maybe_applied && !self.idempotent {
                 RetryAction::RetryForbidden
             } else {
                 RetryAction::NoActionIndicated
@@ -123,9 +130,25 @@ pub(super) fn contention_backoff(attempt: u32) -> Duration {
     Duration::from_millis(1 + random % ceiling_ms)
 }
 
+/// A jittered pause (between half and all of `base` doubled `round - 1` times, at most
+/// `ceiling`) before attempt `round + 1` of a keyed commit's transaction is sent again with the
+/// same token: after a lost answer `base` is the SDK's own 25 ms; after
+/// `TransactionInProgressException`, longer, so that the attempts that follow reach past the
+/// five seconds after which DynamoDB finishes a stalled transaction for its next retry.
+pub(super) fn resend_backoff(round: u32, base: Duration, ceiling: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let full = base
+        .saturating_mul(1 << round.saturating_sub(1).min(16))
+        .min(ceiling);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    full / 2 + full.mul_f64((random % 1024) as f64 / 2048.0)
+}
+
 /// Whether the HTTP client failed to establish a connection (refused, unreachable, connect
 /// timeout): the request was never sent.
-fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
+pub(super) fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(err);
     while let Some(e) = next {
         if e.downcast_ref::<hyper_util::client::legacy::Error>()
