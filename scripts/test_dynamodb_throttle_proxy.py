@@ -1,5 +1,5 @@
-"""Self-test of scripts/dynamodb-throttle-proxy.py, against a fake upstream that counts what
-reaches it and answers `{}`.
+"""Self-test of scripts/dynamodb-throttle-proxy.py (throttling, client request tokens, lost
+answers), against a fake upstream that counts what reaches it and answers `{}`.
 
 Usage: python3 -m unittest scripts/test_dynamodb_throttle_proxy.py
        (or python3 scripts/test_dynamodb_throttle_proxy.py)
@@ -66,6 +66,16 @@ class UpstreamHandler(http.server.BaseHTTPRequestHandler):
                     "transfer_encoding": self.headers.get("Transfer-Encoding"),
                 }
             )
+        if b'"fail"' in body:
+            # A transaction the server cancels: nothing applied, and nothing for a token to keep.
+            payload = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                                  "CancellationReasons": [{"Code": "ConditionalCheckFailed"}]}).encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "application/x-amz-json-1.0")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
         if operation == "ChunkedAnswer":
             self.send_response(200)
             self.send_header("Content-Type", "application/x-amz-json-1.0")
@@ -382,6 +392,222 @@ class ThrottleProxyTest(unittest.TestCase):
         # A whole second lies inside one window, so it cannot hold more than the budget either.
         for second, units in enumerate(item["units_per_second"]):
             self.assertLessEqual(units, BUDGET, f"second {second}")
+
+
+def tokened(token: str, route: str, fail: bool = False) -> tuple:
+    """A TransactWriteItems of one Update, with a client request token."""
+    update = {"TableName": TABLE, "Key": key(route), "UpdateExpression": "ADD #c :n"}
+    if fail:
+        update["ConditionExpression"] = "fail"
+    return "TransactWriteItems", {"TransactItems": [{"Update": update}], "ClientRequestToken": token}
+
+
+IN_PROGRESS = {
+    "__type": "com.amazonaws.dynamodb.v20120810#TransactionInProgressException",
+    "message": "The transaction with the given request token is already in progress.",
+}
+MISMATCH = {
+    "__type": "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+    "message": "Request uses the same client token as a previous, but non-identical request.",
+}
+
+
+class ProxyCase(unittest.TestCase):
+    """One proxy (started with ARGS) in front of one fake upstream for the whole class."""
+
+    ARGS: tuple = ()
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.upstream = FakeUpstream()
+        threading.Thread(target=cls.upstream.serve_forever, daemon=True).start()
+        cls.process, cls.port = start_proxy(cls.upstream.server_address[1], *cls.ARGS)
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.process.stdin.close()
+        cls.process.wait(timeout=5)
+        cls.process.stdout.close()
+        cls.upstream.shutdown()
+        cls.upstream.server_close()
+
+    def setUp(self) -> None:
+        self.prefix = self.id().rsplit(".", 1)[1] + "-"
+        self.assertEqual(self.control("POST", "/__proxy/reset"), {"reset": True})
+        self.assertEqual(self.control("POST", "/__proxy/faults", {})["faults"], {})
+
+    def control(self, method: str, path: str, body: dict = None) -> dict:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.request(method, path, body=None if body is None else json.dumps(body).encode())
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200)
+        answer = json.loads(resp.read())
+        conn.close()
+        return answer
+
+    def call(self, request: tuple) -> tuple:
+        """(status, JSON body) of one call on a connection of its own."""
+        operation, body = request
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.request("POST", "/", body=json.dumps(body).encode(),
+                     headers={"X-Amz-Target": f"DynamoDB_20120810.{operation}"})
+        resp = conn.getresponse()
+        raw = resp.read()
+        conn.close()
+        return resp.status, json.loads(raw)
+
+    def reached(self, operation: str, route: str) -> int:
+        needle = json.dumps({"S": route}).encode()
+        return sum(needle in r["body"] for r in self.upstream.operations(operation))
+
+
+class TokenTest(ProxyCase):
+    """--honour-tokens, with transactions that take 300 ms and tokens kept for one second."""
+
+    ARGS = ("--honour-tokens", "--token-window-seconds", "1", "--transaction-ms", "300")
+
+    def test_the_same_request_with_the_same_token_is_applied_once(self) -> None:
+        route = self.prefix + "a"
+        request = tokened(self.prefix, route)
+        self.assertEqual(self.call(request), (200, {}))
+        self.assertEqual(self.call(request), (200, {}))
+        self.assertEqual(self.reached("TransactWriteItems", route), 1)
+        tokens = self.control("GET", "/__proxy/stats")["tokens"]
+        self.assertEqual((tokens["honoured"], tokens["recorded"], tokens["replayed"]), (True, 1, 1))
+
+    def test_another_request_with_the_same_token_is_a_mismatch(self) -> None:
+        first, other = self.prefix + "a", self.prefix + "b"
+        self.assertEqual(self.call(tokened(self.prefix, first)), (200, {}))
+        self.assertEqual(self.call(tokened(self.prefix, other)), (400, MISMATCH))
+        self.assertEqual(self.reached("TransactWriteItems", other), 0)
+        self.assertEqual(self.control("GET", "/__proxy/stats")["tokens"]["mismatched"], 1)
+
+    def test_a_repeat_while_the_first_runs_is_in_progress(self) -> None:
+        route = self.prefix + "a"
+        request = tokened(self.prefix, route)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            first = pool.submit(self.call, request)
+            time.sleep(0.1)
+            self.assertEqual(self.call(request), (400, IN_PROGRESS))
+            self.assertEqual(first.result(timeout=5), (200, {}))
+        self.assertEqual(self.call(request), (200, {}), "then the first answer")
+        self.assertEqual(self.reached("TransactWriteItems", route), 1)
+        tokens = self.control("GET", "/__proxy/stats")["tokens"]
+        self.assertEqual((tokens["in_progress"], tokens["replayed"]), (1, 1))
+
+    def test_a_first_request_that_failed_leaves_nothing_behind(self) -> None:
+        route = self.prefix + "a"
+        request = tokened(self.prefix, route, fail=True)
+        self.assertEqual(self.call(request)[0], 400)
+        self.assertEqual(self.call(request)[0], 400)
+        self.assertEqual(self.reached("TransactWriteItems", route), 2, "run again, not answered from memory")
+
+    def test_a_token_is_new_again_after_its_window(self) -> None:
+        route = self.prefix + "a"
+        request = tokened(self.prefix, route)
+        self.assertEqual(self.call(request), (200, {}))
+        time.sleep(1.1)
+        self.assertEqual(self.call(request), (200, {}))
+        self.assertEqual(self.reached("TransactWriteItems", route), 2)
+
+    def test_a_transaction_takes_its_time_and_other_operations_do_not(self) -> None:
+        started = time.monotonic()
+        self.assertEqual(self.call(tokened(self.prefix, self.prefix + "a")), (200, {}))
+        self.assertGreaterEqual(time.monotonic() - started, 0.3)
+        started = time.monotonic()
+        self.assertEqual(self.call(update(self.prefix + "a")), (200, {}))
+        self.assertLess(time.monotonic() - started, 0.3)
+
+
+class NoTokensTest(ProxyCase):
+    def test_without_honour_tokens_every_repeat_is_forwarded(self) -> None:
+        route = self.prefix + "a"
+        request = tokened(self.prefix, route)
+        self.assertEqual([self.call(request) for _ in range(3)], [(200, {})] * 3)
+        self.assertEqual(self.reached("TransactWriteItems", route), 3)
+        self.assertFalse(self.control("GET", "/__proxy/stats")["tokens"]["honoured"])
+
+
+class FaultTest(ProxyCase):
+    ARGS = ("--seed", "7")
+
+    def faults(self, **settings) -> None:
+        self.control("POST", "/__proxy/faults", settings)
+
+    def test_a_dropped_answer_closes_the_connection_after_the_write_went_through(self) -> None:
+        route = self.prefix + "a"
+        self.faults(faults={"drop": 1}, operations=["UpdateItem"])
+        with self.assertRaises((http.client.RemoteDisconnected, ConnectionError)):
+            self.call(update(route))
+        self.assertEqual(self.reached("UpdateItem", route), 1)
+        # Other operations are left alone.
+        self.assertEqual(self.call(("GetItem", {"TableName": TABLE, "Key": key(route)})), (200, {}))
+        stats = self.control("GET", "/__proxy/stats")
+        self.assertEqual(stats["faults"]["drop"], 1)
+        self.assertEqual(stats["faults_by_operation"]["UpdateItem"]["drop"], 1)
+        self.assertEqual(stats["upstream_statuses"]["UpdateItem"], {"200": 1})
+
+    def test_a_late_answer_comes_after_the_delay(self) -> None:
+        route = self.prefix + "a"
+        self.faults(faults={"late": 1}, late_ms=400)
+        started = time.monotonic()
+        self.assertEqual(self.call(update(route)), (200, {}))
+        self.assertGreaterEqual(time.monotonic() - started, 0.4)
+        self.assertEqual(self.reached("UpdateItem", route), 1)
+
+    def test_a_500_is_answered_after_the_write_went_through(self) -> None:
+        route = self.prefix + "a"
+        self.faults(faults={"500": 1})
+        status, body = self.call(put(route))
+        self.assertEqual(status, 500)
+        self.assertEqual(body["__type"], "com.amazonaws.dynamodb.v20120810#InternalServerError")
+        self.assertEqual(self.reached("PutItem", route), 1)
+
+    def test_a_reset_breaks_the_answer_off_half_way(self) -> None:
+        route = self.prefix + "a"
+        self.faults(faults={"reset": 1})
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.request("POST", "/", body=json.dumps(update(route)[1]).encode(),
+                     headers={"X-Amz-Target": "DynamoDB_20120810.UpdateItem"})
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200, "the head arrives")
+        with self.assertRaises((http.client.IncompleteRead, ConnectionError)):
+            resp.read()
+        conn.close()
+        self.assertEqual(self.reached("UpdateItem", route), 1)
+
+    def test_a_mismatch_is_answered_without_forwarding(self) -> None:
+        route = self.prefix + "a"
+        self.faults(faults={"mismatch": 1}, operations=["TransactWriteItems"])
+        self.assertEqual(self.call(tokened(self.prefix, route)), (400, MISMATCH))
+        self.assertEqual(self.reached("TransactWriteItems", route), 0)
+
+    def test_a_schedule_is_taken_in_turn_and_faults_can_be_turned_off(self) -> None:
+        route = self.prefix + "a"
+        self.faults(schedule=["500", "none"])
+        self.assertEqual([self.call(update(route))[0] for _ in range(4)], [500, 200, 500, 200])
+        self.faults()
+        self.assertEqual([self.call(update(route))[0] for _ in range(2)], [200, 200])
+        stats = self.control("GET", "/__proxy/stats")
+        self.assertEqual(stats["faults"]["500"], 2)
+        self.assertEqual(stats["fault_settings"]["schedule"], [])
+
+    def test_by_chance_the_share_asked_for_and_every_one_counted(self) -> None:
+        route = self.prefix + "a"
+        self.faults(faults={"500": 0.5})
+        statuses = [self.call(update(route))[0] for _ in range(200)]
+        self.assertTrue(60 <= statuses.count(500) <= 140, statuses.count(500))
+        self.assertEqual(self.control("GET", "/__proxy/stats")["faults"]["500"], statuses.count(500))
+        self.assertEqual(self.reached("UpdateItem", route), 200)
+
+    def test_bad_fault_settings_are_refused(self) -> None:
+        for settings in ({"faults": {"fire": 1}}, {"faults": {"drop": 0.7, "late": 0.7}}, [1]):
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            conn.request("POST", "/__proxy/faults", body=json.dumps(settings).encode())
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 400, settings)
+            resp.read()
+            conn.close()
 
 
 class LifecycleTest(unittest.TestCase):
