@@ -194,8 +194,10 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub max_pending: u32,
 
-    /// How long a POST or GET waits for the store before answering 503.
-    #[arg(long, env = "FLIGHT_COUNTER_COMMIT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    /// How long a POST or GET waits for the store before answering 503. 8 s by default: long
+    /// enough for a DynamoDB transaction to be sent again after the five seconds DynamoDB takes
+    /// to finish one whose first attempt stalled (as AWS advises for TransactWriteItems).
+    #[arg(long, env = "FLIGHT_COUNTER_COMMIT_TIMEOUT", default_value = "8s", value_parser = parse_duration)]
     pub commit_timeout: Duration,
 
     /// How long an Idempotency-Key is honoured after its first POST: a retry within it is
