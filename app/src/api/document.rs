@@ -142,7 +142,7 @@ fn finish_schemas(schemas: &mut Value) {
         .collect();
     set(
         schemas,
-        "/Status/properties/status",
+        "/InstanceStatus/properties/status",
         "enum",
         json!(statuses),
     );

@@ -9,8 +9,10 @@ use super::{ApiTags, json::JsonBody as Json};
 use crate::lifecycle::Lifecycle;
 
 /// State of the instance.
+// Not `Status`: client generators name a variable after its model, and a model `Status` with
+// a field `status` made openapi-python-client's code assign one to the other.
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
-pub struct Status {
+pub struct InstanceStatus {
     /// `ok`/`ready`, or why not: `starting`, `draining`, `store_unavailable`.
     pub status: String,
 }
@@ -31,11 +33,11 @@ pub struct Version {
 pub enum ReadyResponse {
     /// Ready to take traffic.
     #[oai(status = 200)]
-    Ready(Json<Status>),
+    Ready(Json<InstanceStatus>),
     /// Not ready: starting, draining, or (with a store local to the instance) the store cannot
     /// commit.
     #[oai(status = 503)]
-    NotReady(Json<Status>),
+    NotReady(Json<InstanceStatus>),
 }
 
 pub struct OperationsApi {
@@ -62,8 +64,8 @@ impl OperationsApi {
 impl OperationsApi {
     /// Liveness: the process is up and serving HTTP. Checks no dependency.
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
-    async fn healthz(&self) -> Json<Status> {
-        Json(Status {
+    async fn healthz(&self) -> Json<InstanceStatus> {
+        Json(InstanceStatus {
             status: "ok".into(),
         })
     }
@@ -75,10 +77,10 @@ impl OperationsApi {
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self) -> ReadyResponse {
         match self.lifecycle.readiness() {
-            Ok(()) => ReadyResponse::Ready(Json(Status {
+            Ok(()) => ReadyResponse::Ready(Json(InstanceStatus {
                 status: "ready".into(),
             })),
-            Err(why) => ReadyResponse::NotReady(Json(Status {
+            Err(why) => ReadyResponse::NotReady(Json(InstanceStatus {
                 status: why.code().into(),
             })),
         }

@@ -4,8 +4,8 @@
 //! - a `%` not followed by two hex digits, or percent-encoding that decodes to bytes that are
 //!   not UTF-8, in the path or the query: `400 bad_request`, naming where (the framework
 //!   answered `invalid_route` and, for bad UTF-8, leaked its own text);
-//! - a parameter that takes one value given twice (`from=...&from=...`): `400 invalid_query`,
-//!   rather than one of the values taken silently.
+//! - a parameter that takes one value given twice (`from=...&from=...`), or one the operation
+//!   does not take at all: `400 invalid_query`, rather than a value taken or dropped silently.
 
 use super::{
     error::{ErrorBody, ErrorCode},
@@ -50,6 +50,7 @@ pub fn check(path: &str, query: Option<&str>, entry: Option<&RouteEntry>) -> Res
     let Some(query) = query else {
         return Ok(());
     };
+    let taken = entry.and_then(|entry| entry.query);
     let mut seen: Vec<&str> = Vec::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let name = pair.split_once('=').map_or(pair, |(name, _)| name);
@@ -59,8 +60,25 @@ pub fn check(path: &str, query: Option<&str>, entry: Option<&RouteEntry>) -> Res
                 format!("the query has {why}; percent-encode each byte of UTF-8 text as %XX"),
             ));
         }
-        let single = entry.is_some_and(|entry| entry.single_valued.contains(&name));
-        if single {
+        let Some(taken) = taken else {
+            continue;
+        };
+        let shown: String = name.chars().take(32).collect();
+        let Some(parameter) = taken.iter().find(|p| p.name == name) else {
+            let known: Vec<&str> = taken.iter().map(|p| p.name).collect();
+            return Err(ErrorBody::new(
+                ErrorCode::InvalidQuery,
+                format!(
+                    "this operation takes no query parameter {shown:?}; it takes {}",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        };
+        if !parameter.repeatable {
             if seen.contains(&name) {
                 return Err(ErrorBody::new(
                     ErrorCode::InvalidQuery,
@@ -129,5 +147,23 @@ mod tests {
         );
         // `route` of the multi-route read takes many values.
         assert_eq!(code("/transactions", Some("route=AR1&route=AR1")), None);
+    }
+
+    #[test]
+    fn a_parameter_the_operation_does_not_take_is_refused() {
+        for (path, query) in [
+            ("/transactions", "=null&route=A00"),
+            ("/transactions/AR1", "x=1"),
+            ("/transactions/AR1/daily", "month=2026-01"),
+        ] {
+            assert_eq!(
+                code(path, Some(query)),
+                Some(ErrorCode::InvalidQuery),
+                "{path}?{query}"
+            );
+        }
+        // The documents and health endpoints do not look at their query.
+        assert_eq!(code("/healthz", Some("probe=1")), None);
+        assert_eq!(code("/", Some("url=/openapi.json")), None);
     }
 }

@@ -47,8 +47,24 @@ pub struct RouteEntry {
     pub template: &'static str,
     pub methods: &'static [MethodAccess],
     pub handler: Handler,
-    /// Query parameters that take one value: given twice, the request is refused.
-    pub single_valued: &'static [&'static str],
+    /// The query parameters its operations take; any other is refused, and so is a second
+    /// value of one that takes one. `None`: the query is not looked at (the documents, health).
+    pub query: Option<&'static [QueryParameter]>,
+}
+
+/// A query parameter an operation takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryParameter {
+    pub name: &'static str,
+    /// Whether it may be given more than once (`route=` of the multi-route read).
+    pub repeatable: bool,
+}
+
+const fn single(name: &'static str) -> QueryParameter {
+    QueryParameter {
+        name,
+        repeatable: false,
+    }
 }
 
 const fn method(method: &'static str, access: Access) -> MethodAccess {
@@ -60,55 +76,58 @@ pub const ROUTES: &[RouteEntry] = &[
     RouteEntry {
         template: "/transactions/{route}",
         methods: &[method("GET", Access::Read), method("POST", Access::Write)],
-        single_valued: &[],
+        query: Some(&[]),
         handler: Handler::Operation,
     },
     RouteEntry {
         template: "/transactions/{route}/daily",
         methods: &[method("GET", Access::Read)],
-        single_valued: &["from", "to"],
+        query: Some(&[single("from"), single("to")]),
         handler: Handler::Operation,
     },
     RouteEntry {
         template: "/transactions/{route}/monthly",
         methods: &[method("GET", Access::Read)],
-        single_valued: &["from", "to"],
+        query: Some(&[single("from"), single("to")]),
         handler: Handler::Operation,
     },
     RouteEntry {
         template: "/transactions",
         methods: &[method("GET", Access::Read)],
-        single_valued: &[],
+        query: Some(&[QueryParameter {
+            name: "route",
+            repeatable: true,
+        }]),
         handler: Handler::Operation,
     },
     RouteEntry {
         template: "/healthz",
         methods: &[method("GET", Access::Open)],
-        single_valued: &[],
+        query: None,
         handler: Handler::Operation,
     },
     RouteEntry {
         template: "/readyz",
         methods: &[method("GET", Access::Open)],
-        single_valued: &[],
+        query: None,
         handler: Handler::Operation,
     },
     RouteEntry {
         template: "/version",
         methods: &[method("GET", Access::Open)],
-        single_valued: &[],
+        query: None,
         handler: Handler::Operation,
     },
     RouteEntry {
         template: "/",
         methods: &[method("GET", Access::Open)],
-        single_valued: &[],
+        query: None,
         handler: Handler::SwaggerUi,
     },
     RouteEntry {
         template: "/openapi.json",
         methods: &[method("GET", Access::Open)],
-        single_valued: &[],
+        query: None,
         handler: Handler::OpenApiDocument,
     },
     // For the cluster network only (the NetworkPolicy and the Service keep it there): it
@@ -116,7 +135,7 @@ pub const ROUTES: &[RouteEntry] = &[
     RouteEntry {
         template: "/metrics",
         methods: &[method("GET", Access::Open)],
-        single_valued: &[],
+        query: None,
         handler: Handler::Metrics,
     },
 ];
@@ -267,5 +286,30 @@ mod tests {
             })
             .collect();
         assert_eq!(documented, table);
+
+        // And each operation's query parameters are the ones the table lets through.
+        for entry in ROUTES.iter().filter(|e| e.handler == Handler::Operation) {
+            let Some(taken) = entry.query else {
+                continue;
+            };
+            for method in entry.methods {
+                let op = &spec["paths"][entry.template][method.method.to_ascii_lowercase()];
+                let documented: BTreeSet<(String, bool)> = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "query")
+                    .map(|p| {
+                        let name = p["name"].as_str().unwrap_or_default().to_owned();
+                        (name, p["schema"]["type"] == "array")
+                    })
+                    .collect();
+                let table: BTreeSet<(String, bool)> = taken
+                    .iter()
+                    .map(|p| (p.name.to_owned(), p.repeatable))
+                    .collect();
+                assert_eq!(documented, table, "{} {}", method.method, entry.template);
+            }
+        }
     }
 }

@@ -69,7 +69,7 @@ fn check_shape(doc: &Value) {
         serde_json::json!(["embedded", "memory", "dynamodb"])
     );
     assert!(
-        schemas["Status"]["properties"]["status"]["enum"]
+        schemas["InstanceStatus"]["properties"]["status"]["enum"]
             .as_array()
             .expect("enum")
             .contains(&"store_unavailable".into())
