@@ -6,7 +6,13 @@
 #   - openapi-spec: the served /openapi.json is a valid OpenAPI 3 document
 #     (openapi-spec-validator) and passes a small Spectral ruleset (.ci/clients/spectral.yaml);
 #   - schemathesis: every documented operation fuzzed with all checks, with valid and with
-#     schema-breaking inputs, bounded in examples and time, with a write API key;
+#     schema-breaking inputs, bounded in examples and time, in each authentication mode: API
+#     keys (with a write key), authentication off, and --public-reads (with no key);
+#   - generated clients: Python (openapi-python-client, mypy --strict) and TypeScript
+#     (openapi-typescript + openapi-fetch, tsc --strict, node) clients generated from the
+#     served document each run a scenario (.ci/clients/generated/run.sh);
+#   - cors: a page on another origin, in Chromium, reads and records through
+#     --cors-allow-origin, and a page on an unlisted origin is blocked (.ci/clients/cors.mjs);
 #   - promtool / prometheus: `promtool check metrics` accepts /metrics, and a real Prometheus
 #     scrapes the service and answers a PromQL query on the request counter;
 #   - monitoring: the generated rules, PrometheusRule, promtool tests and Grafana dashboard match
@@ -195,13 +201,28 @@ check_openapi_spec() {
   echo "spectral: no warnings or errors (ruleset .ci/clients/spectral.yaml)"
 }
 
-check_schemathesis() {
-  # Every check, on valid inputs and on inputs that break the schema (negative mode), a bounded
-  # number of examples per operation, bounded in time as a whole.
-  (cd "$WORK" && timeout 600 "$VENV/bin/st" run "$BASE/openapi.json" \
-    -H "Authorization: Bearer $WRITE_KEY" --checks all --data-generation-method all --hypothesis-max-examples 200 --hypothesis-deadline None \
+# schemathesis_run [ARGS...]: every check, on valid inputs and on inputs that break the schema
+# (negative mode), a bounded number of examples per operation, bounded in time as a whole.
+schemathesis_run() {
+  (cd "$WORK" && timeout 600 "$VENV/bin/st" run "$BASE/openapi.json" "$@" \
+    --checks all --data-generation-method all --hypothesis-max-examples 200 --hypothesis-deadline None \
     --hypothesis-database none --hypothesis-seed 20261121 --request-timeout 10000 \
     --no-color --show-trace)
+}
+
+check_schemathesis() { schemathesis_run -H "Authorization: Bearer $WRITE_KEY"; }
+check_schemathesis_open() { schemathesis_run; }
+# Reads need no key, writes do: without a key, schemathesis sees the writes' 401s, which the
+# document promises for them.
+check_schemathesis_public_reads() { schemathesis_run; }
+
+check_generated_clients() {
+  timeout 600 bash "$CLIENTS/generated/run.sh" "$BIN" "$WORK/generated" "$TOOLS"
+}
+
+check_cors() {
+  CLIENTS_NODE_MODULES="$TOOLS/node_modules" timeout 120 node "$CLIENTS/cors.mjs" "$BASE" \
+    "$CORS_PAGE_PORT" "$(free_port)" "$WRITE_KEY"
 }
 
 check_promtool() {
@@ -353,6 +374,21 @@ stop_service
 
 start_service --store memory --api-keys-file "$KEYS_FILE"
 run schemathesis check_schemathesis
+stop_service
+
+start_service --store memory
+run schemathesis-auth-off check_schemathesis_open
+stop_service
+
+start_service --store memory --api-keys-file "$KEYS_FILE" --public-reads
+run schemathesis-public-reads check_schemathesis_public_reads
+stop_service
+
+run generated-clients check_generated_clients
+
+CORS_PAGE_PORT="$(free_port)"
+start_service --store memory --api-keys-file "$KEYS_FILE" --cors-allow-origin "http://127.0.0.1:$CORS_PAGE_PORT"
+run cors check_cors
 stop_service
 
 start_service --store memory

@@ -1,6 +1,7 @@
 // Drives the service's Swagger UI in a real headless Chromium: a GET without a key shows the
 // 401; then "Authorize" with a write key, and POST then GET on one route through "Try it out"
-// / "Execute", asserting on the statuses and counts the page renders.
+// / "Execute", asserting on the statuses and counts the page renders, and that the service's
+// Content Security Policy blocks nothing the page uses.
 //   node swagger-ui.mjs <base-url> <route> <screenshot-dir> <write-api-key>
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -71,6 +72,11 @@ async function authorize(page) {
 
 try {
   const page = await context.newPage();
+  // The page runs under the service's Content Security Policy: anything it blocks is a failure.
+  const blocked = [];
+  page.on('console', (msg) => {
+    if (/Content Security Policy/i.test(msg.text())) blocked.push(msg.text());
+  });
   await page.goto(base + '/', { waitUntil: 'load' });
   await page.locator('.swagger-ui .info .title').waitFor();
   const title = await page.locator('.swagger-ui .info .title').innerText();
@@ -85,6 +91,8 @@ try {
   await page.screenshot({ path: join(shots, 'swagger-ui-post.png'), fullPage: true });
   await expectCount(page, 'GET', 1);
   await page.screenshot({ path: join(shots, 'swagger-ui.png'), fullPage: true });
+  if (blocked.length) fail(`the Content Security Policy blocked: ${blocked.join(' | ')}`);
+  console.log('the Content Security Policy blocked nothing the page uses');
   console.log(`rendered "${title.split('\n')[0]}"; screenshot ${join(shots, 'swagger-ui.png')}`);
 } finally {
   await context.close();
