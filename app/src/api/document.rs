@@ -159,8 +159,8 @@ fn finish_schemas(schemas: &mut Value) {
     );
 }
 
-/// A month as the API writes it: `YYYY-MM`.
-pub const MONTH_PATTERN: &str = r"^\d{4}-(0[1-9]|1[0-2])$";
+/// A month as the API writes it: `YYYY-MM`, years from 0001.
+pub const MONTH_PATTERN: &str = r"^([1-9]\d{3}|0[1-9]\d{2}|00[1-9]\d|000[1-9])-(0[1-9]|1[0-2])$";
 
 /// Whether an operation reads (any key, or none with `--public-reads`) rather than writes.
 fn is_read(method: &str) -> bool {

@@ -208,3 +208,19 @@ async fn with_public_reads_a_read_takes_a_key_or_none() {
     );
     app.stop().await;
 }
+
+/// The month pattern the document publishes accepts exactly the months the service parses.
+#[test]
+fn the_published_month_pattern_agrees_with_the_parser() {
+    let pattern = regex::Regex::new(flight_counter::api::document::MONTH_PATTERN).expect("regex");
+    for text in [
+        "2026-11", "0001-01", "9999-12", "0000-01", "2026-13", "2026-00", "2026-1", "20261-01",
+        "-001-02",
+    ] {
+        assert_eq!(
+            pattern.is_match(text),
+            flight_counter::calendar::Month::parse(text).is_ok(),
+            "{text}"
+        );
+    }
+}
