@@ -71,28 +71,32 @@ impl RequestHead {
         if self.head_done {
             return Verdict::Within;
         }
-        for &byte in bytes {
-            match byte {
-                b'\n' => {
-                    if self.line == 0 && self.request_line_done {
-                        self.head_done = true;
-                        return Verdict::Within;
-                    }
-                    // Empty lines before the request line are skipped, as the parser does.
-                    self.request_line_done |= self.line > 0;
-                    self.line = 0;
-                }
-                b'\r' => {}
-                _ => {
-                    self.line += 1;
-                    self.head += 1;
-                }
-            }
+        // Line by line (memchr), not byte by byte: this runs on every read of every request.
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (piece, ends_line) = match memchr::memchr(b'\n', rest) {
+                Some(at) => (&rest[..at], true),
+                None => (rest, false),
+            };
+            rest = &rest[piece.len() + usize::from(ends_line)..];
+            // Carriage returns are not content: a line of only `\r` is empty.
+            let content = piece.len() - memchr::memchr_iter(b'\r', piece).count();
+            self.line += content;
+            self.head += content;
             if !self.request_line_done && self.line > MAX_REQUEST_LINE {
                 return Verdict::Refuse(StatusCode::URI_TOO_LONG);
             }
             if self.head > MAX_HEAD {
                 return Verdict::Refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+            }
+            if ends_line {
+                if self.line == 0 && self.request_line_done {
+                    self.head_done = true;
+                    return Verdict::Within;
+                }
+                // Empty lines before the request line are skipped, as the parser does.
+                self.request_line_done |= self.line > 0;
+                self.line = 0;
             }
         }
         Verdict::Within
@@ -159,5 +163,32 @@ mod tests {
             verdict,
             Verdict::Refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
         );
+    }
+
+    proptest::proptest! {
+        /// However the bytes are split across reads, the verdict is the same.
+        #[test]
+        fn the_verdict_does_not_depend_on_how_reads_split_the_bytes(
+            bytes in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b'\r', b'\n']), 0..40_000),
+            cuts in proptest::collection::vec(0usize..40_000, 0..8),
+        ) {
+            let mut whole = RequestHead::default();
+            let expected = whole.observe(&bytes);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+            cuts.sort_unstable();
+            let mut split = RequestHead::default();
+            let mut verdict = Verdict::Within;
+            let mut from = 0;
+            for to in cuts.into_iter().chain([bytes.len()]) {
+                verdict = split.observe(&bytes[from..to]);
+                from = to;
+                if verdict != Verdict::Within {
+                    break;
+                }
+            }
+            proptest::prop_assert_eq!(verdict, expected);
+            proptest::prop_assert_eq!(split.head_done, whole.head_done);
+        }
     }
 }
