@@ -12,7 +12,7 @@
 //! allowed.
 
 use poem::{
-    Endpoint, EndpointExt, IntoResponse as _, Response,
+    Endpoint, EndpointExt, Response,
     http::{Method, header},
     middleware::Cors,
 };
