@@ -11,7 +11,7 @@ use super::{
     COUNT_ATTRIBUTE, DynamoStore, KEY_ATTRIBUTE, count_value,
     errors::is_contention,
     periods::{day_attribute, month_attribute},
-    retry::contention_backoff,
+    retry::{contention_backoff, count_timed_out},
 };
 use crate::{calendar::Day, route::Route, store::StoreError};
 
@@ -62,6 +62,7 @@ impl DynamoStore {
                 })
                 .send()
                 .await;
+            count_timed_out("UpdateItem", &updated);
             match updated {
                 Ok(out) => break out,
                 Err(err)

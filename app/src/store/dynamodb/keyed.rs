@@ -49,7 +49,7 @@ use super::{
     markers::{MARKER_PREFIX, Marker, new_batch_id},
     periods::{day_attribute, month_attribute},
     records::{KEY_BACK_ATTRIBUTE, KEY_BATCH_ATTRIBUTE, invalid, num, record_batch, text},
-    retry::{contention_backoff, resend_backoff},
+    retry::{contention_backoff, count_timed_out, resend_backoff},
 };
 use crate::{
     idempotency::{KeyedOutcome, epoch_seconds},
@@ -205,6 +205,11 @@ impl DynamoStore {
                         true
                     } else {
                         self.pending.forget(route, &prepared.batch);
+                        self.prefetch_batch_totals(
+                            records.iter().map(|(_, _, item)| item),
+                            &mut batch_totals,
+                        )
+                        .await?;
                         for (at, record_id, item) in records {
                             outcomes[at] =
                                 Some(self.resolve(item, &record_id, &mut batch_totals).await?);
@@ -334,6 +339,7 @@ impl DynamoStore {
                 )
                 .send()
                 .await;
+            count_timed_out("TransactWriteItems", &result);
             let pause = match classify(result) {
                 Attempt::Applied => return Ok(Sent::Applied),
                 Attempt::Cancelled(reasons) => {

@@ -158,14 +158,24 @@ impl DynamoStore {
         batch: &str,
         written_on: Option<Day>,
     ) -> Result<Option<u64>, StoreError> {
+        Ok(self.read_markers(route, written_on).await?.remove(batch))
+    }
+
+    /// Every keyed commit total on the route's item, by batch, in one consistent read (as
+    /// [`DynamoStore::read_marker`]).
+    pub(super) async fn read_markers(
+        &self,
+        route: Route,
+        written_on: Option<Day>,
+    ) -> Result<FxHashMap<String, u64>, StoreError> {
+        let mut totals = FxHashMap::default();
         let Some(item) = self.read_item(route.as_str()).await? else {
-            return Ok(None);
+            return Ok(totals);
         };
         if let Some(day) = written_on {
             self.window.observe(route, day, &item);
         }
         let now = epoch_seconds();
-        let mut found = None;
         for (attribute, value) in &item {
             let Some(id) = marker_id(attribute) else {
                 continue;
@@ -175,9 +185,8 @@ impl DynamoStore {
                 .ok()
                 .map(|v| count_value(v, attribute, self.table()))
                 .transpose()?;
-            if id == batch {
-                found = total;
-                continue;
+            if let Some(total) = total {
+                totals.insert(id.to_owned(), total);
             }
             let born = u32::from_str_radix(&id[..8], 16).ok();
             // Compared on 32 bits, as they were written.
@@ -191,7 +200,33 @@ impl DynamoStore {
                 });
             }
         }
-        Ok(found)
+        Ok(totals)
+    }
+
+    /// The totals of several keyed commits of `route`, as [`DynamoStore::batch_total`] finds
+    /// them, with one read of the route's item and the batch records of those moved off it
+    /// read at once.
+    pub(super) async fn batch_totals(
+        &self,
+        route: Route,
+        batches: &[String],
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let on_item = self.read_markers(route, None).await?;
+        let mut totals = Vec::with_capacity(batches.len());
+        let mut moved = Vec::new();
+        for batch in batches {
+            match on_item.get(batch) {
+                Some(total) => totals.push((batch.clone(), *total)),
+                None => moved.push(batch.clone()),
+            }
+        }
+        let records =
+            futures_util::future::join_all(moved.iter().map(|batch| self.read_batch_record(batch)))
+                .await;
+        for (batch, total) in moved.into_iter().zip(records) {
+            totals.push((batch, total?));
+        }
+        Ok(totals)
     }
 
     /// The total of keyed commit `batch` of `route`, wherever it is: on the route's item, or,

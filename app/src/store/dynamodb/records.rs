@@ -78,6 +78,32 @@ impl DynamoStore {
         }
     }
 
+    /// Reads, ahead of [`DynamoStore::resolve`], the totals of the batches that these key
+    /// records name and `batch_totals` does not hold yet: one read of each route's item, and
+    /// the batch records of totals moved off it, at once. (A record that cannot be read is left
+    /// for `resolve` to report.)
+    pub(super) async fn prefetch_batch_totals<'a>(
+        &self,
+        records: impl Iterator<Item = &'a HashMap<String, AttributeValue>>,
+        batch_totals: &mut HashMap<String, u64>,
+    ) -> Result<(), StoreError> {
+        let mut wanted: HashMap<Route, Vec<String>> = HashMap::new();
+        for item in records {
+            if let Ok(KeyRecord::InBatch { route, batch, .. }) = self.key_record(item, "")
+                && !batch_totals.contains_key(&batch)
+            {
+                let batches = wanted.entry(route).or_default();
+                if !batches.contains(&batch) {
+                    batches.push(batch);
+                }
+            }
+        }
+        for (route, batches) in wanted {
+            batch_totals.extend(self.batch_totals(route, &batches).await?);
+        }
+        Ok(())
+    }
+
     /// A key record as a cancelled transaction handed it back, or read now where the server
     /// handed back none.
     pub(super) async fn key_record_item(

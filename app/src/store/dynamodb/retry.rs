@@ -5,7 +5,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::config::{
     ConfigBag, Intercept, RuntimeComponents, interceptors::FinalizerInterceptorContextRef,
 };
-use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::error::{BoxError, SdkError};
 use aws_smithy_runtime_api::client::{
     interceptors::context::InterceptorContext,
     orchestrator::Metadata,
@@ -43,6 +43,19 @@ impl Intercept for CallCounter {
         };
         m::dynamodb_call(operation, outcome);
         Ok(())
+    }
+}
+
+/// Counts an attempt that its timeout cut off: the SDK drops such an attempt with its
+/// interceptors' last hooks, so [`CallCounter`] never sees it. Called where the store gets the
+/// timeout back (a write's attempts are not retried by the SDK after a timeout, so that is each
+/// one of them).
+pub(super) fn count_timed_out<T, E, R>(
+    operation: &'static str,
+    result: &Result<T, SdkError<E, R>>,
+) {
+    if matches!(result, Err(SdkError::TimeoutError(_))) {
+        m::dynamodb_call(operation, "error");
     }
 }
 
