@@ -19,8 +19,8 @@ use crate::{
     throttle_proxy::ThrottleProxy,
 };
 
-/// Held by the test whose load is running.
-static ONE_LOAD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Held by the test whose load is running (the fault tests in `dynamodb_faults` take it too).
+pub static ONE_LOAD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How long the long keyed load runs (at least a minute in CI; shorter runs for development).
 fn keyed_load_seconds() -> u64 {
@@ -48,7 +48,7 @@ fn service_args<'a>(table: &'a str, endpoint: &'a str, extra: &[&'a str]) -> Vec
     args
 }
 
-async fn wait_ready(base: &str) {
+pub async fn wait_ready(base: &str) {
     let http = client();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -62,7 +62,7 @@ async fn wait_ready(base: &str) {
     }
 }
 
-async fn start_processes(n: usize, args: &[&str]) -> Vec<ServiceProcess> {
+pub async fn start_processes(n: usize, args: &[&str]) -> Vec<ServiceProcess> {
     let processes: Vec<ServiceProcess> = (0..n)
         .map(|_| ServiceProcess::start_with_env(args, &AWS_TEST_ENV))
         .collect();
@@ -72,7 +72,7 @@ async fn start_processes(n: usize, args: &[&str]) -> Vec<ServiceProcess> {
     processes
 }
 
-async fn count(base: &str, route: &str) -> u64 {
+pub async fn count(base: &str, route: &str) -> u64 {
     let body: Value = client()
         .get(format!("{base}/transactions/{route}"))
         .send()

@@ -4,6 +4,7 @@ mod auth;
 mod cors;
 mod document;
 mod dynamodb;
+mod dynamodb_faults;
 mod dynamodb_scale;
 mod emulators;
 mod errors;

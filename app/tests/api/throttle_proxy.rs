@@ -1,6 +1,7 @@
 //! A DynamoDB that throttles: `scripts/dynamodb-throttle-proxy.py` in front of a local server,
 //! refusing, as DynamoDB does, writes past a budget per item per second (neither emulator
-//! throttles). Refused writes are answered by the proxy and never reach the server.
+//! throttles). Refused writes are answered by the proxy and never reach the server. The same
+//! proxy honours client request tokens and loses answers on demand (`dynamodb_faults`).
 //!
 //! Like the servers in `emulators`, a proxy is killed when its handle drops, and it dies with
 //! the test binary however that ends: it runs with `--exit-on-stdin-close`, and its standard
@@ -22,7 +23,7 @@ use aws_sdk_dynamodb::{
         ScalarAttributeType, TableStatus,
     },
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::{
     emulators::{self, Kind},
@@ -40,6 +41,12 @@ impl ThrottleProxy {
     /// Starts a proxy on a free port in front of the server on `upstream_port`, allowing
     /// `writes_per_second` write units per item over a sliding one-second window.
     pub fn start(upstream_port: u16, writes_per_second: u32) -> ThrottleProxy {
+        Self::start_with(upstream_port, writes_per_second, &[])
+    }
+
+    /// As [`ThrottleProxy::start`], with more flags (client request tokens, slow transactions,
+    /// faults).
+    pub fn start_with(upstream_port: u16, writes_per_second: u32, extra: &[&str]) -> ThrottleProxy {
         let script = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("the crate lives in the workspace")
@@ -49,6 +56,7 @@ impl ThrottleProxy {
             .args(["--listen", "127.0.0.1:0"])
             .args(["--upstream", &format!("127.0.0.1:{upstream_port}")])
             .args(["--writes-per-second", &writes_per_second.to_string()])
+            .args(extra)
             .arg("--exit-on-stdin-close")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -94,6 +102,19 @@ impl ThrottleProxy {
             .expect("stats request sent");
         assert_eq!(resp.status(), 200, "GET /__proxy/stats");
         resp.json().await.expect("stats are JSON")
+    }
+
+    /// Replaces the fault settings (`{}`: no faults from now on); answers the settings now in
+    /// force.
+    pub async fn set_faults(&self, settings: Value) -> Value {
+        let resp = client()
+            .post(format!("{}/__proxy/faults", self.endpoint()))
+            .json(&settings)
+            .send()
+            .await
+            .expect("fault settings sent");
+        assert_eq!(resp.status(), 200, "POST /__proxy/faults {settings}");
+        resp.json().await.expect("settings are JSON")
     }
 
     /// Forgets every item's window and all counters, and restarts the clock of the stats.
@@ -247,5 +268,125 @@ async fn the_throttle_proxy_refuses_writes_over_budget_and_applies_nothing() {
             .as_u64()
             .is_some_and(|units| units <= u64::from(BUDGET)),
         "{stats}"
+    );
+}
+
+/// A transaction of one `ADD` on `route`, with a client request token.
+fn tokened_add(
+    client: &Client,
+    table: &str,
+    route: &str,
+    token: &str,
+) -> aws_sdk_dynamodb::operation::transact_write_items::builders::TransactWriteItemsFluentBuilder {
+    use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+    let update = Update::builder()
+        .table_name(table)
+        .key("route", AttributeValue::S(route.into()))
+        .update_expression("ADD #count :one")
+        .expression_attribute_names("#count", "transactions")
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .build()
+        .expect("an update");
+    client
+        .transact_write_items()
+        .transact_items(TransactWriteItem::builder().update(update).build())
+        .client_request_token(token)
+}
+
+async fn item_count(client: &Client, table: &str, route: &str) -> u64 {
+    client
+        .get_item()
+        .table_name(table)
+        .key("route", AttributeValue::S(route.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("read the item directly")
+        .item()
+        .and_then(|i| i.get("transactions"))
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The proxy keeps DynamoDB's promises on client request tokens in front of moto, in the very
+/// answers the SDK knows: the same token and request is applied once and answered again, the
+/// same token with another request is `IdempotentParameterMismatchException`, and the same
+/// token while the first runs is `TransactionInProgressException`. moto alone applies every
+/// repeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_honours_client_request_tokens_as_dynamodb_does() {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    let server = emulators::shared(Kind::Moto);
+    let table = emulators::unique_table("tokens");
+    let direct = single_attempt_client(&server.endpoint());
+    create_table(&direct, &table).await;
+    let proxy = ThrottleProxy::start_with(
+        server.port(),
+        1_000_000,
+        &["--honour-tokens", "--transaction-ms", "300"],
+    );
+    let honoured = single_attempt_client(&proxy.endpoint());
+
+    tokened_add(&honoured, &table, "TK0001", "token-1")
+        .send()
+        .await
+        .expect("first");
+    tokened_add(&honoured, &table, "TK0001", "token-1")
+        .send()
+        .await
+        .expect("the same again: the first answer");
+    assert_eq!(
+        item_count(&direct, &table, "TK0001").await,
+        1,
+        "applied once"
+    );
+
+    let other = tokened_add(&honoured, &table, "TK0002", "token-1")
+        .send()
+        .await
+        .expect_err("another request with the token");
+    assert!(
+        matches!(
+            other.as_service_error(),
+            Some(TransactWriteItemsError::IdempotentParameterMismatchException(_))
+        ),
+        "{other:?}"
+    );
+    assert_eq!(item_count(&direct, &table, "TK0002").await, 0);
+
+    let first = tokio::spawn(tokened_add(&honoured, &table, "TK0003", "token-2").send());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let running = tokened_add(&honoured, &table, "TK0003", "token-2")
+        .send()
+        .await
+        .expect_err("the same while the first runs");
+    assert!(
+        matches!(
+            running.as_service_error(),
+            Some(TransactWriteItemsError::TransactionInProgressException(_))
+        ),
+        "{running:?}"
+    );
+    first.await.expect("task").expect("the first one");
+    assert_eq!(item_count(&direct, &table, "TK0003").await, 1);
+
+    // moto itself runs every repeat: the reason the store must recognise its own batches.
+    for _ in 0..2 {
+        tokened_add(&direct, &table, "TK0004", "token-3")
+            .send()
+            .await
+            .expect("moto");
+    }
+    assert_eq!(item_count(&direct, &table, "TK0004").await, 2);
+    let tokens = &proxy.stats().await["tokens"];
+    assert_eq!(
+        (
+            &tokens["replayed"],
+            &tokens["mismatched"],
+            &tokens["in_progress"]
+        ),
+        (&json!(1), &json!(1), &json!(1)),
+        "{tokens}"
     );
 }
