@@ -36,7 +36,7 @@ resource "aws_iam_role" "cluster_admin" {
 # `kubectl rollout status` and the deploy script's diagnostics read, and no
 # Secrets: not even get or list. The EKS access policies cannot express that
 # (AmazonEKSEditPolicy includes Secrets, AmazonEKSViewPolicy cannot write).
-# The API keys Secret is made by an admin (README, "API keys"). The checks
+# The API keys Secret is made by an admin (docs/deploy-aws.md, "API keys"). The checks
 # (.ci/infra/tfinfra.py manifests) compare these rules with every rendering.
 #
 # A role that may create Deployments can still have a pod mount a Secret of

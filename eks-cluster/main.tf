@@ -176,7 +176,7 @@ module "eks" {
 
   # Add-on versions: those pinned in addon_versions, else the newest AWS
   # publishes for kubernetes_version, read at plan time (see "What a re-apply
-  # changes" in the README).
+  # changes" in docs/deploy-aws.md).
   addons = {
     vpc-cni = {
       addon_version  = lookup(var.addon_versions, "vpc-cni", null)

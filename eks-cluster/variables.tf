@@ -77,7 +77,7 @@ variable "log_retention_days" {
 }
 
 variable "endpoint_public_access_cidrs" {
-  description = "CIDRs allowed to reach the public Kubernetes API endpoint (requests still need IAM authentication): the machines that run Terraform and kubectl, and the CI runners that deploy (see Deploy to AWS in the README). Required: this root installs the namespace and Helm charts through the API, so the default, empty, stops the plan with a message saying what to set."
+  description = "CIDRs allowed to reach the public Kubernetes API endpoint (requests still need IAM authentication): the machines that run Terraform and kubectl, and the CI runners that deploy (see docs/deploy-aws.md). Required: this root installs the namespace and Helm charts through the API, so the default, empty, stops the plan with a message saying what to set."
   type        = list(string)
   default     = []
 
@@ -88,7 +88,7 @@ variable "endpoint_public_access_cidrs" {
 
   validation {
     condition     = length(var.endpoint_public_access_cidrs) > 0
-    error_message = "endpoint_public_access_cidrs is empty, which would close the public Kubernetes API endpoint; this root installs the namespace and the Helm charts through that endpoint, so the apply would fail half-way. Set the default of endpoint_public_access_cidrs in eks-cluster/variables.tf to the ranges of the machines that run Terraform and kubectl (your address: curl -s https://checkip.amazonaws.com, plus /32) and of the CI runners that deploy, and commit it (README, Deploy to AWS, step 1)."
+    error_message = "endpoint_public_access_cidrs is empty, which would close the public Kubernetes API endpoint; this root installs the namespace and the Helm charts through that endpoint, so the apply would fail half-way. Set the default of endpoint_public_access_cidrs in eks-cluster/variables.tf to the ranges of the machines that run Terraform and kubectl (your address: curl -s https://checkip.amazonaws.com, plus /32) and of the CI runners that deploy, and commit it (docs/deploy-aws.md, step 1)."
   }
 }
 
@@ -104,7 +104,7 @@ variable "cluster_admin_role_trusted_arns" {
 
   validation {
     condition     = length(var.cluster_admin_role_trusted_arns) > 0
-    error_message = "cluster_admin_role_trusted_arns is empty, so nobody could assume the cluster-admin role, and this root's Kubernetes and Helm providers act as it. Set its default in eks-cluster/variables.tf to the ARNs of the IAM roles or users that run Terraform and operate the cluster (for SSO users, the role of their permission set: aws sts get-caller-identity shows it), and commit it (README, Deploy to AWS, step 1)."
+    error_message = "cluster_admin_role_trusted_arns is empty, so nobody could assume the cluster-admin role, and this root's Kubernetes and Helm providers act as it. Set its default in eks-cluster/variables.tf to the ARNs of the IAM roles or users that run Terraform and operate the cluster (for SSO users, the role of their permission set: aws sts get-caller-identity shows it), and commit it (docs/deploy-aws.md, step 1)."
   }
 }
 

@@ -1120,7 +1120,7 @@ def cmd_manifests(rendered: Path, k8s_version: str, overlay: str = "default") ->
 
 
 # --------------------------------------------------------------------------
-# Rules that keep the findings of a review fixed (see README, "What a re-apply
+# Rules that keep the findings of a review fixed (see docs/deploy-aws.md, "What a re-apply
 # changes", and eks-cluster/README.md).
 
 SERVICE_DYNAMODB_SOURCE = REPO / "app" / "src" / "store" / "dynamodb" / "mod.rs"
