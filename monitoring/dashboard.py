@@ -51,7 +51,10 @@ def ts(title: str, targets: list[tuple[str, str]], unit: str = "", description: 
         title=title,
         description=description,
         dataSource=DS,
-        targets=[Target(expr=expr, legendFormat=legend, refId=chr(ord("A") + i)) for i, (expr, legend) in enumerate(targets)],
+        targets=[
+            Target(expr=expr, legendFormat=legend, refId=chr(ord("A") + i))
+            for i, (expr, legend) in enumerate(targets)
+        ],
         unit=unit,
         **kw,
     )
@@ -65,64 +68,136 @@ def service_panels() -> list:
 
     ready, probes = 'path="/readyz",status="200"', 'path="/readyz"'
     return [
-        ts("Requests by operation and status",
-           [(f"sum by (method, path, status) ({rate(REQ)})", "{{method}} {{path}} {{status}}")], OPS_FORMAT,
-           "Requests answered per second, by method, route template and status."),
-        ts("Latency p50 / p99 by operation",
-           [(quantile(0.5, DUR, "", "method, path, "), "p50 {{method}} {{path}}"),
-            (quantile(0.99, DUR, "", "method, path, "), "p99 {{method}} {{path}}")], SECONDS_FORMAT,
-           "POST SLO: 99% of POSTs under 250 ms. Reads: 99.9% under 1 s."),
-        ts("503 and 5xx ratio (transactions API)",
-           [(ratio('status!="503"'), "503"), (ratio('status!~"5.."'), "5xx")], PERCENT_UNIT_FORMAT,
-           "Share of /transactions requests answered 503 (a failed or timed-out commit, the queue full, "
-           "not ready) and any 5xx. POST availability SLO: 99.9% non-5xx."),
-        ts("Commit batch size",
-           [(quantile(0.5, "flight_counter_store_commit_batch_size", "", ""), "p50"),
-            (quantile(0.99, "flight_counter_store_commit_batch_size", "", ""), "p99"),
-            (f"sum ({rate('flight_counter_store_commit_batch_size_sum')}) / sum ({rate('flight_counter_store_commit_batch_size_count')})", "mean")],
-           "", "Transactions per store commit (group commit)."),
-        ts("Commit duration p50 / p99",
-           [(quantile(0.5, "flight_counter_store_commit_duration_seconds", "", ""), "p50"),
-            (quantile(0.99, "flight_counter_store_commit_duration_seconds", "", ""), "p99")], SECONDS_FORMAT),
-        ts("Store commits by outcome",
-           [(f"sum by (outcome) ({rate('flight_counter_store_commits_total')})", "{{outcome}}")], OPS_FORMAT,
-           "ok; error (every POST in it answered 503); throttled (refused for its rate, retried)."),
-        ts("DynamoDB calls by operation and outcome",
-           [(f"sum by (operation, outcome) ({rate('flight_counter_dynamodb_calls_total')})", "{{operation}} {{outcome}}")], OPS_FORMAT,
-           "Every attempt, retries included. Empty on the embedded and memory stores."),
-        ts("Paced routes and slowest pace",
-           [(f"sum (flight_counter_store_paced_routes{{{SEL}}})", "paced routes"),
-            (f"max by (pod) (flight_counter_store_slowest_route_pace{{{SEL}}})", "slowest pace {{pod}} (commits/s, 0: none paced)")], "",
-           "Routes slowed down because DynamoDB throttled them (see docs/dynamodb.md)."),
-        ts("Open connections per pod",
-           [(f"sum by (pod) (flight_counter_http_open_connections{{{SEL}}})", "{{pod}}")], ""),
-        ts("Readiness per pod",
-           [(f"sum by (pod) ({rate(REQ, ready)}) / sum by (pod) ({rate(REQ, probes)})", "{{pod}}")],
-           PERCENT_UNIT_FORMAT,
-           "Share of readiness probes (/readyz) the pod answered 200; below 100% it was out of the load balancer."),
-        ts("Connection timeouts and malformed requests",
-           [(f"sum by (deadline) ({rate('flight_counter_http_connection_timeouts_total')})", "timeout {{deadline}}"),
-            (f"sum by (status) ({rate('flight_counter_http_malformed_requests_total')})", "malformed {{status}}")], OPS_FORMAT,
-           "Connections closed past the idle or request deadline (408), and requests the HTTP parser refused."),
+        ts(
+            "Requests by operation and status",
+            [(f"sum by (method, path, status) ({rate(REQ)})", "{{method}} {{path}} {{status}}")],
+            OPS_FORMAT,
+            "Requests answered per second, by method, route template and status.",
+        ),
+        ts(
+            "Latency p50 / p99 by operation",
+            [
+                (quantile(0.5, DUR, "", "method, path, "), "p50 {{method}} {{path}}"),
+                (quantile(0.99, DUR, "", "method, path, "), "p99 {{method}} {{path}}"),
+            ],
+            SECONDS_FORMAT,
+            "POST SLO: 99% of POSTs under 250 ms. Reads: 99.9% under 1 s.",
+        ),
+        ts(
+            "503 and 5xx ratio (transactions API)",
+            [(ratio('status!="503"'), "503"), (ratio('status!~"5.."'), "5xx")],
+            PERCENT_UNIT_FORMAT,
+            "Share of /transactions requests answered 503 (a failed or timed-out commit, the queue full, "
+            "not ready) and any 5xx. POST availability SLO: 99.9% non-5xx.",
+        ),
+        ts(
+            "Commit batch size",
+            [
+                (quantile(0.5, "flight_counter_store_commit_batch_size", "", ""), "p50"),
+                (quantile(0.99, "flight_counter_store_commit_batch_size", "", ""), "p99"),
+                (
+                    f"sum ({rate('flight_counter_store_commit_batch_size_sum')}) / sum ({rate('flight_counter_store_commit_batch_size_count')})",
+                    "mean",
+                ),
+            ],
+            "",
+            "Transactions per store commit (group commit).",
+        ),
+        ts(
+            "Commit duration p50 / p99",
+            [
+                (quantile(0.5, "flight_counter_store_commit_duration_seconds", "", ""), "p50"),
+                (quantile(0.99, "flight_counter_store_commit_duration_seconds", "", ""), "p99"),
+            ],
+            SECONDS_FORMAT,
+        ),
+        ts(
+            "Store commits by outcome",
+            [(f"sum by (outcome) ({rate('flight_counter_store_commits_total')})", "{{outcome}}")],
+            OPS_FORMAT,
+            "ok; error (every POST in it answered 503); throttled (refused for its rate, retried).",
+        ),
+        ts(
+            "DynamoDB calls by operation and outcome",
+            [
+                (
+                    f"sum by (operation, outcome) ({rate('flight_counter_dynamodb_calls_total')})",
+                    "{{operation}} {{outcome}}",
+                )
+            ],
+            OPS_FORMAT,
+            "Every attempt, retries included. Empty on the embedded and memory stores.",
+        ),
+        ts(
+            "Paced routes and slowest pace",
+            [
+                (f"sum (flight_counter_store_paced_routes{{{SEL}}})", "paced routes"),
+                (
+                    f"max by (pod) (flight_counter_store_slowest_route_pace{{{SEL}}})",
+                    "slowest pace {{pod}} (commits/s, 0: none paced)",
+                ),
+            ],
+            "",
+            "Routes slowed down because DynamoDB throttled them (see docs/dynamodb.md).",
+        ),
+        ts(
+            "Open connections per pod",
+            [(f"sum by (pod) (flight_counter_http_open_connections{{{SEL}}})", "{{pod}}")],
+            "",
+        ),
+        ts(
+            "Readiness per pod",
+            [(f"sum by (pod) ({rate(REQ, ready)}) / sum by (pod) ({rate(REQ, probes)})", "{{pod}}")],
+            PERCENT_UNIT_FORMAT,
+            "Share of readiness probes (/readyz) the pod answered 200; below 100% it was out of the load balancer.",
+        ),
+        ts(
+            "Connection timeouts and malformed requests",
+            [
+                (
+                    f"sum by (deadline) ({rate('flight_counter_http_connection_timeouts_total')})",
+                    "timeout {{deadline}}",
+                ),
+                (
+                    f"sum by (status) ({rate('flight_counter_http_malformed_requests_total')})",
+                    "malformed {{status}}",
+                ),
+            ],
+            OPS_FORMAT,
+            "Connections closed past the idle or request deadline (408), and requests the HTTP parser refused.",
+        ),
     ]
 
 
 def business_panels() -> list:
     accepted, reads = POST + ',status="200"', READS + ',status="200"'
     return [
-        ts("Transactions recorded per second",
-           [(f"sum ({rate('flight_counter_transactions_recorded_total')})", "recorded")], OPS_FORMAT,
-           "Durably recorded transactions (replays of an Idempotency-Key not included)."),
-        ts("Replays and idempotency conflicts",
-           [(f"sum ({rate('flight_counter_idempotent_replays_total')})", "replays"),
-            (f"sum ({rate('flight_counter_idempotency_conflicts_total')})", "conflicts (422)")], OPS_FORMAT),
-        ts("Accepted POSTs by client",
-           [(f"sum by (client) ({rate(REQ, accepted)})", "{{client}}")], OPS_FORMAT,
-           "Per API client (a name from the keys file, or anonymous: a bounded set)."),
-        ts("Reads by operation",
-           [(f"sum by (path) ({rate(REQ, reads)})", "{{path}}")], OPS_FORMAT),
-        ts("Authentication failures by reason",
-           [(f"sum by (reason) ({rate('flight_counter_auth_failures_total')})", "{{reason}}")], OPS_FORMAT),
+        ts(
+            "Transactions recorded per second",
+            [(f"sum ({rate('flight_counter_transactions_recorded_total')})", "recorded")],
+            OPS_FORMAT,
+            "Durably recorded transactions (replays of an Idempotency-Key not included).",
+        ),
+        ts(
+            "Replays and idempotency conflicts",
+            [
+                (f"sum ({rate('flight_counter_idempotent_replays_total')})", "replays"),
+                (f"sum ({rate('flight_counter_idempotency_conflicts_total')})", "conflicts (422)"),
+            ],
+            OPS_FORMAT,
+        ),
+        ts(
+            "Accepted POSTs by client",
+            [(f"sum by (client) ({rate(REQ, accepted)})", "{{client}}")],
+            OPS_FORMAT,
+            "Per API client (a name from the keys file, or anonymous: a bounded set).",
+        ),
+        ts("Reads by operation", [(f"sum by (path) ({rate(REQ, reads)})", "{{path}}")], OPS_FORMAT),
+        ts(
+            "Authentication failures by reason",
+            [(f"sum by (reason) ({rate('flight_counter_auth_failures_total')})", "{{reason}}")],
+            OPS_FORMAT,
+        ),
         Text(
             title="Top routes",
             content=(
@@ -161,15 +236,36 @@ def dashboard() -> Dashboard:
         timezone="utc",
         refresh="30s",
         panels=panels,
-        templating=Templating(list=[
-            Template(name="datasource", label="Data source", type="datasource", query="prometheus", default="Prometheus"),
-            Template(name="namespace", label="Namespace", dataSource=DS,
-                     query="label_values(flight_counter_build_info, namespace)", default="flight-counter",
-                     refresh=2),
-            Template(name="pod", label="Pod", dataSource=DS,
-                     query='label_values(flight_counter_build_info{namespace=~"$namespace"}, pod)',
-                     multi=True, includeAll=True, allValue=".*", default="$__all", refresh=2),
-        ]),
+        templating=Templating(
+            list=[
+                Template(
+                    name="datasource",
+                    label="Data source",
+                    type="datasource",
+                    query="prometheus",
+                    default="Prometheus",
+                ),
+                Template(
+                    name="namespace",
+                    label="Namespace",
+                    dataSource=DS,
+                    query="label_values(flight_counter_build_info, namespace)",
+                    default="flight-counter",
+                    refresh=2,
+                ),
+                Template(
+                    name="pod",
+                    label="Pod",
+                    dataSource=DS,
+                    query='label_values(flight_counter_build_info{namespace=~"$namespace"}, pod)',
+                    multi=True,
+                    includeAll=True,
+                    allValue=".*",
+                    default="$__all",
+                    refresh=2,
+                ),
+            ]
+        ),
     ).auto_panel_ids()
 
 

@@ -95,7 +95,11 @@ def main() -> int:
         if check:
             stale += 1
             print(f"{rel} differs from what its source generates (run: python monitoring/generate.py)")
-            sys.stdout.writelines(list(difflib.unified_diff(have.splitlines(True), want.splitlines(True), rel, "generated", n=1))[:40])
+            sys.stdout.writelines(
+                list(
+                    difflib.unified_diff(have.splitlines(True), want.splitlines(True), rel, "generated", n=1)
+                )[:40]
+            )
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(want)

@@ -136,7 +136,9 @@ class Alert:
     extra_labels: dict[str, str] = field(default_factory=dict)
 
     def expr(self) -> str:
-        ands = [" and ".join(f"({c.text()})" if len(conj) > 1 else c.text() for c in conj) for conj in self.any_of]
+        ands = [
+            " and ".join(f"({c.text()})" if len(conj) > 1 else c.text() for c in conj) for conj in self.any_of
+        ]
         if len(ands) == 1:
             return ands[0]
         return "\n  or\n".join(f"({a})" for a in ands)
@@ -165,7 +167,10 @@ def burn_floor(pairs, slo: Slo) -> str:
 
 def burn_alert(slo: Slo, severity: str, suffix: str, pairs, for_: str) -> Alert:
     any_of = [
-        [Cond(slo.record(long), ">", fmt(rate * slo.budget)), Cond(slo.record(short), ">", fmt(rate * slo.budget))]
+        [
+            Cond(slo.record(long), ">", fmt(rate * slo.budget)),
+            Cond(slo.record(short), ">", fmt(rate * slo.budget)),
+        ]
         for long, short, rate in pairs
     ]
     name = "FlightCounter" + "".join(p.capitalize() for p in slo.key.split("_")) + suffix
@@ -200,6 +205,7 @@ def burn_cases(slo: Slo, severity: str) -> tuple[Case, Case]:
     # samples at 10m steps.
     step, n, at = ("1m", 120, "100m") if severity == "page" else ("10m", 200, "1600m")
     per_step = 600 if step == "1m" else 6000
+
     def series(bad_share: float) -> dict[str, str]:
         bad = per_step * bad_share
         good = per_step - bad
@@ -254,156 +260,257 @@ def alerts() -> list[Alert]:
         f'sum by (namespace, pod) (rate({REQ}{{path="/readyz",status="200"}}[2m]))'
         f' / sum by (namespace, pod) (rate({REQ}{{path="/readyz"}}[2m]))'
     )
-    readyz = lambda status: f'{REQ}{{{NSPOD},method="GET",path="/readyz",status="{status}",client="anonymous"}}'
-    out.append(Alert(
-        name="FlightCounterReadinessFlapping",
-        # How often, over 30 minutes sampled each minute, the pod went from answering every
-        # readiness probe 200 to answering some 503, or back.
-        any_of=[[Cond(f"changes(({ready_ratio} < bool 1)[30m:1m])", ">=", "4")]],
-        for_="0m",
-        severity="warning",
-        summary="flight-counter pod {{ $labels.pod }} keeps turning not ready and ready again",
-        description=(
-            "Pod {{ $labels.pod }} in {{ $labels.namespace }} changed readiness at least 4 times in 30 minutes "
-            "(its /readyz answers alternate between 200 and 503): the load balancer keeps adding and removing it."
-        ),
-        anchor="alert-readiness-flapping",
-        # Probes every 5s (12 a minute). Flapping: not ready 4 minutes of every 9. Healthy: one
-        # not-ready spell (a store outage) in the 30 minutes, which is not flapping.
-        fire=Case({readyz("200"): "0+12x60", readyz("503"): values(flaps(61, period=9, down=4))}, "58m",
-                  {"namespace": "flight-counter", "pod": "flight-counter-7d9f8-abcde", "severity": "warning"}),
-        silent=Case({readyz("200"): "0+12x60", readyz("503"): values(flaps(61, period=61, down=4, start=40))}, "58m", None),
-    ))
 
-    commits = lambda outcome: f'flight_counter_store_commits_total{{{NSPOD},outcome="{outcome}"}}'
-    out.append(Alert(
-        name="FlightCounterStoreCommitErrors",
-        any_of=[[Cond(
-            'sum by (namespace) (rate(flight_counter_store_commits_total{outcome="error"}[5m]))'
-            " / sum by (namespace) (rate(flight_counter_store_commits_total[5m]))",
-            ">", "0.01")]],
-        for_="5m",
-        severity="critical",
-        summary="flight-counter store commits are failing",
-        description=(
-            "More than 1% of store commits in {{ $labels.namespace }} failed over 5 minutes, for 5 minutes; "
-            "every POST in a failed commit was answered 503 and nothing of it was recorded."
-        ),
-        anchor="alert-store-commit-errors",
-        fire=Case({commits("ok"): "0+100x30", commits("error"): "0+10x30", commits("throttled"): "0+0x30"}, "20m", {"namespace": "flight-counter", "severity": "critical"}),
-        silent=Case({commits("ok"): "0+100x30", commits("error"): "0+0x25 1+0x5", commits("throttled"): "0+50x30"}, "20m", None),
-    ))
+    def readyz(status):
+        return f'{REQ}{{{NSPOD},method="GET",path="/readyz",status="{status}",client="anonymous"}}'
 
-    calls = lambda outcome: f'flight_counter_dynamodb_calls_total{{{NSPOD},operation="UpdateItem",outcome="{outcome}"}}'
-    share = lambda outcome: (
-        f'1 - (sum by (namespace) (rate(flight_counter_dynamodb_calls_total{{outcome!="{outcome}"}}[5m]))'
-        " / sum by (namespace) (rate(flight_counter_dynamodb_calls_total[5m])))"
+    out.append(
+        Alert(
+            name="FlightCounterReadinessFlapping",
+            # How often, over 30 minutes sampled each minute, the pod went from answering every
+            # readiness probe 200 to answering some 503, or back.
+            any_of=[[Cond(f"changes(({ready_ratio} < bool 1)[30m:1m])", ">=", "4")]],
+            for_="0m",
+            severity="warning",
+            summary="flight-counter pod {{ $labels.pod }} keeps turning not ready and ready again",
+            description=(
+                "Pod {{ $labels.pod }} in {{ $labels.namespace }} changed readiness at least 4 times in 30 minutes "
+                "(its /readyz answers alternate between 200 and 503): the load balancer keeps adding and removing it."
+            ),
+            anchor="alert-readiness-flapping",
+            # Probes every 5s (12 a minute). Flapping: not ready 4 minutes of every 9. Healthy: one
+            # not-ready spell (a store outage) in the 30 minutes, which is not flapping.
+            fire=Case(
+                {readyz("200"): "0+12x60", readyz("503"): values(flaps(61, period=9, down=4))},
+                "58m",
+                {"namespace": "flight-counter", "pod": "flight-counter-7d9f8-abcde", "severity": "warning"},
+            ),
+            silent=Case(
+                {readyz("200"): "0+12x60", readyz("503"): values(flaps(61, period=61, down=4, start=40))},
+                "58m",
+                None,
+            ),
+        )
     )
-    out.append(Alert(
-        name="FlightCounterDynamoDBThrottling",
-        any_of=[[Cond(share("throttled"), ">", "0.1")]],
-        for_="10m",
-        severity="warning",
-        summary="DynamoDB is throttling flight-counter",
-        description=(
-            "More than 10% of DynamoDB calls from {{ $labels.namespace }} were throttled, for 10 minutes. "
-            "The service paces the throttled routes (flight_counter_store_paced_routes) instead of failing them, "
-            "so POSTs on hot routes wait longer."
-        ),
-        anchor="alert-dynamodb-throttling",
-        fire=Case({calls("ok"): "0+100x30", calls("throttled"): "0+40x30", calls("error"): "0+0x30"}, "25m", {"namespace": "flight-counter", "severity": "warning"}),
-        silent=Case({calls("ok"): "0+100x30", calls("throttled"): "0+2x30", calls("error"): "0+0x30"}, "25m", None),
-    ))
-    out.append(Alert(
-        name="FlightCounterDynamoDBErrors",
-        any_of=[[Cond(share("error"), ">", "0.05")]],
-        for_="5m",
-        severity="critical",
-        summary="DynamoDB calls from flight-counter are failing",
-        description=(
-            "More than 5% of DynamoDB calls from {{ $labels.namespace }} failed (not throttled: "
-            "refused, timed out or unreachable) over 5 minutes."
-        ),
-        anchor="alert-dynamodb-errors",
-        fire=Case({calls("ok"): "0+100x30", calls("throttled"): "0+0x30", calls("error"): "0+20x30"}, "20m", {"namespace": "flight-counter", "severity": "critical"}),
-        silent=Case({calls("ok"): "0+100x30", calls("throttled"): "0+30x30", calls("error"): "0+1x30"}, "20m", None),
-    ))
+
+    def commits(outcome):
+        return f'flight_counter_store_commits_total{{{NSPOD},outcome="{outcome}"}}'
+
+    out.append(
+        Alert(
+            name="FlightCounterStoreCommitErrors",
+            any_of=[
+                [
+                    Cond(
+                        'sum by (namespace) (rate(flight_counter_store_commits_total{outcome="error"}[5m]))'
+                        " / sum by (namespace) (rate(flight_counter_store_commits_total[5m]))",
+                        ">",
+                        "0.01",
+                    )
+                ]
+            ],
+            for_="5m",
+            severity="critical",
+            summary="flight-counter store commits are failing",
+            description=(
+                "More than 1% of store commits in {{ $labels.namespace }} failed over 5 minutes, for 5 minutes; "
+                "every POST in a failed commit was answered 503 and nothing of it was recorded."
+            ),
+            anchor="alert-store-commit-errors",
+            fire=Case(
+                {commits("ok"): "0+100x30", commits("error"): "0+10x30", commits("throttled"): "0+0x30"},
+                "20m",
+                {"namespace": "flight-counter", "severity": "critical"},
+            ),
+            silent=Case(
+                {
+                    commits("ok"): "0+100x30",
+                    commits("error"): "0+0x25 1+0x5",
+                    commits("throttled"): "0+50x30",
+                },
+                "20m",
+                None,
+            ),
+        )
+    )
+
+    def calls(outcome):
+        return f'flight_counter_dynamodb_calls_total{{{NSPOD},operation="UpdateItem",outcome="{outcome}"}}'
+
+    def share(outcome):
+        return (
+            f'1 - (sum by (namespace) (rate(flight_counter_dynamodb_calls_total{{outcome!="{outcome}"}}[5m]))'
+            " / sum by (namespace) (rate(flight_counter_dynamodb_calls_total[5m])))"
+        )
+
+    out.append(
+        Alert(
+            name="FlightCounterDynamoDBThrottling",
+            any_of=[[Cond(share("throttled"), ">", "0.1")]],
+            for_="10m",
+            severity="warning",
+            summary="DynamoDB is throttling flight-counter",
+            description=(
+                "More than 10% of DynamoDB calls from {{ $labels.namespace }} were throttled, for 10 minutes. "
+                "The service paces the throttled routes (flight_counter_store_paced_routes) instead of failing them, "
+                "so POSTs on hot routes wait longer."
+            ),
+            anchor="alert-dynamodb-throttling",
+            fire=Case(
+                {calls("ok"): "0+100x30", calls("throttled"): "0+40x30", calls("error"): "0+0x30"},
+                "25m",
+                {"namespace": "flight-counter", "severity": "warning"},
+            ),
+            silent=Case(
+                {calls("ok"): "0+100x30", calls("throttled"): "0+2x30", calls("error"): "0+0x30"}, "25m", None
+            ),
+        )
+    )
+    out.append(
+        Alert(
+            name="FlightCounterDynamoDBErrors",
+            any_of=[[Cond(share("error"), ">", "0.05")]],
+            for_="5m",
+            severity="critical",
+            summary="DynamoDB calls from flight-counter are failing",
+            description=(
+                "More than 5% of DynamoDB calls from {{ $labels.namespace }} failed (not throttled: "
+                "refused, timed out or unreachable) over 5 minutes."
+            ),
+            anchor="alert-dynamodb-errors",
+            fire=Case(
+                {calls("ok"): "0+100x30", calls("throttled"): "0+0x30", calls("error"): "0+20x30"},
+                "20m",
+                {"namespace": "flight-counter", "severity": "critical"},
+            ),
+            silent=Case(
+                {calls("ok"): "0+100x30", calls("throttled"): "0+30x30", calls("error"): "0+1x30"},
+                "20m",
+                None,
+            ),
+        )
+    )
 
     conflicts = "flight_counter_idempotency_conflicts_total"
     posts = f'{REQ}{{{NSPOD},method="POST",path="/transactions/{{route}}",status="200",client="app"}}'
-    out.append(Alert(
-        name="FlightCounterIdempotencyConflictsSpiking",
-        any_of=[[
-            Cond(
-                f"sum by (namespace) (rate({conflicts}[10m]))"
-                f" / sum by (namespace) (rate({REQ}{{{POST}}}[10m]))",
-                ">", "0.01"),
-            Cond(f"sum by (namespace) (rate({conflicts}[10m]))", ">", "0.05"),
-        ]],
-        for_="10m",
-        severity="warning",
-        summary="flight-counter is refusing many POSTs for reused idempotency keys",
-        description=(
-            "{{ $labels.namespace }} refused more than 1% of POSTs (and over 3 a minute) with 422 for 10 minutes: "
-            "their Idempotency-Key was first used with another route. A client is reusing keys."
-        ),
-        anchor="alert-idempotency-conflicts",
-        fire=Case({f"{conflicts}{{{NSPOD}}}": "0+30x40", posts: "0+600x40"}, "30m", {"namespace": "flight-counter", "severity": "warning"}),
-        silent=Case({f"{conflicts}{{{NSPOD}}}": "0+1x40", posts: "0+600x40"}, "30m", None),
-    ))
+    out.append(
+        Alert(
+            name="FlightCounterIdempotencyConflictsSpiking",
+            any_of=[
+                [
+                    Cond(
+                        f"sum by (namespace) (rate({conflicts}[10m]))"
+                        f" / sum by (namespace) (rate({REQ}{{{POST}}}[10m]))",
+                        ">",
+                        "0.01",
+                    ),
+                    Cond(f"sum by (namespace) (rate({conflicts}[10m]))", ">", "0.05"),
+                ]
+            ],
+            for_="10m",
+            severity="warning",
+            summary="flight-counter is refusing many POSTs for reused idempotency keys",
+            description=(
+                "{{ $labels.namespace }} refused more than 1% of POSTs (and over 3 a minute) with 422 for 10 minutes: "
+                "their Idempotency-Key was first used with another route. A client is reusing keys."
+            ),
+            anchor="alert-idempotency-conflicts",
+            fire=Case(
+                {f"{conflicts}{{{NSPOD}}}": "0+30x40", posts: "0+600x40"},
+                "30m",
+                {"namespace": "flight-counter", "severity": "warning"},
+            ),
+            silent=Case({f"{conflicts}{{{NSPOD}}}": "0+1x40", posts: "0+600x40"}, "30m", None),
+        )
+    )
 
     timeouts = "flight_counter_http_connection_timeouts_total"
-    out.append(Alert(
-        name="FlightCounterConnectionTimeoutsSpiking",
-        any_of=[[Cond(f'sum by (namespace) (rate({timeouts}{{deadline="request"}}[10m]))', ">", "0.1")]],
-        for_="10m",
-        severity="warning",
-        summary="flight-counter is cutting off many slow requests",
-        description=(
-            "{{ $labels.namespace }} closed more than 6 connections a minute, for 10 minutes, because "
-            "a request did not arrive in full within the request timeout (answered 408)."
-        ),
-        anchor="alert-connection-timeouts",
-        fire=Case({f'{timeouts}{{{NSPOD},deadline="request"}}': "0+30x40", f'{timeouts}{{{NSPOD},deadline="idle"}}': "0+5x40"}, "30m", {"namespace": "flight-counter", "severity": "warning"}),
-        silent=Case({f'{timeouts}{{{NSPOD},deadline="request"}}': "0+1x40", f'{timeouts}{{{NSPOD},deadline="idle"}}': "0+500x40"}, "30m", None),
-    ))
+    out.append(
+        Alert(
+            name="FlightCounterConnectionTimeoutsSpiking",
+            any_of=[[Cond(f'sum by (namespace) (rate({timeouts}{{deadline="request"}}[10m]))', ">", "0.1")]],
+            for_="10m",
+            severity="warning",
+            summary="flight-counter is cutting off many slow requests",
+            description=(
+                "{{ $labels.namespace }} closed more than 6 connections a minute, for 10 minutes, because "
+                "a request did not arrive in full within the request timeout (answered 408)."
+            ),
+            anchor="alert-connection-timeouts",
+            fire=Case(
+                {
+                    f'{timeouts}{{{NSPOD},deadline="request"}}': "0+30x40",
+                    f'{timeouts}{{{NSPOD},deadline="idle"}}': "0+5x40",
+                },
+                "30m",
+                {"namespace": "flight-counter", "severity": "warning"},
+            ),
+            silent=Case(
+                {
+                    f'{timeouts}{{{NSPOD},deadline="request"}}': "0+1x40",
+                    f'{timeouts}{{{NSPOD},deadline="idle"}}': "0+500x40",
+                },
+                "30m",
+                None,
+            ),
+        )
+    )
 
     keys_file = "flight_counter_auth_keys_file_errors"
-    out.append(Alert(
-        name="FlightCounterApiKeysFileErrors",
-        any_of=[[Cond(f"max by (namespace, pod) ({keys_file})", ">", "0")]],
-        for_="5m",
-        severity="warning",
-        summary="flight-counter pod {{ $labels.pod }} refuses lines of its API keys file",
-        description=(
-            "Pod {{ $labels.pod }} in {{ $labels.namespace }} has refused lines of its API keys file "
-            "for 5 minutes (flight_counter_auth_keys_file_errors above 0): each refused line grants "
-            "nothing, so the keys on them are turned away. A value of 1 can also mean the file cannot "
-            "be read, and then no key is accepted."
-        ),
-        anchor="alert-api-keys-file-errors",
-        fire=Case({f"{keys_file}{{{NSPOD}}}": "0x5 1x20"}, "15m", {"namespace": "flight-counter", "pod": "flight-counter-7d9f8-abcde", "severity": "warning"}),
-        silent=Case({f"{keys_file}{{{NSPOD}}}": "0x10 1x2 0x10"}, "15m", None),
-    ))
+    out.append(
+        Alert(
+            name="FlightCounterApiKeysFileErrors",
+            any_of=[[Cond(f"max by (namespace, pod) ({keys_file})", ">", "0")]],
+            for_="5m",
+            severity="warning",
+            summary="flight-counter pod {{ $labels.pod }} refuses lines of its API keys file",
+            description=(
+                "Pod {{ $labels.pod }} in {{ $labels.namespace }} has refused lines of its API keys file "
+                "for 5 minutes (flight_counter_auth_keys_file_errors above 0): each refused line grants "
+                "nothing, so the keys on them are turned away. A value of 1 can also mean the file cannot "
+                "be read, and then no key is accepted."
+            ),
+            anchor="alert-api-keys-file-errors",
+            fire=Case(
+                {f"{keys_file}{{{NSPOD}}}": "0x5 1x20"},
+                "15m",
+                {"namespace": "flight-counter", "pod": "flight-counter-7d9f8-abcde", "severity": "warning"},
+            ),
+            silent=Case({f"{keys_file}{{{NSPOD}}}": "0x10 1x2 0x10"}, "15m", None),
+        )
+    )
 
     restarts = "kube_pod_container_status_restarts_total"
     ksm = f'{restarts}{{namespace="flight-counter",pod="flight-counter-7d9f8-abcde",container="flight-counter",job="kube-state-metrics"}}'
-    out.append(Alert(
-        name="FlightCounterPodRestarting",
-        any_of=[[Cond(
-            f'sum by (namespace, pod) (increase({restarts}{{container="flight-counter"}}[30m]))', ">=", "2")]],
-        for_="0m",
-        severity="warning",
-        summary="flight-counter pod {{ $labels.pod }} is restarting",
-        description=(
-            "Container flight-counter of pod {{ $labels.pod }} in {{ $labels.namespace }} restarted "
-            "at least twice in 30 minutes. (Needs kube-state-metrics.)"
-        ),
-        anchor="alert-pod-restarting",
-        needs="kube-state-metrics (kube_pod_container_status_restarts_total)",
-        fire=Case({ksm: "0+0x10 1+0x10 2+0x10 3+0x10"}, "35m", {"namespace": "flight-counter", "pod": "flight-counter-7d9f8-abcde", "severity": "warning"}),
-        silent=Case({ksm: "0+0x20 1+0x40"}, "58m", None),
-    ))
+    out.append(
+        Alert(
+            name="FlightCounterPodRestarting",
+            any_of=[
+                [
+                    Cond(
+                        f'sum by (namespace, pod) (increase({restarts}{{container="flight-counter"}}[30m]))',
+                        ">=",
+                        "2",
+                    )
+                ]
+            ],
+            for_="0m",
+            severity="warning",
+            summary="flight-counter pod {{ $labels.pod }} is restarting",
+            description=(
+                "Container flight-counter of pod {{ $labels.pod }} in {{ $labels.namespace }} restarted "
+                "at least twice in 30 minutes. (Needs kube-state-metrics.)"
+            ),
+            anchor="alert-pod-restarting",
+            needs="kube-state-metrics (kube_pod_container_status_restarts_total)",
+            fire=Case(
+                {ksm: "0+0x10 1+0x10 2+0x10 3+0x10"},
+                "35m",
+                {"namespace": "flight-counter", "pod": "flight-counter-7d9f8-abcde", "severity": "warning"},
+            ),
+            silent=Case({ksm: "0+0x20 1+0x40"}, "58m", None),
+        )
+    )
     return out
 
 
@@ -455,16 +562,20 @@ def unit_tests(rules_file: str, slow: bool) -> dict:
             if case.fires_with is not None:
                 labels = dict(case.fires_with)
                 labels.update(a.extra_labels)
-                exp.append({
-                    "exp_labels": dict(sorted(labels.items())),
-                    "exp_annotations": {k: render(v, labels) for k, v in annotations(a).items()},
-                })
-            tests.append({
-                "name": f"{a.name} {what}" + (f" (series of {a.needs})" if a.needs else ""),
-                "interval": step,
-                "input_series": [{"series": s, "values": v} for s, v in case.series.items()],
-                "alert_rule_test": [{"eval_time": case.at, "alertname": a.name, "exp_alerts": exp}],
-            })
+                exp.append(
+                    {
+                        "exp_labels": dict(sorted(labels.items())),
+                        "exp_annotations": {k: render(v, labels) for k, v in annotations(a).items()},
+                    }
+                )
+            tests.append(
+                {
+                    "name": f"{a.name} {what}" + (f" (series of {a.needs})" if a.needs else ""),
+                    "interval": step,
+                    "input_series": [{"series": s, "values": v} for s, v in case.series.items()],
+                    "alert_rule_test": [{"eval_time": case.at, "alertname": a.name, "exp_alerts": exp}],
+                }
+            )
     # Recording rules first at each evaluation: the alerts read what they just recorded (at a
     # 10-minute interval, a value from the step before is past the 5-minute lookback).
     order = [g["name"] for g in rule_groups()]

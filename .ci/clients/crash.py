@@ -12,9 +12,9 @@ how many checkpoints had finished before its kill.
 
     python crash.py <binary> <data-dir> [rounds] [service flags...]
 """
+
 import http.client
 import json
-import os
 import random
 import signal
 import socket
@@ -49,9 +49,21 @@ errors = []  # unexpected answers seen by the clients
 
 def start():
     proc = subprocess.Popen(
-        [BIN, "--bind", f"127.0.0.1:{PORT}", "--store", "embedded", "--data-dir", DATA,
-         "--log-level", "warn", *SERVICE_FLAGS],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            BIN,
+            "--bind",
+            f"127.0.0.1:{PORT}",
+            "--store",
+            "embedded",
+            "--data-dir",
+            DATA,
+            "--log-level",
+            "warn",
+            *SERVICE_FLAGS,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -154,15 +166,19 @@ def verify(label):
         status, headers, body = request("POST", PATH, {"Idempotency-Key": key}, conn)
         got = json.loads(body).get("transactions") if status == 200 else None
         if status != 200 or headers.get("idempotent-replayed") != "true" or got != want:
-            sys.exit(f"{label}: key {key} acknowledged with {want}, replay answered {status} "
-                     f"replayed={headers.get('idempotent-replayed')} {body!r}")
+            sys.exit(
+                f"{label}: key {key} acknowledged with {want}, replay answered {status} "
+                f"replayed={headers.get('idempotent-replayed')} {body!r}"
+            )
     conn.close()
     # Replays change nothing.
     status, _, body = request("GET", PATH)
     if json.loads(body)["transactions"] != count:
         sys.exit(f"{label}: replays changed the count")
-    print(f"{label}: count {count}, acknowledged {len(acked)}, sent {len(sent)}; "
-          f"all {len(acked)} acknowledged keys replay")
+    print(
+        f"{label}: count {count}, acknowledged {len(acked)}, sent {len(sent)}; "
+        f"all {len(acked)} acknowledged keys replay"
+    )
 
 
 proc = start()

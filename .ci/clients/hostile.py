@@ -9,6 +9,7 @@ head, a JSON 431 before any key is read).
 
     python hostile.py <host> <port> <pid> [max-peak-rss-mib] [request-timeout-seconds] [write-api-key]
 """
+
 import json
 import os
 import socket
@@ -129,21 +130,60 @@ def report():
 
 # Paths: long, percent-encoded, Unicode, traversal, control bytes.
 paths = [b"/transactions/" + b"A" * n for n in (5, 64, 1024, 8192, 65536, 200000)]
-paths += [b"/transactions/" + p.encode() if isinstance(p, str) else b"/transactions/" + p for p in [
-    "%41R1133", "%2e%2e%2fmetrics", "..%2f..%2fetc%2fpasswd", "../../etc/passwd", "%00", "AR1%00",
-    "%ZZ", "%", "%C0%AF", "%EF%BC%A1%EF%BC%B21133", "%E2%80%AEAR1133", "A%CC%8AR1133",
-    "AR1133%2F", "AR1133/", "AR1133/extra", "AR1133;x=1", "AR1133?q=" + "x" * 4000, "AR1133#frag",
-    "%F0%9F%9B%AB", "%FF%FE", "AR%20133", "AR1133%0d%0aX-Injected:%201", "~root", "%252e%252e",
-]]
-paths += [b"//transactions//AR1133", b"/transactions", b"/transactions/", b"/../../../etc/passwd",
-          b"/%2e%2e/%2e%2e/etc/passwd", b"*", b"http://127.0.0.1/transactions/AR1133",
-          b"/\xff\xfe", "/transactions/ＡＲ１１３３".encode(), b"/transactions/AR1\x01"]
+paths += [
+    b"/transactions/" + p.encode() if isinstance(p, str) else b"/transactions/" + p
+    for p in [
+        "%41R1133",
+        "%2e%2e%2fmetrics",
+        "..%2f..%2fetc%2fpasswd",
+        "../../etc/passwd",
+        "%00",
+        "AR1%00",
+        "%ZZ",
+        "%",
+        "%C0%AF",
+        "%EF%BC%A1%EF%BC%B21133",
+        "%E2%80%AEAR1133",
+        "A%CC%8AR1133",
+        "AR1133%2F",
+        "AR1133/",
+        "AR1133/extra",
+        "AR1133;x=1",
+        "AR1133?q=" + "x" * 4000,
+        "AR1133#frag",
+        "%F0%9F%9B%AB",
+        "%FF%FE",
+        "AR%20133",
+        "AR1133%0d%0aX-Injected:%201",
+        "~root",
+        "%252e%252e",
+    ]
+]
+paths += [
+    b"//transactions//AR1133",
+    b"/transactions",
+    b"/transactions/",
+    b"/../../../etc/passwd",
+    b"/%2e%2e/%2e%2e/etc/passwd",
+    b"*",
+    b"http://127.0.0.1/transactions/AR1133",
+    b"/\xff\xfe",
+    "/transactions/ＡＲ１１３３".encode(),
+    b"/transactions/AR1\x01",
+]
 # The dashboards' reads: huge and odd query strings.
-paths += [b"/transactions?" + b"route=AR1&" * 5000, b"/transactions?route=" + b"A" * 60000,
-          b"/transactions?route=%00&route=%FF", b"/transactions?route[]=AR1&route=LA1",
-          b"/transactions/AR1/daily?from=" + b"9" * 5000, b"/transactions/AR1/daily?from=2026-02-30",
-          b"/transactions/AR1/daily?to=-2026-11-21", b"/transactions/AR1/monthly?from=%FF%FE",
-          b"/transactions/AR1/monthly?from=2026-11&from=2025-01", b"/transactions/AR1/daily?to=%00"]
+paths += [
+    b"/transactions?" + b"route=AR1&" * 5000,
+    b"/transactions?route=" + b"A" * 60000,
+    b"/transactions?route=%00&route=%FF",
+    b"/transactions?route[]=AR1&route=LA1",
+    b"/transactions/AR1/daily?from=" + b"9" * 5000,
+    b"/transactions/AR1/daily?from=2026-02-30",
+    b"/transactions/AR1/daily?to=-2026-11-21",
+    b"/transactions/AR1/monthly?from=%FF%FE",
+    b"/transactions/AR1/monthly?from=2026-11&from=2025-01",
+    b"/transactions/AR1/daily?to=%00",
+]
 for method in ("GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH", "TRACE", "FOO"):
     for p in paths:
         probe(f"{method} {p[:40]!r}", req(method, p), method)
@@ -151,29 +191,56 @@ for method in ("GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH", "TRAC
 # Headers: huge values, many headers, odd lengths and encodings.
 big = b"x" * 1_000_000
 header_sets = [
-    [b"X-Big: " + b"x" * 16384], [b"X-Big: " + b"x" * 1_000_000], [b"Cookie: " + big],
+    [b"X-Big: " + b"x" * 16384],
+    [b"X-Big: " + b"x" * 1_000_000],
+    [b"Cookie: " + big],
     [f"X-H{i}: {i}".encode() for i in range(500)],
-    [b"Idempotency-Key: " + b"k" * 100000], [b"Idempotency-Key: a", b"Idempotency-Key: b"],
-    [b"Idempotency-Key: \xff\xfe"], [b"Idempotency-Key:"], [b"Content-Length: -1"],
-    [b"Content-Length: 99999999999999999999999"], [b"Content-Length: 5", b"Content-Length: 6"],
-    [b"Transfer-Encoding: chunked, identity"], [b"Transfer-Encoding: gzip"],
-    [b"Content-Type: application/json; charset=\xff"], [b"Accept: " + b"a/b," * 5000],
-    [b"Host: " + b"h" * 50000], [b"Expect: 100-continue"], [b"Connection: upgrade", b"Upgrade: h2c"],
+    [b"Idempotency-Key: " + b"k" * 100000],
+    [b"Idempotency-Key: a", b"Idempotency-Key: b"],
+    [b"Idempotency-Key: \xff\xfe"],
+    [b"Idempotency-Key:"],
+    [b"Content-Length: -1"],
+    [b"Content-Length: 99999999999999999999999"],
+    [b"Content-Length: 5", b"Content-Length: 6"],
+    [b"Transfer-Encoding: chunked, identity"],
+    [b"Transfer-Encoding: gzip"],
+    [b"Content-Type: application/json; charset=\xff"],
+    [b"Accept: " + b"a/b," * 5000],
+    [b"Host: " + b"h" * 50000],
+    [b"Expect: 100-continue"],
+    [b"Connection: upgrade", b"Upgrade: h2c"],
 ]
 for i, hs in enumerate(header_sets):
     for method in ("GET", "POST"):
         probe(f"{method} header set {i}", req(method, b"/transactions/AR1133", hs))
 probe("body over the limit", req("POST", b"/transactions/AR1133", [b"Content-Length: 17000"], b"x" * 17000))
-probe("chunked body", req("POST", b"/transactions/AR1133", [b"Transfer-Encoding: chunked"], b"4\r\nabcd\r\n0\r\n\r\n"))
+probe(
+    "chunked body",
+    req("POST", b"/transactions/AR1133", [b"Transfer-Encoding: chunked"], b"4\r\nabcd\r\n0\r\n\r\n"),
+)
 # Authorization: forged, overlong, non-ASCII, repeated, the wrong scheme. Each is a JSON 401
 # with WWW-Authenticate: Bearer, before the route or the Idempotency-Key is looked at.
 if API_KEY:
     forged = [
-        b"Bearer fck_" + b"A" * 43, b"Bearer " + API_KEY[:-1], b"Bearer " + API_KEY + b"x",
-        b"bearer " + API_KEY.lower() + b"!", b"Bearer " + b"k" * 10_000, b"Bearer " + b"k" * 100_000,
-        b"Bearer " + "ключ-ünïcødé".encode(), b"Bearer \xff\xfe\xfd", b"Bearer caf\xc3\xa9",
-        "Bearer ＡＰＩ".encode(), b"\xff" * 64, b"Bearer", b"Bearer ", b"", b"Basic " + API_KEY,
-        b"Token " + API_KEY, API_KEY, b"Bearer " + API_KEY + b" " + API_KEY, b"Bearer %00" + API_KEY,
+        b"Bearer fck_" + b"A" * 43,
+        b"Bearer " + API_KEY[:-1],
+        b"Bearer " + API_KEY + b"x",
+        b"bearer " + API_KEY.lower() + b"!",
+        b"Bearer " + b"k" * 10_000,
+        b"Bearer " + b"k" * 100_000,
+        b"Bearer " + "ключ-ünïcødé".encode(),
+        b"Bearer \xff\xfe\xfd",
+        b"Bearer caf\xc3\xa9",
+        "Bearer ＡＰＩ".encode(),
+        b"\xff" * 64,
+        b"Bearer",
+        b"Bearer ",
+        b"",
+        b"Basic " + API_KEY,
+        b"Token " + API_KEY,
+        API_KEY,
+        b"Bearer " + API_KEY + b" " + API_KEY,
+        b"Bearer %00" + API_KEY,
     ]
     auth_probes = [[b"Authorization: " + value] for value in forged]
     auth_probes.append([b"Authorization: Bearer " + API_KEY, b"Authorization: Bearer fck_other"])
@@ -196,18 +263,27 @@ if API_KEY:
                 # Past the service's bound on a request's head, the connection layer refuses
                 # it before any key is read.
                 if last_answer.get("status") != 431 or code != "request_header_fields_too_large":
-                    problems.append(f"{label}: expected a JSON 431 for a head over {MAX_HEAD} "
-                                    f"bytes, got {last_answer.get('status')} {body[:120]!r}")
+                    problems.append(
+                        f"{label}: expected a JSON 431 for a head over {MAX_HEAD} "
+                        f"bytes, got {last_answer.get('status')} {body[:120]!r}"
+                    )
                 else:
                     refused_right += 1
-            elif last_answer.get("status") != 401 or code != "unauthorized" \
-                    or b"\r\nwww-authenticate: bearer" not in head:
-                problems.append(f"{label}: expected a JSON 401 with WWW-Authenticate: Bearer, "
-                                f"got {last_answer.get('status')} {body[:120]!r}")
+            elif (
+                last_answer.get("status") != 401
+                or code != "unauthorized"
+                or b"\r\nwww-authenticate: bearer" not in head
+            ):
+                problems.append(
+                    f"{label}: expected a JSON 401 with WWW-Authenticate: Bearer, "
+                    f"got {last_answer.get('status')} {body[:120]!r}"
+                )
             else:
                 refused_right += 1
-    print(f"{refused_right} forged, overlong, non-ASCII or missing Authorization headers: JSON 401 each "
-          f"(JSON 431 where the head is over {MAX_HEAD} bytes)")
+    print(
+        f"{refused_right} forged, overlong, non-ASCII or missing Authorization headers: JSON 401 each "
+        f"(JSON 431 where the head is over {MAX_HEAD} bytes)"
+    )
 probe("garbage request line", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 500)
 probe("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
@@ -280,11 +356,15 @@ for i, s in enumerate(socks):
     elif data:
         problems.append(f"a slow connection got {data[:120]!r}")
     s.close()
-print(f"{len(socks)} slow connections for {SLOW_SECONDS}s; /healthz slowest answer {worst * 1000:.0f} ms; "
-      f"{len(cut_off)} cut off by the service ({answers_408} with a JSON 408 read back), {still_open} still open")
+print(
+    f"{len(socks)} slow connections for {SLOW_SECONDS}s; /healthz slowest answer {worst * 1000:.0f} ms; "
+    f"{len(cut_off)} cut off by the service ({answers_408} with a JSON 408 read back), {still_open} still open"
+)
 if REQUEST_TIMEOUT is not None:
     if still_open:
-        problems.append(f"{still_open} slow connections still open past the {REQUEST_TIMEOUT:g}s request timeout")
+        problems.append(
+            f"{still_open} slow connections still open past the {REQUEST_TIMEOUT:g}s request timeout"
+        )
     late = [t for t in cut_off.values() if t > REQUEST_TIMEOUT + 2.5]
     if late:
         problems.append(f"{len(late)} slow connections cut off late (up to {max(late):.1f}s)")

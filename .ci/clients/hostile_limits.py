@@ -22,6 +22,7 @@ did and on its peak RSS:
 
 Prints one line of figures per check and exits non-zero if any check fails.
 """
+
 import json
 import os
 import resource
@@ -55,9 +56,10 @@ class Service:
         os.makedirs(self.data, exist_ok=True)
         self.log = open(os.path.join(WORK, f"{name}.log"), "wb")
         self.proc = subprocess.Popen(
-            [BIN, "--bind", f"127.0.0.1:{self.port}", "--data-dir", self.data,
-             "--log-level", "warn", *args],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [BIN, "--bind", f"127.0.0.1:{self.port}", "--data-dir", self.data, "--log-level", "warn", *args],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -140,7 +142,7 @@ def drain_all(socks, wait):
                 open_count -= 1
                 sel.unregister(socks[i])
     sel.close()
-    return list(zip(data, closed))
+    return list(zip(data, closed, strict=False))
 
 
 def json_error(answer, status):
@@ -174,7 +176,7 @@ def http2_flood():
         try:
             s.sendall(preface)
             for at in range(0, len(streams), 1 << 16):
-                s.sendall(streams[at:at + (1 << 16)])
+                s.sendall(streams[at : at + (1 << 16)])
                 sent += min(1 << 16, len(streams) - at)
         except (ConnectionResetError, BrokenPipeError):
             pass
@@ -189,11 +191,18 @@ def http2_flood():
             debug = json.loads(goaway[17:]).get("error")
         except ValueError:
             debug = None
-        check("http2-flood", settings_ok and code == 0xD and debug == "http_version_not_supported"
-              and closed and peak < 96 and svc.alive(),
-              f"{len(streams) / MIB:.1f} MiB of HEADERS frames for 100,000 streams, {sent / MIB:.1f} MiB "
-              f"taken before the close; answer SETTINGS={settings_ok}, GOAWAY code={code}, "
-              f"debug error={debug!r}, closed={closed}; peak RSS {before:.1f} -> {peak:.1f} MiB (bound 96)")
+        check(
+            "http2-flood",
+            settings_ok
+            and code == 0xD
+            and debug == "http_version_not_supported"
+            and closed
+            and peak < 96
+            and svc.alive(),
+            f"{len(streams) / MIB:.1f} MiB of HEADERS frames for 100,000 streams, {sent / MIB:.1f} MiB "
+            f"taken before the close; answer SETTINGS={settings_ok}, GOAWAY code={code}, "
+            f"debug error={debug!r}, closed={closed}; peak RSS {before:.1f} -> {peak:.1f} MiB (bound 96)",
+        )
         status = svc.get("/healthz")[0]
         check("http2-flood: HTTP/1.1 still served", status == 200, f"GET /healthz -> {status}")
     finally:
@@ -219,7 +228,7 @@ def header_flood(name, per_connection, connections=2000, hold=None):
                 if sent[i] >= len(payload):
                     continue
                 try:
-                    n = s.send(payload[sent[i]:sent[i] + 65536])
+                    n = s.send(payload[sent[i] : sent[i] + 65536])
                     sent[i] += n
                     progress = progress or n > 0
                 except BlockingIOError:
@@ -235,7 +244,7 @@ def header_flood(name, per_connection, connections=2000, hold=None):
         if hold:
             time.sleep(hold * 0.3 + 1.5)
         refused, timed_out, other = 0, 0, []
-        for s, (answer, _) in zip(socks, drain_all(socks, 10)):
+        for s, (answer, _) in zip(socks, drain_all(socks, 10), strict=False):
             if json_error(answer, 431) == "request_header_fields_too_large":
                 refused += 1
             elif json_error(answer, 408) == "request_timeout":
@@ -245,11 +254,14 @@ def header_flood(name, per_connection, connections=2000, hold=None):
             s.close()
         peak = svc.peak_rss_mib()
         expected = timed_out if hold else refused
-        check(name, expected == len(socks) and peak < 200 and svc.alive(),
-              f"{len(socks)} connections x {per_connection // 1024} KiB of unfinished headers "
-              f"({sum(sent) / MIB:.0f} MiB sent): {refused} JSON 431, {timed_out} JSON 408, "
-              f"{len(other)} other {other[:2]}; peak RSS {peak_during:.1f} MiB while held, "
-              f"{peak:.1f} MiB overall (bound 200)")
+        check(
+            name,
+            expected == len(socks) and peak < 200 and svc.alive(),
+            f"{len(socks)} connections x {per_connection // 1024} KiB of unfinished headers "
+            f"({sum(sent) / MIB:.0f} MiB sent): {refused} JSON 431, {timed_out} JSON 408, "
+            f"{len(other)} other {other[:2]}; peak RSS {peak_during:.1f} MiB while held, "
+            f"{peak:.1f} MiB overall (bound 200)",
+        )
         status = svc.get("/healthz")[0]
         check(f"{name}: still served", status == 200, f"GET /healthz -> {status}")
     finally:
@@ -257,8 +269,9 @@ def header_flood(name, per_connection, connections=2000, hold=None):
 
 
 def crlf_keepalive():
-    svc = Service("crlf-keepalive", "--idle-timeout", "3s", "--request-timeout", "2s",
-                  "--commit-timeout", "1s")
+    svc = Service(
+        "crlf-keepalive", "--idle-timeout", "3s", "--request-timeout", "2s", "--commit-timeout", "1s"
+    )
     try:
         socks = open_many(svc.port, 50)
         first_byte = {}
@@ -303,10 +316,13 @@ def crlf_keepalive():
         for s in socks:
             s.close()
         worst = max(closed_after.values(), default=float("inf"))
-        check("crlf-keepalive", len(closed_after) == len(socks) and worst <= 5.0,
-              f"{len(closed_after)}/{len(socks)} CRLF-only connections closed, the last "
-              f"{worst:.1f} s after its first byte (bound 5 s); {served} normal GETs answered "
-              f"meanwhile, slowest {slowest * 1000:.0f} ms")
+        check(
+            "crlf-keepalive",
+            len(closed_after) == len(socks) and worst <= 5.0,
+            f"{len(closed_after)}/{len(socks)} CRLF-only connections closed, the last "
+            f"{worst:.1f} s after its first byte (bound 5 s); {served} normal GETs answered "
+            f"meanwhile, slowest {slowest * 1000:.0f} ms",
+        )
     finally:
         svc.stop()
 
@@ -320,12 +336,17 @@ def metrics_port():
             code = json.loads(body).get("error")
         except ValueError:
             code = None
-        check("metrics-port: /metrics on the API port", status == 404 and code == "not_found",
-              f"{status} {body[:80]!r}")
+        check(
+            "metrics-port: /metrics on the API port",
+            status == 404 and code == "not_found",
+            f"{status} {body[:80]!r}",
+        )
         status, headers, body = svc.get("/metrics", port=metrics)
-        check("metrics-port: /metrics on its own port",
-              status == 200 and b"flight_counter_" in body and "text/plain" in headers.get("content-type", ""),
-              f"{status}, {len(body)} bytes")
+        check(
+            "metrics-port: /metrics on its own port",
+            status == 200 and b"flight_counter_" in body and "text/plain" in headers.get("content-type", ""),
+            f"{status}, {len(body)} bytes",
+        )
         status = svc.get("/transactions/AR1133", port=metrics)[0]
         check("metrics-port: the API is not on the metrics port", status == 404, f"{status}")
     finally:

@@ -198,13 +198,15 @@ for p in panels:
     ds = p.get("datasource")
     uid = ds.get("uid") if isinstance(ds, dict) else ds
     if uid != "${datasource}":
-        failures.append(f"dashboard panel {p.get('title')!r}: datasource {ds!r}, not the ${{datasource}} variable")
+        failures.append(
+            f"dashboard panel {p.get('title')!r}: datasource {ds!r}, not the ${{datasource}} variable"
+        )
 print(f"dashboard: {len(panels)} panels, each on ${{datasource}}; variables {sorted(variables)}")
 
 
 def label_values(query_text: str, subst: dict[str, str]) -> list[str]:
     # label_values(metric{selector}, label)
-    inner = query_text[len("label_values("):-1]
+    inner = query_text[len("label_values(") : -1]
     metric, _, label = inner.rpartition(",")
     for k, v in subst.items():
         metric = metric.replace(f"${k}", v)
@@ -238,14 +240,19 @@ records = [r["name"] for g in groups for r in g["rules"] if r["type"] == "record
 alerts = rules.alerts()
 signals = [(f"alert {a.name}", s) for a in alerts if not a.needs for s in a.signals()]
 dashboard_exprs = [
-    (f"panel {p.get('title')!r}", substitute(t["expr"])) for p in panels for t in p.get("targets", []) if t.get("expr")
+    (f"panel {p.get('title')!r}", substitute(t["expr"]))
+    for p in panels
+    for t in p.get("targets", [])
+    if t.get("expr")
 ]
 everything = [(f"recording rule {r}", r) for r in records] + signals + dashboard_exprs
 got = wait_for(everything, within=120)
 
 # Every rule evaluated without an error; every full alert expression is accepted.
 groups = api("/api/v1/rules", {})["groups"]
-unhealthy = [f"{r['name']}: {r.get('lastError')}" for g in groups for r in g["rules"] if r.get("health") != "ok"]
+unhealthy = [
+    f"{r['name']}: {r.get('lastError')}" for g in groups for r in g["rules"] if r.get("health") != "ok"
+]
 failures.extend(f"rule not healthy: {u}" for u in unhealthy)
 for a in alerts:
     try:
@@ -269,9 +276,13 @@ def report(title: str, items: list[tuple[str, str]]) -> None:
 report("recording rules", [(f"recording rule {r}", r) for r in records])
 report("alert signals", signals)
 report("dashboard queries", dashboard_exprs)
-print(f"alerts: {len(alerts)} loaded and healthy; not provable here (need series the service does not export): "
-      + ", ".join(f"{a.name} ({a.needs})" for a in alerts if a.needs))
-firing = [r["name"] for g in groups for r in g["rules"] if r["type"] == "alerting" and r.get("state") != "inactive"]
+print(
+    f"alerts: {len(alerts)} loaded and healthy; not provable here (need series the service does not export): "
+    + ", ".join(f"{a.name} ({a.needs})" for a in alerts if a.needs)
+)
+firing = [
+    r["name"] for g in groups for r in g["rules"] if r["type"] == "alerting" and r.get("state") != "inactive"
+]
 print(f"alerts pending or firing after the traffic: {firing or 'none'}")
 
 if failures:

@@ -3,6 +3,7 @@ request counter and checks it against what was sent.
 
     python prom.py <service-base-url> <prometheus-base-url>
 """
+
 import json
 import sys
 import time

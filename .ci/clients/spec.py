@@ -1,7 +1,8 @@
 """Validates the served OpenAPI document: openapi-spec-validator, then a few facts about it.
 
-    python spec.py <base-url> <out-file>
+python spec.py <base-url> <out-file>
 """
+
 import json
 import sys
 import urllib.request

@@ -69,7 +69,9 @@ def check(rendered: Path, k8s_out: Path) -> int:
         errors = sorted(validator(d["kind"]).iter_errors(d), key=lambda e: list(e.path))
         for e in errors:
             failures.append(f"{d['kind']}/{d['metadata']['name']}: {'/'.join(map(str, e.path))}: {e.message}")
-        print(f"{d['kind']}/{d['metadata']['name']}: {'valid' if not errors else 'INVALID'} against {SCHEMAS[d['kind']].name}")
+        print(
+            f"{d['kind']}/{d['metadata']['name']}: {'valid' if not errors else 'INVALID'} against {SCHEMAS[d['kind']].name}"
+        )
 
     # The schema must refuse what the API server's strict validation refuses.
     pm = next((d for d in crd_docs if d["kind"] == "PodMonitor"), None)
@@ -117,14 +119,18 @@ def check(rendered: Path, k8s_out: Path) -> int:
 
     api_port, metrics_port = bind_port("FLIGHT_COUNTER_BIND"), bind_port("FLIGHT_COUNTER_METRICS_BIND")
     if metrics_port is None or metrics_port == api_port:
-        failures.append(f"FLIGHT_COUNTER_METRICS_BIND must put /metrics on a port other than the API's ({env})")
+        failures.append(
+            f"FLIGHT_COUNTER_METRICS_BIND must put /metrics on a port other than the API's ({env})"
+        )
     metrics_names = {name for name, number in ports.items() if number == metrics_port}
     if len(metrics_names) != 1:
         failures.append(f"the container must name the metrics port {metrics_port} once (ports {ports})")
     if pm:
         for ep in pm["spec"].get("podMetricsEndpoints", []):
             if ep.get("port") not in metrics_names:
-                failures.append(f"PodMonitor scrapes port {ep.get('port')!r}, not the metrics port {sorted(metrics_names)} ({metrics_port})")
+                failures.append(
+                    f"PodMonitor scrapes port {ep.get('port')!r}, not the metrics port {sorted(metrics_names)} ({metrics_port})"
+                )
             if ep.get("path", "/metrics") != "/metrics":
                 failures.append("PodMonitor must scrape /metrics")
         pod_labels = pod.get("metadata", {}).get("labels", {})
@@ -132,9 +138,14 @@ def check(rendered: Path, k8s_out: Path) -> int:
         if any(pod_labels.get(k) != v for k, v in wanted.items()):
             failures.append("PodMonitor selector does not match the Deployment's pod labels")
     ann = pod.get("metadata", {}).get("annotations", {})
-    if ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/path") != "/metrics" \
-            or ann.get("prometheus.io/port") != str(metrics_port):
-        failures.append(f"pod template needs prometheus.io scrape/path annotations and port {metrics_port}, the metrics port (has {ann})")
+    if (
+        ann.get("prometheus.io/scrape") != "true"
+        or ann.get("prometheus.io/path") != "/metrics"
+        or ann.get("prometheus.io/port") != str(metrics_port)
+    ):
+        failures.append(
+            f"pod template needs prometheus.io scrape/path annotations and port {metrics_port}, the metrics port (has {ann})"
+        )
     metrics = metrics_names | {metrics_port}
     let_in = False
     for np in (d for d in plain if d["kind"] == "NetworkPolicy"):
@@ -142,13 +153,16 @@ def check(rendered: Path, k8s_out: Path) -> int:
             sources = rule.get("from", [])
             only_monitoring = bool(sources) and all(
                 set(f) == {"namespaceSelector"}
-                and f["namespaceSelector"].get("matchLabels", {}).get("kubernetes.io/metadata.name") == "monitoring"
+                and f["namespaceSelector"].get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                == "monitoring"
                 for f in sources
             )
             rule_ports = [p.get("port") for p in rule.get("ports", [])]
             on_port = not rule_ports or any(p in metrics for p in rule_ports)
             if on_port and not only_monitoring:
-                failures.append(f"NetworkPolicy {np['metadata']['name']} lets {sources or 'anyone'} reach the metrics port; only the monitoring namespace may")
+                failures.append(
+                    f"NetworkPolicy {np['metadata']['name']} lets {sources or 'anyone'} reach the metrics port; only the monitoring namespace may"
+                )
             let_in |= only_monitoring and bool(rule_ports) and on_port
     if not let_in:
         failures.append("no NetworkPolicy lets the monitoring namespace reach the metrics port")

@@ -308,8 +308,10 @@ def _escape_underscores(line: str) -> str:
 def escape_characters(text: str, pipe: bool) -> str:
     tick = lambda seg, first, last: f"`{seg}`"  # noqa: E731
     if pipe:
-        text = _segments(text, "`", lambda seg, f, l: seg.replace("|", "\\|"), tick)
-    return _segments(text, "`", lambda seg, f, l: "\n".join(_escape_underscores(x) for x in seg.split("\n")), tick)
+        text = _segments(text, "`", lambda seg, first, last: seg.replace("|", "\\|"), tick)
+    return _segments(
+        text, "`", lambda seg, first, last: "\n".join(_escape_underscores(x) for x in seg.split("\n")), tick
+    )
 
 
 def convert_multiline_table(text: str) -> str:
@@ -413,7 +415,9 @@ def generate(root: Root, cfg: dict) -> str:
     rows = []
     for kind, label in (("resource", "resource"), ("data", "data source")):
         for rtype, rname, _, _ in root.resources(kind):
-            rows.append((f"{rtype}.{rname}", f"| [{rtype}.{rname}]({registry_link(rtype, kind)}) | {label} |"))
+            rows.append(
+                (f"{rtype}.{rname}", f"| [{rtype}.{rname}]({registry_link(rtype, kind)}) | {label} |")
+            )
     if rows:
         out.append("| Name | Type |\n|------|------|")
         out.extend(row for _, row in sorted(rows))
@@ -422,7 +426,9 @@ def generate(root: Root, cfg: dict) -> str:
 
     out.append(f"\n{level} Inputs\n")
     if root.variables:
-        out.append("| Name | Description | Type | Default | Required |\n|------|-------------|------|---------|:--------:|")
+        out.append(
+            "| Name | Description | Type | Default | Required |\n|------|-------------|------|---------|:--------:|"
+        )
         for v in root.variables:
             out.append(
                 f"| {anchor('input', v.name)} | {cell(v.description or '')} | {cell(render_type(v.type_src))} "
@@ -613,7 +619,9 @@ def cross_root_wiring(roots: list[Path]) -> list[str]:
                         f"{where} carries output {sorted(fed)[0]} of {other} and has no usable default; "
                         "look it up (data source or terraform_remote_state) instead"
                     )
-            mentioned = [o for o in loaded if o != name and re.search(rf"\b{re.escape(o)} root\b", v.description or "")]
+            mentioned = [
+                o for o in loaded if o != name and re.search(rf"\b{re.escape(o)} root\b", v.description or "")
+            ]
             if mentioned and v.default in (None, [], "", {}):
                 failures.append(
                     f"{where} takes a value from the {mentioned[0]} root and has no usable default; "
@@ -621,7 +629,9 @@ def cross_root_wiring(roots: list[Path]) -> list[str]:
                 )
         text = "\n".join(root.texts.values())
         if re.search(r"enable_cluster_creator_admin_permissions\s*=\s*(true|var\.)", text):
-            failures.append(f"{name}: enable_cluster_creator_admin_permissions must be false (explicit access entries only)")
+            failures.append(
+                f"{name}: enable_cluster_creator_admin_permissions must be false (explicit access entries only)"
+            )
     return failures
 
 
@@ -639,14 +649,22 @@ def cmd_invariants(roots: list[Path]) -> int:
         if root.errors:
             continue
 
-        for required in ("versions.tf", "providers.tf", "backend.tf", "main.tf", "variables.tf", "outputs.tf", "README.md"):
+        for required in (
+            "versions.tf",
+            "providers.tf",
+            "backend.tf",
+            "main.tf",
+            "variables.tf",
+            "outputs.tf",
+            "README.md",
+        ):
             if not (path / required).exists():
                 fail(f"{rel}: {required} missing")
 
         # Backend: S3, native lock file, encrypted.
         backends = root.backends
         if len(backends) != 1 or backends[0][0] != "s3":
-            fail(f"{rel}: needs exactly one backend \"s3\" block (found {[b[0] for b in backends]})")
+            fail(f'{rel}: needs exactly one backend "s3" block (found {[b[0] for b in backends]})')
         else:
             body = backends[0][1]
             if first(body, "use_lockfile") is not True:
@@ -654,7 +672,9 @@ def cmd_invariants(roots: list[Path]) -> int:
             if first(body, "encrypt") is not True:
                 fail(f"{rel}: backend s3 must set encrypt = true")
             if first(body, "kms_key_id") != STATE_KEY_ALIAS:
-                fail(f"{rel}: backend s3 must set kms_key_id = {STATE_KEY_ALIAS!r} (the state key), or the S3 backend asks for SSE-S3")
+                fail(
+                    f"{rel}: backend s3 must set kms_key_id = {STATE_KEY_ALIAS!r} (the state key), or the S3 backend asks for SSE-S3"
+                )
             if "dynamodb_table" in body:
                 fail(f"{rel}: backend s3 must not use a DynamoDB lock table")
             for key in ("bucket", "region"):
@@ -697,7 +717,9 @@ def cmd_invariants(roots: list[Path]) -> int:
         for fname, text in root.texts.items():
             for n, line in enumerate(text.splitlines(), 1):
                 if ACCOUNT_ID.search(line):
-                    fail(f"{rel}/{fname}:{n}: looks like an AWS account ID; derive it (aws_caller_identity) or pass it in")
+                    fail(
+                        f"{rel}/{fname}:{n}: looks like an AWS account ID; derive it (aws_caller_identity) or pass it in"
+                    )
                 for pattern, what in SECRETS:
                     if pattern.search(line):
                         fail(f"{rel}/{fname}:{n}: {what} in code")
@@ -714,7 +736,9 @@ def cmd_invariants(roots: list[Path]) -> int:
                 fail(f"{where}: the service uses a partition key only; no range_key")
             attrs = {first(a, "name"): first(a, "type") for a in body.get("attribute", [])}
             if attrs != {TABLE_HASH_KEY[0]: TABLE_HASH_KEY[1]}:
-                fail(f"{where}: attributes must be exactly {{{TABLE_HASH_KEY[0]}: {TABLE_HASH_KEY[1]}}} (are {attrs})")
+                fail(
+                    f"{where}: attributes must be exactly {{{TABLE_HASH_KEY[0]}: {TABLE_HASH_KEY[1]}}} (are {attrs})"
+                )
             ttl = (body.get("ttl") or [{}])[0]
             if first(ttl, "attribute_name") != TABLE_TTL_ATTRIBUTE or first(ttl, "enabled") is not True:
                 fail(f"{where}: TTL must be enabled on {TABLE_TTL_ATTRIBUTE!r}")
@@ -738,7 +762,9 @@ def cmd_invariants(roots: list[Path]) -> int:
             if any("*" in a for a in dynamo):
                 fail(f"{rel}: policy document {name} uses a wildcard action")
             if resources != {"data.aws_dynamodb_table.counts.arn"}:
-                fail(f"{rel}: policy document {name} must grant DynamoDB actions on data.aws_dynamodb_table.counts.arn only (has {sorted(resources)})")
+                fail(
+                    f"{rel}: policy document {name} must grant DynamoDB actions on data.aws_dynamodb_table.counts.arn only (has {sorted(resources)})"
+                )
             if dynamo != SERVICE_DYNAMODB_ACTIONS:
                 fail(
                     f"{rel}: policy document {name} grants {sorted(dynamo)}, "
@@ -746,7 +772,9 @@ def cmd_invariants(roots: list[Path]) -> int:
                 )
         for rtype, rname, body, fname in root.resources():
             if rtype.startswith("aws_iam") and "dynamodb:" in json.dumps(body):
-                fail(f"{rel}/{fname}: {rtype}.{rname} carries an inline DynamoDB policy; use an aws_iam_policy_document")
+                fail(
+                    f"{rel}/{fname}: {rtype}.{rname} carries an inline DynamoDB policy; use an aws_iam_policy_document"
+                )
 
         failures.extend(review_rules(root, path))
 
@@ -779,8 +807,16 @@ def var_default(root: Path, name: str):
     raise KeyError(f"{root.name}: variable {name} not found")
 
 
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
-                  "PriorityClass", "StorageClass", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}
+CLUSTER_SCOPED = {
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "PriorityClass",
+    "StorageClass",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+}
 LB = "service.beta.kubernetes.io/aws-load-balancer-"
 
 
@@ -793,9 +829,13 @@ def namespace_in_terraform(namespace: str) -> list[str]:
         labels = first(meta, "labels", {}) or {}
         out = []
         if unwrap(first(meta, "name")) != "var.service_namespace":
-            out.append(f"eks-cluster/{fname}: the namespace must be named var.service_namespace ({namespace})")
+            out.append(
+                f"eks-cluster/{fname}: the namespace must be named var.service_namespace ({namespace})"
+            )
         if labels.get("pod-security.kubernetes.io/enforce") != "restricted":
-            out.append(f"eks-cluster/{fname}: the namespace must enforce the restricted Pod Security Standard")
+            out.append(
+                f"eks-cluster/{fname}: the namespace must enforce the restricted Pod Security Standard"
+            )
         return out
     return ["eks-cluster: no kubernetes_namespace_v1 makes the service's namespace"]
 
@@ -822,10 +862,13 @@ def terraform_subnets() -> dict[str, list[str]]:
                 continue
             expr = first(item, name)
             m = re.fullmatch(
-                r"\$\{\[for (\w+) in range\((\d+)\) : cidrsubnet\(var\.vpc_cidr,\s*(\d+),\s*(?:(\d+)\s*\+\s*)?(\w+)\)\]\}", expr
+                r"\$\{\[for (\w+) in range\((\d+)\) : cidrsubnet\(var\.vpc_cidr,\s*(\d+),\s*(?:(\d+)\s*\+\s*)?(\w+)\)\]\}",
+                expr,
             )
             if not m or m.group(5) != m.group(1):
-                raise SystemExit(f"eks-cluster: local {name} = {expr}: not a layout this check can evaluate; update terraform_subnets()")
+                raise SystemExit(
+                    f"eks-cluster: local {name} = {expr}: not a layout this check can evaluate; update terraform_subnets()"
+                )
             count, newbits, offset = int(m.group(2)), int(m.group(3)), int(m.group(4) or 0)
             found[name] = [cidrsubnet(vpc, newbits, offset + i) for i in range(count)]
     if set(found) != {"private_subnets", "public_subnets"}:
@@ -851,8 +894,14 @@ def deployer_role_rules() -> list[tuple[set, set, set]]:
 
     for rtype, rname, body, _ in root.resources():
         if rtype == "kubernetes_role_v1" and rname == "deployer":
-            return [(resolve(r.get("api_groups", [])), resolve(r.get("resources", [])), resolve(r.get("verbs", [])))
-                    for r in body.get("rule", [])]
+            return [
+                (
+                    resolve(r.get("api_groups", [])),
+                    resolve(r.get("resources", [])),
+                    resolve(r.get("verbs", [])),
+                )
+                for r in body.get("rule", [])
+            ]
     return []
 
 
@@ -862,7 +911,10 @@ def plural(kind: str) -> str:
 
 
 # Kinds of the optional monitoring overlay, applied by the same deploy role.
-MONITORING_KINDS = [("monitoring.coreos.com/v1", "PodMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")]
+MONITORING_KINDS = [
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+]
 DEPLOY_VERBS = {"get", "create", "patch"}  # kubectl apply --server-side
 
 
@@ -876,15 +928,23 @@ def check_deployer_role(docs: list[dict]) -> list[str]:
             out.append(f"deployer Role: no wildcards ({sorted(groups)} {sorted(resources)} {sorted(verbs)})")
         if resources & {"secrets", "secrets/*"}:
             out.append("deployer Role: grants Secrets; the deploy role must not read them")
-        if verbs & {"escalate", "bind", "impersonate"} or resources & {"roles", "rolebindings", "serviceaccounts/token"}:
-            out.append(f"deployer Role: grants {sorted((verbs | resources) & {'escalate', 'bind', 'impersonate', 'roles', 'rolebindings', 'serviceaccounts/token'})}")
+        if verbs & {"escalate", "bind", "impersonate"} or resources & {
+            "roles",
+            "rolebindings",
+            "serviceaccounts/token",
+        }:
+            out.append(
+                f"deployer Role: grants {sorted((verbs | resources) & {'escalate', 'bind', 'impersonate', 'roles', 'rolebindings', 'serviceaccounts/token'})}"
+            )
     kinds = {(d["apiVersion"], d["kind"]) for d in docs} | set(MONITORING_KINDS)
     for api_version, kind in sorted(kinds):
         group = api_version.split("/")[0] if "/" in api_version else ""
         resource = plural(kind)
         granted = set().union(*[v for g, r, v in rules if group in g and resource in r] or [set()])
         if not DEPLOY_VERBS <= granted:
-            out.append(f"deployer Role: {kind} ({group or 'core'}/{resource}) needs {sorted(DEPLOY_VERBS - granted)} for kubectl apply --server-side")
+            out.append(
+                f"deployer Role: {kind} ({group or 'core'}/{resource}) needs {sorted(DEPLOY_VERBS - granted)} for kubectl apply --server-side"
+            )
     return out
 
 
@@ -897,14 +957,21 @@ def check_metrics_port(docs: list[dict], env: dict, main: dict, pod_template: di
     """/metrics on its own listener: a container port of its own, scraped there,
     exposed by no load balancer, reachable from the monitoring namespace only."""
     out = []
-    api_port, metrics_port = bind_port(env.get("FLIGHT_COUNTER_BIND")), bind_port(env.get("FLIGHT_COUNTER_METRICS_BIND"))
+    api_port, metrics_port = (
+        bind_port(env.get("FLIGHT_COUNTER_BIND")),
+        bind_port(env.get("FLIGHT_COUNTER_METRICS_BIND")),
+    )
     if metrics_port is None:
-        return ["ConfigMap FLIGHT_COUNTER_METRICS_BIND must be set (host:port): /metrics is served apart from the API"]
+        return [
+            "ConfigMap FLIGHT_COUNTER_METRICS_BIND must be set (host:port): /metrics is served apart from the API"
+        ]
     if metrics_port == api_port:
         out.append(f"FLIGHT_COUNTER_METRICS_BIND uses the API port {api_port}; it must be a port of its own")
     ports = {p.get("name"): p.get("containerPort") for p in main.get("ports", [])}
     if ports != {"http": api_port, "metrics": metrics_port}:
-        out.append(f"container ports must be exactly http {api_port} and metrics {metrics_port} (has {ports})")
+        out.append(
+            f"container ports must be exactly http {api_port} and metrics {metrics_port} (has {ports})"
+        )
     ann = pod_template.get("metadata", {}).get("annotations", {})
     if ann.get("prometheus.io/port") != str(metrics_port) or ann.get("prometheus.io/path") != "/metrics":
         out.append(f"scrape annotations must name the metrics port {metrics_port} and /metrics (has {ann})")
@@ -914,21 +981,26 @@ def check_metrics_port(docs: list[dict], env: dict, main: dict, pod_template: di
             continue
         for p in svc["spec"].get("ports", []):
             if p.get("port") in metrics or p.get("targetPort", p.get("port")) in metrics:
-                out.append(f"Service {svc['metadata']['name']} ({svc['spec']['type']}) exposes the metrics port: {p}")
+                out.append(
+                    f"Service {svc['metadata']['name']} ({svc['spec']['type']}) exposes the metrics port: {p}"
+                )
     admitted = False
     for np in (d for d in docs if d["kind"] == "NetworkPolicy"):
         for rule in np["spec"].get("ingress", []):
             sources = rule.get("from", [])
             only_monitoring = bool(sources) and all(
                 set(s) == {"namespaceSelector"}
-                and s["namespaceSelector"].get("matchLabels", {}).get("kubernetes.io/metadata.name") == "monitoring"
+                and s["namespaceSelector"].get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                == "monitoring"
                 for s in sources
             )
             rule_ports = [p.get("port") for p in rule.get("ports", [])]
             on_metrics = not rule_ports or any(p in metrics for p in rule_ports)
             if on_metrics and not only_monitoring:
-                out.append(f"NetworkPolicy {np['metadata']['name']}: a rule admits {sources or 'any source'} on "
-                           f"{'every port' if not rule_ports else 'the metrics port'}; only the monitoring namespace may reach it")
+                out.append(
+                    f"NetworkPolicy {np['metadata']['name']}: a rule admits {sources or 'any source'} on "
+                    f"{'every port' if not rule_ports else 'the metrics port'}; only the monitoring namespace may reach it"
+                )
             admitted |= on_metrics and only_monitoring and bool(rule_ports)
     if not admitted:
         out.append("no NetworkPolicy admits the monitoring namespace on the metrics port")
@@ -940,7 +1012,9 @@ def check_service(svc: dict, overlay: str, vpc_cidr: str, serving: float) -> lis
     spec, ann = svc["spec"], svc["metadata"].get("annotations", {})
     ports = {p.get("port") for p in spec.get("ports", [])}
     if spec.get("type") != "LoadBalancer" or spec.get("loadBalancerClass") != "service.k8s.aws/nlb":
-        out.append("Service must be a LoadBalancer of class service.k8s.aws/nlb (the AWS Load Balancer Controller)")
+        out.append(
+            "Service must be a LoadBalancer of class service.k8s.aws/nlb (the AWS Load Balancer Controller)"
+        )
     if ann.get(LB + "nlb-target-type") != "ip":
         out.append("Service must use IP targets")
     if not spec.get("loadBalancerSourceRanges"):
@@ -949,7 +1023,9 @@ def check_service(svc: dict, overlay: str, vpc_cidr: str, serving: float) -> lis
     if not m:
         out.append("Service must set the target group's deregistration delay")
     elif int(m.group(1)) < serving:
-        out.append(f"deregistration delay {m.group(1)}s is shorter than the time a terminating pod serves ({serving:g}s)")
+        out.append(
+            f"deregistration delay {m.group(1)}s is shorter than the time a terminating pod serves ({serving:g}s)"
+        )
     if overlay == "default":
         if ann.get(LB + "scheme") != "internal":
             out.append("default: the NLB must be internal")
@@ -959,8 +1035,12 @@ def check_service(svc: dict, overlay: str, vpc_cidr: str, serving: float) -> lis
         if ann.get(LB + "scheme") != "internet-facing":
             out.append("public: the NLB must be internet-facing")
         if ports != {443}:
-            out.append(f"public: the Service must expose 443 only (has {sorted(ports)}); plain HTTP is not exposed")
-        if not re.match(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/.+$", ann.get(LB + "ssl-cert", "")):
+            out.append(
+                f"public: the Service must expose 443 only (has {sorted(ports)}); plain HTTP is not exposed"
+            )
+        if not re.match(
+            r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/.+$", ann.get(LB + "ssl-cert", "")
+        ):
             out.append("public: TLS needs an ACM certificate ARN (ssl-cert)")
         if ann.get(LB + "ssl-ports") not in ("443", "https"):
             out.append("public: TLS must be on 443 (ssl-ports)")
@@ -991,21 +1071,29 @@ def cmd_manifests(rendered: Path, k8s_version: str, overlay: str = "default") ->
         failures.append(f"manifests are validated against {k8s_version}, the cluster runs {cluster_version}")
 
     if by_kind.get("Namespace"):
-        failures.append("the rendering holds a Namespace: the eks-cluster root makes it, and the deploy role cannot (cluster-scoped)")
+        failures.append(
+            "the rendering holds a Namespace: the eks-cluster root makes it, and the deploy role cannot (cluster-scoped)"
+        )
     failures.extend(namespace_in_terraform(namespace))
     for d in docs:
         if d["metadata"].get("namespace") != namespace:
             failures.append(f"{d['kind']}/{d['metadata']['name']} is not in namespace {namespace}")
         if d["kind"] in CLUSTER_SCOPED:
-            failures.append(f"{d['kind']}/{d['metadata']['name']} is cluster-scoped; the deploy role cannot apply it")
+            failures.append(
+                f"{d['kind']}/{d['metadata']['name']} is cluster-scoped; the deploy role cannot apply it"
+            )
     sa = one("ServiceAccount")
     if sa and sa["metadata"]["name"] != service_account:
-        failures.append(f"ServiceAccount {sa['metadata']['name']!r} != eks-cluster service_account_name {service_account!r}")
+        failures.append(
+            f"ServiceAccount {sa['metadata']['name']!r} != eks-cluster service_account_name {service_account!r}"
+        )
 
     cm = one("ConfigMap")
     env = cm.get("data", {}) if cm else {}
     if env.get("FLIGHT_COUNTER_TABLE") != table:
-        failures.append(f"ConfigMap FLIGHT_COUNTER_TABLE {env.get('FLIGHT_COUNTER_TABLE')!r} != dynamodb table_name {table!r}")
+        failures.append(
+            f"ConfigMap FLIGHT_COUNTER_TABLE {env.get('FLIGHT_COUNTER_TABLE')!r} != dynamodb table_name {table!r}"
+        )
     if env.get("FLIGHT_COUNTER_STORE") != "dynamodb":
         failures.append("ConfigMap FLIGHT_COUNTER_STORE must be dynamodb")
     if env.get("FLIGHT_COUNTER_BIND") != "0.0.0.0:8080":
@@ -1019,12 +1107,18 @@ def cmd_manifests(rendered: Path, k8s_version: str, overlay: str = "default") ->
         spec = dep["spec"]
         pod = spec["template"]["spec"]
         if "replicas" in spec:
-            failures.append("Deployment sets replicas: every apply would reset the HorizontalPodAutoscaler's count")
+            failures.append(
+                "Deployment sets replicas: every apply would reset the HorizontalPodAutoscaler's count"
+            )
         if spec.get("strategy", {}).get("rollingUpdate", {}).get("maxUnavailable") != 0:
             failures.append("Deployment rolling update must have maxUnavailable: 0")
         if pod.get("serviceAccountName") != service_account:
             failures.append("Deployment must run as the Pod Identity ServiceAccount")
-        zones = [c for c in pod.get("topologySpreadConstraints", []) if c.get("topologyKey") == "topology.kubernetes.io/zone"]
+        zones = [
+            c
+            for c in pod.get("topologySpreadConstraints", [])
+            if c.get("topologyKey") == "topology.kubernetes.io/zone"
+        ]
         if not zones:
             failures.append("Deployment must spread pods across zones")
         containers = pod.get("containers", [])
@@ -1035,9 +1129,13 @@ def cmd_manifests(rendered: Path, k8s_version: str, overlay: str = "default") ->
         grace = pod.get("terminationGracePeriodSeconds", 30)
         serving = pre_stop + delay + drain
         if grace <= serving:
-            failures.append(f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_stop}s + shutdown delay {delay:g}s + drain {drain:g}s")
+            failures.append(
+                f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_stop}s + shutdown delay {delay:g}s + drain {drain:g}s"
+            )
         if pre_stop < 10:
-            failures.append(f"preStop sleep {pre_stop}s is too short for the NLB to stop sending to a deregistered target")
+            failures.append(
+                f"preStop sleep {pre_stop}s is too short for the NLB to stop sending to a deregistered target"
+            )
         timing["serving"] = serving
         probes = {
             "startupProbe": "/healthz",
@@ -1077,8 +1175,11 @@ def cmd_manifests(rendered: Path, k8s_version: str, overlay: str = "default") ->
             failures.append("public: the service must require API keys (FLIGHT_COUNTER_API_KEYS_FILE)")
         if env.get("FLIGHT_COUNTER_PUBLIC_READS", "false").lower() not in ("false", "0", "no", "off"):
             failures.append("public: reads must need an API key too (no FLIGHT_COUNTER_PUBLIC_READS)")
-        vols = [v for v in (dep or {}).get("spec", {}).get("template", {}).get("spec", {}).get("volumes", [])
-                if v.get("secret", {}).get("secretName") == "flight-counter-api-keys"]
+        vols = [
+            v
+            for v in (dep or {}).get("spec", {}).get("template", {}).get("spec", {}).get("volumes", [])
+            if v.get("secret", {}).get("secretName") == "flight-counter-api-keys"
+        ]
         if not vols or vols[0]["secret"].get("optional") is not False:
             failures.append("public: the API keys Secret must be mounted and not optional")
     # The service's own policy, plus any that only widen it to a named namespace (the
@@ -1105,7 +1206,11 @@ def cmd_manifests(rendered: Path, k8s_version: str, overlay: str = "default") ->
             for source in sources:
                 if source.get("ipBlock", {}).get("except"):
                     failures.append(f"NetworkPolicy {name}: ipBlock except is not expected")
-                namespace = source.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                namespace = (
+                    source.get("namespaceSelector", {})
+                    .get("matchLabels", {})
+                    .get("kubernetes.io/metadata.name")
+                )
                 if "namespaceSelector" in source and not namespace:
                     failures.append(f"NetworkPolicy {name}: a namespace source must name one namespace")
     failures.extend(check_deployer_role(docs))
@@ -1149,7 +1254,9 @@ def service_put_prefixes() -> set[str]:
     text = SERVICE_DYNAMODB_SOURCE.read_text()
     found = dict(re.findall(r'pub const (KEY_RECORD_PREFIX|BATCH_RECORD_PREFIX): &str = "([^"]+)";', text))
     if set(found) != {"KEY_RECORD_PREFIX", "BATCH_RECORD_PREFIX"}:
-        raise SystemExit(f"{SERVICE_DYNAMODB_SOURCE.relative_to(REPO)}: KEY_RECORD_PREFIX/BATCH_RECORD_PREFIX not found")
+        raise SystemExit(
+            f"{SERVICE_DYNAMODB_SOURCE.relative_to(REPO)}: KEY_RECORD_PREFIX/BATCH_RECORD_PREFIX not found"
+        )
     return set(found.values())
 
 
@@ -1161,7 +1268,10 @@ def flat(values) -> list:
 
 
 def conditions(statement: dict) -> list[tuple[str, str, list]]:
-    return [(first(c, "test"), first(c, "variable"), flat(c.get("values", []))) for c in statement.get("condition", [])]
+    return [
+        (first(c, "test"), first(c, "variable"), flat(c.get("values", [])))
+        for c in statement.get("condition", [])
+    ]
 
 
 def block_text(root: Root, fname: str, body: dict) -> str:
@@ -1187,11 +1297,15 @@ def list_positions_as_keys(root: Root, rel) -> list[str]:
             index, collection, key = m.groups()
             collection = collection.strip()
             is_list = bool(list_start.match(collection)) or any(
-                re.fullmatch(rf"{kind}\.{re.escape(n)}", collection) for kind, names in (("var", list_vars), ("local", list_locals)) for n in names
+                re.fullmatch(rf"{kind}\.{re.escape(n)}", collection)
+                for kind, names in (("var", list_vars), ("local", list_locals))
+                for n in names
             )
             if is_list and re.search(rf"\b{re.escape(index)}\b", key):
                 line = code.count("\n", 0, m.start()) + 1
-                out.append(f"{rel}/{fname}:{line}: a map keyed by list position ({index} of {collection}); key it by a name")
+                out.append(
+                    f"{rel}/{fname}:{line}: a map keyed by list position ({index} of {collection}); key it by a name"
+                )
     return out
 
 
@@ -1202,32 +1316,50 @@ def review_rules(root: Root, path: Path) -> list[str]:
     for fname, text in root.texts.items():
         code = code_only(text)
         for m in UNSTABLE_FUNCTIONS.finditer(code):
-            out.append(f"{rel}/{fname}:{code.count(chr(10), 0, m.start()) + 1}: {m.group(1)}() differs at every plan")
-    for rtype, rname, body, fname in root.resources("data"):
+            out.append(
+                f"{rel}/{fname}:{code.count(chr(10), 0, m.start()) + 1}: {m.group(1)}() differs at every plan"
+            )
+    for rtype, rname, _body, fname in root.resources("data"):
         if rtype in TOKEN_DATA_SOURCES:
-            out.append(f"{rel}/{fname}: data.{rtype}.{rname} returns a new token at every read; every plan would change what uses it")
+            out.append(
+                f"{rel}/{fname}: data.{rtype}.{rname} returns a new token at every read; every plan would change what uses it"
+            )
     for rtype, rname, body, fname in root.resources():
         if rtype == "helm_release":
             for key in ("repository_username", "repository_password", "repository_key_file"):
                 if key in body:
-                    out.append(f"{rel}/{fname}: helm_release.{rname} sets {key}; the charts are public, and a token changes every plan")
+                    out.append(
+                        f"{rel}/{fname}: helm_release.{rname} sets {key}; the charts are public, and a token changes every plan"
+                    )
             chart = first(body, "chart")
             for value in UNKNOWN_CHART_VALUES.get(chart, []):
                 if re.search(rf"\b{value}\s*=", code_only(block_text(root, fname, body))):
-                    out.append(f"{rel}/{fname}: helm_release.{rname}: {value} is not a value of the {chart} chart")
+                    out.append(
+                        f"{rel}/{fname}: helm_release.{rname}: {value} is not a value of the {chart} chart"
+                    )
         if rtype == "aws_eks_addon":
             deps = [unwrap(d) for d in flat(body.get("depends_on", []))]
             if "module.eks" not in deps:
-                out.append(f"{rel}/{fname}: aws_eks_addon.{rname} must depend on module.eks (its node group): without nodes the add-on sits DEGRADED")
+                out.append(
+                    f"{rel}/{fname}: aws_eks_addon.{rname} must depend on module.eks (its node group): without nodes the add-on sits DEGRADED"
+                )
     for name, source, _, fname in root.modules:
         if source == "terraform-aws-modules/eks/aws":
             body = next(b for f, item in root.each("module") for n, b in item.items() if n == name)
             if first(body, "enable_irsa") is not False:
-                out.append(f"{rel}/{fname}: module.{name} must set enable_irsa = false (Pod Identity only; the IRSA provider's thumbprint is read at every plan)")
+                out.append(
+                    f"{rel}/{fname}: module.{name} must set enable_irsa = false (Pod Identity only; the IRSA provider's thumbprint is read at every plan)"
+                )
             if "kms_key_administrators" not in body:
-                out.append(f"{rel}/{fname}: module.{name} must set kms_key_administrators (left out, it is whoever runs the apply)")
-            if not re.search(r"use_latest_ami_release_version\s*=\s*false", code_only(block_text(root, fname, body))):
-                out.append(f"{rel}/{fname}: module.{name}: node groups must set use_latest_ami_release_version = false (else a new AMI rolls them at the next apply)")
+                out.append(
+                    f"{rel}/{fname}: module.{name} must set kms_key_administrators (left out, it is whoever runs the apply)"
+                )
+            if not re.search(
+                r"use_latest_ami_release_version\s*=\s*false", code_only(block_text(root, fname, body))
+            ):
+                out.append(
+                    f"{rel}/{fname}: module.{name}: node groups must set use_latest_ami_release_version = false (else a new AMI rolls them at the next apply)"
+                )
     out.extend(list_positions_as_keys(root, rel))
 
     # IAM: Pod Identity roles trust one ServiceAccount of one cluster; no
@@ -1236,7 +1368,9 @@ def review_rules(root: Root, path: Path) -> list[str]:
         if rtype != "aws_iam_policy_document":
             continue
         for st in body.get("statement", []):
-            principals = [(first(p, "type"), flat(p.get("identifiers", []))) for p in st.get("principals", [])]
+            principals = [
+                (first(p, "type"), flat(p.get("identifiers", []))) for p in st.get("principals", [])
+            ]
             conds = conditions(st)
             variables = {v for _, v, _ in conds}
             if any(t == "Service" and "pods.eks.amazonaws.com" in ids for t, ids in principals):
@@ -1247,28 +1381,40 @@ def review_rules(root: Root, path: Path) -> list[str]:
                 ]
                 for what, keys in needed:
                     if not variables & keys:
-                        out.append(f"{rel}/{fname}: {rname}: a Pod Identity trust without a condition on {what} lets any association of the account assume the role")
+                        out.append(
+                            f"{rel}/{fname}: {rname}: a Pod Identity trust without a condition on {what} lets any association of the account assume the role"
+                        )
             for t, ids in principals:
                 if t == "AWS" and any(re.search(r":root\b|^\*$", str(i)) for i in ids):
-                    out.append(f"{rel}/{fname}: {rname}: trusts an account root or everyone; name the principals")
+                    out.append(
+                        f"{rel}/{fname}: {rname}: trusts an account root or everyone; name the principals"
+                    )
             actions = {unwrap(a) for a in flat(st.get("actions", []))}
             leading = [c for c in conds if c[1] == "dynamodb:LeadingKeys"]
             if "dynamodb:PutItem" in actions:
                 wanted = {p + "*" for p in service_put_prefixes()}
                 like = [c for c in leading if c[0] == "ForAllValues:StringLike"]
                 if not like or set(like[0][2]) != wanted:
-                    out.append(f"{rel}/{fname}: {rname}: PutItem must be limited with ForAllValues:StringLike dynamodb:LeadingKeys to {sorted(wanted)} (the service's Put prefixes)")
+                    out.append(
+                        f"{rel}/{fname}: {rname}: PutItem must be limited with ForAllValues:StringLike dynamodb:LeadingKeys to {sorted(wanted)} (the service's Put prefixes)"
+                    )
                 if ("Null", "dynamodb:LeadingKeys", ["false"]) not in conds:
-                    out.append(f"{rel}/{fname}: {rname}: PutItem needs Null dynamodb:LeadingKeys = false (ForAllValues matches a request without keys)")
+                    out.append(
+                        f"{rel}/{fname}: {rname}: PutItem needs Null dynamodb:LeadingKeys = false (ForAllValues matches a request without keys)"
+                    )
             elif leading and actions & {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:BatchGetItem"}:
-                out.append(f"{rel}/{fname}: {rname}: route items are read and updated by any key; no LeadingKeys condition on {sorted(actions)}")
+                out.append(
+                    f"{rel}/{fname}: {rname}: route items are read and updated by any key; no LeadingKeys condition on {sorted(actions)}"
+                )
 
     # Variables whose empty default must stop the plan, with a message.
     for name in REQUIRED_LISTS.get(path.name, []):
         var = next((v for f, item in root.each("variable") for n, v in item.items() if n == name), None)
         conds = [unwrap(first(v, "condition")) for v in (var or {}).get("validation", [])]
         if not any(re.fullmatch(rf"length\(var\.{name}\)\s*>\s*0", c or "") for c in conds):
-            out.append(f"{rel}: variable {name} needs a validation length(var.{name}) > 0, so an empty list stops the plan with a message")
+            out.append(
+                f"{rel}: variable {name} needs a validation length(var.{name}) > 0, so an empty list stops the plan with a message"
+            )
 
     # The NodePool's requirements can all be met at once.
     chart = path / "charts" / "karpenter-nodes" / "templates" / "nodes.yaml"
@@ -1287,7 +1433,11 @@ def nodepool_rules(template: Path) -> list[str]:
         arch = reqs.get("kubernetes.io/arch", {})
         category = reqs.get("karpenter.k8s.aws/instance-category", {})
         generation = reqs.get("karpenter.k8s.aws/instance-generation", {})
-        if arch.get("operator") != "In" or arch.get("values") != ["amd64"] or category.get("operator") != "In":
+        if (
+            arch.get("operator") != "In"
+            or arch.get("values") != ["amd64"]
+            or category.get("operator") != "In"
+        ):
             continue
         floor = int(generation["values"][0]) + 1 if generation.get("operator") == "Gt" else 0
         for c in category.get("values", []):
@@ -1334,7 +1484,9 @@ def code_only(text: str) -> str:
                 i = j
             elif c == '"':
                 i = template(i + 1, '"')
-            elif text.startswith("<<", i) and (m := re.match(r"<<(-?)([A-Za-z_][\w-]*)[ \t]*\r?\n", text[i:])):
+            elif text.startswith("<<", i) and (
+                m := re.match(r"<<(-?)([A-Za-z_][\w-]*)[ \t]*\r?\n", text[i:])
+            ):
                 body = i + m.end()
                 end = re.compile(rf"^[ \t]*{re.escape(m.group(2))}[ \t]*$", re.M).search(text, body)
                 stop = end.start() if end else n
@@ -1432,7 +1584,7 @@ def declarations(root: Root) -> dict[str, list[str]]:
         if not line and labels:
             # python-hcl2 does not give every block its line: find it.
             kind = key.split(".")[0]
-            pattern = rf'^{kind}\s+' + r"\s+".join(f'"{re.escape(label)}"' for label in labels) + r"\s*\{"
+            pattern = rf"^{kind}\s+" + r"\s+".join(f'"{re.escape(label)}"' for label in labels) + r"\s*\{"
             m = re.search(pattern, root.texts[fname], re.M)
             line = root.texts[fname].count("\n", 0, m.start()) + 1 if m else 0
         decl.setdefault(key, []).append(f"{fname}:{line}")
@@ -1478,15 +1630,17 @@ def check_refs(path: Path) -> list[str]:
     decl = declarations(root)
     for key, where in sorted(decl.items()):
         if len(where) > 1:
-            failures.append(f"{rel}: {key.removeprefix('resource.')} is declared {len(where)} times ({', '.join(where)})")
+            failures.append(
+                f"{rel}: {key.removeprefix('resource.')} is declared {len(where)} times ({', '.join(where)})"
+            )
     for ref in references(root):
         where = f"{rel}/{ref.file}:{ref.line}"
         if ref.kind == "var" and f"variable.{ref.address}" not in decl:
-            failures.append(f"{where}: var.{ref.address} is not declared (no variable \"{ref.address}\")")
+            failures.append(f'{where}: var.{ref.address} is not declared (no variable "{ref.address}")')
         elif ref.kind == "local" and f"local.{ref.address}" not in decl:
             failures.append(f"{where}: local.{ref.address} is not declared in any locals block")
         elif ref.kind == "module" and f"module.{ref.address}" not in decl:
-            failures.append(f"{where}: module.{ref.address} is not declared (no module \"{ref.address}\")")
+            failures.append(f'{where}: module.{ref.address} is not declared (no module "{ref.address}")')
         elif ref.kind == "data" and f"data.{ref.address}" not in decl:
             failures.append(f"{where}: data.{ref.address} is not declared")
         elif ref.kind == "resource" and f"resource.{ref.address}" not in decl:
@@ -1510,8 +1664,10 @@ def cmd_refs(roots: list[Path]) -> int:
         found = check_refs(path)
         root = load_root(path)
         refs = references(root) if not root.errors else []
-        print(f"{path.name}: {len(declarations(root)) if not root.errors else 0} declarations, "
-              f"{len(refs)} references, {len(found)} problems")
+        print(
+            f"{path.name}: {len(declarations(root)) if not root.errors else 0} declarations, "
+            f"{len(refs)} references, {len(found)} problems"
+        )
         failures.extend(found)
     for f in failures:
         print(f, file=sys.stderr)
@@ -1523,7 +1679,11 @@ def cmd_refs_fixtures(dirs: list[Path]) -> int:
     the messages: the check is shown to catch that mistake."""
     bad = 0
     for path in dirs:
-        expect = [line for line in (path / "EXPECT").read_text().splitlines() if line.strip() and not line.startswith("#")]
+        expect = [
+            line
+            for line in (path / "EXPECT").read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
         found = check_refs(path)
         missing = [e for e in expect if not any(e in f for f in found)]
         print(f"{path.name}: refs reports {len(found)} problem(s):")
@@ -1544,7 +1704,11 @@ def cmd_review_fixtures(dirs: list[Path]) -> int:
     `invariants` must report every expected message."""
     bad = 0
     for path in dirs:
-        expect = [line for line in (path / "EXPECT").read_text().splitlines() if line.strip() and not line.startswith("#")]
+        expect = [
+            line
+            for line in (path / "EXPECT").read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
         found = []
         for root_dir in sorted(d for d in path.iterdir() if d.is_dir() and list(d.glob("*.tf"))):
             found += review_rules(load_root(root_dir), root_dir)
@@ -1572,20 +1736,30 @@ DOWNLOAD_ERRORS = {
 def cmd_validate(roots: list[Path], expect_fail: bool = False) -> int:
     terraform = shutil.which("terraform")
     if not terraform:
-        print("terraform is not on PATH: install Terraform >= 1.11 (the checks do not skip it)", file=sys.stderr)
+        print(
+            "terraform is not on PATH: install Terraform >= 1.11 (the checks do not skip it)", file=sys.stderr
+        )
         return 2
-    version = subprocess.run([terraform, "version", "-json"], capture_output=True, text=True,
-                             env=terraform_env()).stdout
+    version = subprocess.run(
+        [terraform, "version", "-json"], capture_output=True, text=True, env=terraform_env()
+    ).stdout
     print(f"terraform {json.loads(version or '{}').get('terraform_version', '?')} ({terraform})")
     failed = 0
     for path in roots:
         rel = path.relative_to(REPO) if path.is_relative_to(REPO) else path
-        run = subprocess.run([terraform, "validate", "-json", "-no-color"], cwd=path, capture_output=True,
-                             text=True, env=terraform_env())
+        run = subprocess.run(
+            [terraform, "validate", "-json", "-no-color"],
+            cwd=path,
+            capture_output=True,
+            text=True,
+            env=terraform_env(),
+        )
         try:
             result = json.loads(run.stdout)
         except json.JSONDecodeError:
-            print(f"{rel}: terraform validate printed no JSON (exit {run.returncode}): {run.stderr.strip()[:500]}")
+            print(
+                f"{rel}: terraform validate printed no JSON (exit {run.returncode}): {run.stderr.strip()[:500]}"
+            )
             failed += 1
             continue
         diags = result.get("diagnostics", [])
@@ -1662,8 +1836,14 @@ def cmd_validate_mirror(roots: list[Path], mirror: Path) -> int:
         for path in roots:
             root = load_root(path)
             rel = path.relative_to(REPO) if path.is_relative_to(REPO) else path
-            wanted = {name: spec.get("source", f"hashicorp/{name}") for name, spec in root.required_providers.items()}
-            sources = {name: src if src.count("/") == 2 else f"registry.terraform.io/{src}" for name, src in wanted.items()}
+            wanted = {
+                name: spec.get("source", f"hashicorp/{name}")
+                for name, spec in root.required_providers.items()
+            }
+            sources = {
+                name: src if src.count("/") == 2 else f"registry.terraform.io/{src}"
+                for name, src in wanted.items()
+            }
             missing = [src for src in sources.values() if src not in have]
             if root.modules or missing:
                 why = []
@@ -1675,24 +1855,42 @@ def cmd_validate_mirror(roots: list[Path], mirror: Path) -> int:
                 continue
             checked += 1
             copy = Path(tmp) / path.name
-            shutil.copytree(path, copy, ignore=shutil.ignore_patterns(".terraform", ".terraform.lock.hcl", "*.tfstate*"))
+            shutil.copytree(
+                path, copy, ignore=shutil.ignore_patterns(".terraform", ".terraform.lock.hcl", "*.tfstate*")
+            )
             pins = "\n".join(
                 f'    {name} = {{\n      source  = "{wanted[name]}"\n      version = "{max(have[src], key=version_key)}"\n    }}'
                 for name, src in sources.items()
             )
-            (copy / "zz_mirror_override.tf").write_text(f"terraform {{\n  required_providers {{\n{pins}\n  }}\n}}\n")
-            init = subprocess.run([terraform, "init", "-backend=false", "-input=false", "-no-color"], cwd=copy,
-                                  capture_output=True, text=True, env=env)
+            (copy / "zz_mirror_override.tf").write_text(
+                f"terraform {{\n  required_providers {{\n{pins}\n  }}\n}}\n"
+            )
+            init = subprocess.run(
+                [terraform, "init", "-backend=false", "-input=false", "-no-color"],
+                cwd=copy,
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             if init.returncode != 0:
                 failed += 1
-                print(f"{rel}: terraform init from the mirror failed:\n{init.stdout[-1500:]}{init.stderr[-1500:]}")
+                print(
+                    f"{rel}: terraform init from the mirror failed:\n{init.stdout[-1500:]}{init.stderr[-1500:]}"
+                )
                 continue
-            run = subprocess.run([terraform, "validate", "-json", "-no-color"], cwd=copy, capture_output=True,
-                                 text=True, env=env)
+            run = subprocess.run(
+                [terraform, "validate", "-json", "-no-color"],
+                cwd=copy,
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             result = json.loads(run.stdout or "{}")
             versions = ", ".join(f"{src} {max(have[src], key=version_key)}" for src in sources.values())
-            print(f"{rel}: {'valid' if result.get('valid') else 'INVALID'} against {versions} (the root pins "
-                  f"{', '.join(str(root.required_providers[n].get('version')) for n in sources)})")
+            print(
+                f"{rel}: {'valid' if result.get('valid') else 'INVALID'} against {versions} (the root pins "
+                f"{', '.join(str(root.required_providers[n].get('version')) for n in sources)})"
+            )
             for d in result.get("diagnostics", []):
                 rng = d.get("range") or {}
                 at = f" ({rng.get('filename')}:{rng.get('start', {}).get('line')})" if rng else ""
@@ -1716,7 +1914,14 @@ def terraform_env() -> dict:
     import os
 
     env = dict(os.environ)
-    env.update({"TF_CLI_CONFIG_FILE": "/dev/null", "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"})
+    env.update(
+        {
+            "TF_CLI_CONFIG_FILE": "/dev/null",
+            "TF_IN_AUTOMATION": "1",
+            "TF_INPUT": "0",
+            "CHECKPOINT_DISABLE": "1",
+        }
+    )
     return env
 
 
@@ -1734,23 +1939,72 @@ def _mutations() -> list[tuple[str, str, object]]:
         kind(docs, "ConfigMap")["data"][key] = value
 
     return [
-        ("metrics on the API port", "uses the API port", lambda d: set_env(d, "FLIGHT_COUNTER_METRICS_BIND", "0.0.0.0:8080")),
-        ("no metrics listener", "FLIGHT_COUNTER_METRICS_BIND must be set", lambda d: kind(d, "ConfigMap")["data"].pop("FLIGHT_COUNTER_METRICS_BIND")),
-        ("no metrics container port", "container ports must be exactly", lambda d: container(d)["ports"].pop()),
-        ("annotations scrape the API port", "scrape annotations must name the metrics port",
-         lambda d: kind(d, "Deployment")["spec"]["template"]["metadata"]["annotations"].update({"prometheus.io/port": "8080"})),
-        ("load balancer targets metrics", "exposes the metrics port",
-         lambda d: kind(d, "Service")["spec"]["ports"].append({"name": "m", "port": 9090, "targetPort": "metrics", "protocol": "TCP"})),
-        ("subnets admitted on every port", "on every port",
-         lambda d: kind(d, "NetworkPolicy", "flight-counter")["spec"]["ingress"][0].pop("ports")),
-        ("metrics port opened to the subnets", "on the metrics port",
-         lambda d: kind(d, "NetworkPolicy", "flight-counter")["spec"]["ingress"][0]["ports"].append({"protocol": "TCP", "port": "metrics"})),
-        ("monitoring rule widened to an address block", "only the monitoring namespace may reach it",
-         lambda d: kind(d, "NetworkPolicy", "flight-counter-monitoring")["spec"]["ingress"][0]["from"].append({"ipBlock": {"cidr": "10.40.0.0/16"}})),
-        ("the whole VPC on the API port", "must be exactly the subnets",
-         lambda d: kind(d, "NetworkPolicy", "flight-counter")["spec"]["ingress"][0].update({"from": [{"ipBlock": {"cidr": "10.40.0.0/16"}}]})),
-        ("a kind the deploy role may not apply", "deployer Role: Secret",
-         lambda d: d.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x", "namespace": kind(d, "ConfigMap")["metadata"]["namespace"]}})),
+        (
+            "metrics on the API port",
+            "uses the API port",
+            lambda d: set_env(d, "FLIGHT_COUNTER_METRICS_BIND", "0.0.0.0:8080"),
+        ),
+        (
+            "no metrics listener",
+            "FLIGHT_COUNTER_METRICS_BIND must be set",
+            lambda d: kind(d, "ConfigMap")["data"].pop("FLIGHT_COUNTER_METRICS_BIND"),
+        ),
+        (
+            "no metrics container port",
+            "container ports must be exactly",
+            lambda d: container(d)["ports"].pop(),
+        ),
+        (
+            "annotations scrape the API port",
+            "scrape annotations must name the metrics port",
+            lambda d: kind(d, "Deployment")["spec"]["template"]["metadata"]["annotations"].update(
+                {"prometheus.io/port": "8080"}
+            ),
+        ),
+        (
+            "load balancer targets metrics",
+            "exposes the metrics port",
+            lambda d: kind(d, "Service")["spec"]["ports"].append(
+                {"name": "m", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+            ),
+        ),
+        (
+            "subnets admitted on every port",
+            "on every port",
+            lambda d: kind(d, "NetworkPolicy", "flight-counter")["spec"]["ingress"][0].pop("ports"),
+        ),
+        (
+            "metrics port opened to the subnets",
+            "on the metrics port",
+            lambda d: kind(d, "NetworkPolicy", "flight-counter")["spec"]["ingress"][0]["ports"].append(
+                {"protocol": "TCP", "port": "metrics"}
+            ),
+        ),
+        (
+            "monitoring rule widened to an address block",
+            "only the monitoring namespace may reach it",
+            lambda d: kind(d, "NetworkPolicy", "flight-counter-monitoring")["spec"]["ingress"][0][
+                "from"
+            ].append({"ipBlock": {"cidr": "10.40.0.0/16"}}),
+        ),
+        (
+            "the whole VPC on the API port",
+            "must be exactly the subnets",
+            lambda d: kind(d, "NetworkPolicy", "flight-counter")["spec"]["ingress"][0].update(
+                {"from": [{"ipBlock": {"cidr": "10.40.0.0/16"}}]}
+            ),
+        ),
+        (
+            "a kind the deploy role may not apply",
+            "deployer Role: Secret",
+            lambda d: d.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "x", "namespace": kind(d, "ConfigMap")["metadata"]["namespace"]},
+                }
+            ),
+        ),
     ]
 
 
@@ -1810,7 +2064,9 @@ def cmd_docs_selftest() -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     docs = sub.add_parser("docs")
     docs.add_argument("--check", action="store_true")
@@ -1829,7 +2085,9 @@ def main() -> int:
     man.add_argument("rendered", type=Path)
     man.add_argument("--kubernetes-version", required=True)
     man.add_argument("--overlay", choices=["default", "public"], default="default")
-    man.add_argument("--selftest", action="store_true", help="refuse each known mistake put into the rendering")
+    man.add_argument(
+        "--selftest", action="store_true", help="refuse each known mistake put into the rendering"
+    )
     args = parser.parse_args()
     if args.cmd == "docs-selftest":
         return cmd_docs_selftest()

@@ -60,7 +60,10 @@ async def serve(listen_host: str, listen_port: int, up_host: str, up_port: int, 
         )
 
     server = await asyncio.start_server(handle, listen_host, listen_port)
-    print(f"latency-proxy: {listen_host}:{listen_port} -> {up_host}:{up_port}, +{rtt * 1000:g} ms RTT", flush=True)
+    print(
+        f"latency-proxy: {listen_host}:{listen_port} -> {up_host}:{up_port}, +{rtt * 1000:g} ms RTT",
+        flush=True,
+    )
     async with server:
         await server.serve_forever()
 

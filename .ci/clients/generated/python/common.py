@@ -1,4 +1,5 @@
 """What both scenarios share: one line per step, and reading typed answers."""
+
 import sys
 
 from flight_counter_client.models import ErrorBody, ErrorCode, TransactionCount

@@ -7,6 +7,7 @@ plain Client type-checks.
 Records without a key and reads the count back. Prints one line per step; exits non-zero at
 the first that does not hold.
 """
+
 import sys
 import uuid
 
@@ -20,8 +21,7 @@ def without_keys(base: str) -> None:
     client = Client(base_url=base)
     route = f"PY{uuid.uuid4().int % 9000 + 1000}"
     first = record_transaction.sync_detailed(route, client=client)
-    step("record without a key", first.status_code == 200 and count_of(first.parsed) == 1,
-         first.parsed)
+    step("record without a key", first.status_code == 200 and count_of(first.parsed) == 1, first.parsed)
     one = get_transactions.sync(route, client=client)
     step("read without a key", isinstance(one, TransactionCount) and one.transactions == 1, one)
 
