@@ -59,8 +59,8 @@ SERVICE_PID=""
 PROM_PID=""
 MON_PIDS=()
 cleanup() {
-  [[ -n $SERVICE_PID ]] && kill -KILL "$SERVICE_PID" 2>/dev/null || true
-  [[ -n $PROM_PID ]] && kill -KILL "$PROM_PID" 2>/dev/null || true
+  if [[ -n $SERVICE_PID ]]; then kill -KILL "$SERVICE_PID" 2>/dev/null || true; fi
+  if [[ -n $PROM_PID ]]; then kill -KILL "$PROM_PID" 2>/dev/null || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the benchmark scripts: tool installs, ports, readiness waits and wrk parsing.
 # Source it from a script that has cd'ed to the repository root.
 
