@@ -163,7 +163,7 @@ pub struct Config {
     /// Most client connections open at once; past it, a new connection is closed as soon as it
     /// is accepted. Each costs a descriptor and, at worst (a request head held unfinished just
     /// under its bound), about 34 KiB: 2048 of them stay within 70 MiB, inside a 256 MiB pod
-    /// with the store's own memory (README, "Running out of things").
+    /// with the store's own memory (docs/hostile-clients.md).
     #[arg(long, env = "FLIGHT_COUNTER_MAX_CONNECTIONS", default_value_t = 2048,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
