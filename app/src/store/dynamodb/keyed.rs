@@ -46,7 +46,7 @@ use super::{
     KEY_ROUTE_ATTRIBUTE,
     attempt::{Attempt, classify},
     errors::THROTTLING_CODES,
-    markers::{MARKER_PREFIX, Marker, new_batch_id},
+    markers::{MARKER_PREFIX, Marker, new_batch_id, random_u64},
     periods::{day_attribute, month_attribute},
     records::{KEY_BACK_ATTRIBUTE, KEY_BATCH_ATTRIBUTE, invalid, num, record_batch, text},
     retry::{contention_backoff, count_timed_out, resend_backoff},
@@ -508,9 +508,9 @@ impl DynamoStore {
                     .build(),
             );
         }
-        // The batch id, and more randomness: a token no other commit, here or in another
-        // instance, will use (at most 36 characters).
-        let token = format!("{batch}-{}", new_batch_id(now));
+        // The batch id and 64 more random bits: a token no other commit, here or in another
+        // instance, will use (33 characters; DynamoDB takes up to 36).
+        let token = format!("{batch}-{:016x}", random_u64());
         Ok(Prepared {
             batch,
             token,

@@ -122,13 +122,19 @@ impl PendingMarkers {
     }
 }
 
-/// A fresh batch id: its time in epoch seconds (to tell abandoned totals) and 64 random bits.
+/// A fresh batch id: its time in epoch seconds (to tell abandoned totals) and 32 random bits.
 pub(super) fn new_batch_id(now: u64) -> String {
+    // The low 32 bits of the time: they tell the age of a marker for 136 years at a stretch.
+    format!("{:08x}{:08x}", now as u32, random_u64() as u32)
+}
+
+/// 64 bits no other call, here or in another instance, will return in practice.
+pub(super) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
     // RandomState is seeded from the OS once per thread and varied per instance; with a
-    // sequence number and the time mixed in, two ids never meet in practice.
+    // sequence number and the time mixed in, two values never meet in practice.
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(SEQUENCE.fetch_add(1, Ordering::Relaxed));
     hasher.write_u128(
@@ -137,8 +143,7 @@ pub(super) fn new_batch_id(now: u64) -> String {
             .map(|d| d.as_nanos())
             .unwrap_or(0),
     );
-    // The low 32 bits of the time: they tell the age of a marker for 136 years at a stretch.
-    format!("{:08x}{:08x}", now as u32, hasher.finish() as u32)
+    hasher.finish()
 }
 
 /// The batch id of a marker attribute, if the name is one.
