@@ -11,16 +11,26 @@
 #   4. with BASELINE_REV set: that revision built too, and run ("before") right after this
 #      tree's ("after") on the keyless hot-route and many-route rows (dynalite direct, group
 #      commit on) and on the keyed 2-process row, with the after/before ratios
+#   5. keyed, moto, 2 processes on the hot route through bench/latency-proxy at each of
+#      LATENCIES ms of added round trip: do batches grow with latency (write requests per
+#      1,000 keyed POSTs)?
+#   6. faults: the same load through scripts/dynamodb-throttle-proxy.py honouring client
+#      request tokens, with FAULT_DROP of the transactions' answers dropped and FAULT_LATE held
+#      past the service's 1 s attempt timeout (the default): POSTs per second, the share
+#      answered 200, write requests per 1,000 keyed POSTs
 #
 # Tables 1 and 2 run twice: straight to the emulator, then through bench/latency-proxy adding
 # RTT_MS of round trip, as a real DynamoDB endpoint a few milliseconds away would.
 #
 # Usage: bench/dynamodb.sh
+#   TABLES="keyless keyed throttled latency faults"  which tables to run (all by default;
+#                         the baseline rows go with keyless and keyed)
 #   DURATION=10s          length of every load
 #   CONNECTIONS=128       wrk clients of the one-process rows of table 1
 #   PROCESS_CONNECTIONS=32  wrk clients per process in the multi-process rows
 #   PROCESS_COUNTS="1 2 3"  processes of the keyed rows
 #   WORKERS=1 RTT_MS=3 THROTTLE_BUDGET=100 KEYED_THROTTLE_BUDGET=50
+#   LATENCIES="0 20 100" FAULT_DROP=0.04 FAULT_LATE=0.2 FAULT_LATE_MS=1500
 #   BASELINE_REV=4ce71a0  also build and measure that revision (several minutes to build)
 # Installs wrk from Debian and the emulators (scripts/install-emulators.sh) if missing, and
 # builds the release binary. Loopback only; every load is bounded by DURATION; every process
@@ -44,10 +54,18 @@ RTT_MS=${RTT_MS:-3}
 THROTTLE_BUDGET=${THROTTLE_BUDGET:-100}
 KEYED_THROTTLE_BUDGET=${KEYED_THROTTLE_BUDGET:-50}
 BASELINE_REV=${BASELINE_REV:-}
+TABLES=${TABLES:-keyless keyed throttled latency faults}
+LATENCIES=${LATENCIES:-0 20 100}
+FAULT_DROP=${FAULT_DROP:-0.04}
+FAULT_LATE=${FAULT_LATE:-0.2}
+FAULT_LATE_MS=${FAULT_LATE_MS:-1500}
 # moto serves one request at a time for every process: an attempt can queue behind the others'
 # for over a second, and the default 1 s attempt timeout would cut it off and send it again,
 # adding load. 5 s is the commit timeout: an attempt then runs as long as its POST may wait.
 ATTEMPT_TIMEOUT=5s
+wants() { [[ " $TABLES " == *" $1 "* ]]; }
+# The fault row runs with the service's default instead: a late answer is one past it.
+FAULT_ATTEMPT_TIMEOUT=1s
 # Longer than the service's 5 s commit timeout: every request is answered by the service (a 503
 # at worst) and counted, rather than given up by wrk at its 2 s default and left out.
 WRK_TIMEOUT=15s
@@ -106,20 +124,22 @@ start_moto() {
 }
 
 start_latency_proxy() {
-  local port=$1 upstream=$2
+  local port=$1 upstream=$2 rtt=${3:-$RTT_MS}
   python3 bench/latency-proxy/proxy.py --listen "127.0.0.1:$port" --upstream "127.0.0.1:$upstream" \
-    --rtt-ms "$RTT_MS" >"$WORK/latency-proxy-$port.log" 2>&1 &
+    --rtt-ms "$rtt" >"$WORK/latency-proxy-$port.log" 2>&1 &
   PIDS+=($!)
   wait_port "$port"
 }
 
-# Starts a throttle proxy in front of an upstream port; sets THROTTLE_PORT to the port it
-# listens on (it picks a free one itself and says which on its first line).
+# Starts a throttle proxy in front of an upstream port (more flags after the budget); sets
+# THROTTLE_PORT to the port it listens on (it picks a free one itself and says which on its
+# first line).
 start_throttle_proxy() {
   local upstream=$1 budget=$2 log
-  log="$WORK/throttle-proxy-$upstream.log"
+  shift 2
+  log="$WORK/throttle-proxy-$upstream-$budget.log"
   python3 scripts/dynamodb-throttle-proxy.py --listen 127.0.0.1:0 --upstream "127.0.0.1:$upstream" \
-    --writes-per-second "$budget" >"$log" 2>&1 &
+    --writes-per-second "$budget" "$@" >"$log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 200); do
     if grep -q '^listening on ' "$log"; then
@@ -145,7 +165,8 @@ start_services() {
     port=$(free_port)
     RUST_LOG=warn "$binary" --bind "127.0.0.1:$port" --worker-threads "$WORKERS" \
       --store dynamodb --create-table --table "$table" --endpoint-url "$endpoint" \
-      --dynamodb-attempt-timeout "$ATTEMPT_TIMEOUT" "$@" >"$WORK/service-$port.log" 2>&1 &
+      --dynamodb-attempt-timeout "${SERVICE_ATTEMPT_TIMEOUT:-$ATTEMPT_TIMEOUT}" "$@" \
+      >"$WORK/service-$port.log" 2>&1 &
     PIDS+=($!)
     SERVICE_PIDS+=($!)
     SERVICE_PORTS+=("$port")
@@ -168,9 +189,11 @@ stop_services() {
 
 # --- Measurements ------------------------------------------------------------------------------
 
-# Prints "posts writes gets throttled", summed over the services on the given ports: POSTs
-# answered 200; write requests sent to DynamoDB (UpdateItem, TransactWriteItems and PutItem
-# attempts, whatever their outcome); GetItem attempts; write attempts refused as throttled.
+# Prints "posts writes gets throttled batched commits", summed over the services on the given
+# ports: POSTs answered 200; write requests sent to DynamoDB (UpdateItem, TransactWriteItems and
+# PutItem attempts, whatever their outcome); GetItem attempts; write attempts refused as
+# throttled; transactions carried by commits, and commits (the batch size histogram's sum and
+# count).
 counters() {
   local port
   for port in "$@"; do curl -fsS "http://127.0.0.1:$port/metrics"; done | awk '
@@ -182,7 +205,15 @@ counters() {
         if ($0 ~ /outcome="throttled"/) throttled += $NF
       } else if ($0 ~ /operation="GetItem"/) gets += $NF
     }
-    END { printf "%d %d %d %d\n", posts, writes, gets, throttled }'
+    index($0, "flight_counter_store_commit_batch_size_sum") == 1 { batched += $NF }
+    index($0, "flight_counter_store_commit_batch_size_count") == 1 { commits += $NF }
+    END { printf "%d %d %d %d %d %d\n", posts, writes, gets, throttled, batched, commits }'
+}
+
+# Transactions per commit in the last measured row (keys per TransactWriteItems in a keyed
+# load: each commit is one transaction, sent again with its token when its answer is lost).
+keys_per_transaction() {
+  awk -v b="$R_BATCHED" -v c="$R_COMMITS" 'BEGIN { if (c > 0) printf "%.1f", b / c; else print "n/a" }'
 }
 
 # Prints "req/s p50 p99 non-2xx socket-errors" of one wrk output (latencies in ms).
@@ -256,16 +287,18 @@ measure() {
   local count=$1 binary=$2 endpoint=$3 table=$4 script=$5 connections=$6 throttle=$7 hot=$8
   shift 8 # the rest: more service flags
   start_services "$count" "$binary" "$endpoint" "$table" "$@"
-  local posts0 writes0 gets0 thr0 posts1 writes1 gets1 thr1
-  read -r posts0 writes0 gets0 thr0 <<<"$(counters "${SERVICE_PORTS[@]}")"
+  local posts0 writes0 gets0 thr0 batched0 commits0 posts1 writes1 gets1 thr1 batched1 commits1
+  read -r posts0 writes0 gets0 thr0 batched0 commits0 <<<"$(counters "${SERVICE_PORTS[@]}")"
   [[ -z $throttle ]] || curl -fsS -X POST -o /dev/null "http://127.0.0.1:$throttle/__proxy/reset"
   load_all "$script" "$connections" "$table" "${SERVICE_PORTS[@]}"
   read -r R_RPS R_P50 R_P99 R_BAD R_SOCK R_SECONDS <"$WORK/load"
-  read -r posts1 writes1 gets1 thr1 <<<"$(counters "${SERVICE_PORTS[@]}")"
+  read -r posts1 writes1 gets1 thr1 batched1 commits1 <<<"$(counters "${SERVICE_PORTS[@]}")"
   R_POSTS=$((posts1 - posts0))
   R_WRITES=$((writes1 - writes0))
   R_GETS=$((gets1 - gets0))
   R_THROTTLED=$((thr1 - thr0))
+  R_BATCHED=$((batched1 - batched0))
+  R_COMMITS=$((commits1 - commits0))
   R_WRITES_K=$(per_thousand "$R_WRITES" "$R_POSTS")
   R_GETS_K=$(per_thousand "$R_GETS" "$R_POSTS")
   if [[ -n $throttle ]]; then
@@ -341,81 +374,121 @@ PATH_RTT="proxy, +${RTT_MS} ms RTT"
 KEYLESS_ROWS=()
 KEYLESS_COMPARE_ROWS=()
 declare -A KEYLESS_AFTER_RPS KEYLESS_BEFORE_RPS
-for path in "$PATH_DIRECT" "$PATH_RTT"; do
-  endpoint="http://127.0.0.1:$DYNALITE_PORT"
-  [[ $path == "$PATH_DIRECT" ]] || endpoint="http://127.0.0.1:$DYNALITE_RTT_PORT"
-  slug=direct
-  [[ $path == "$PATH_DIRECT" ]] || slug=proxied
-  for group in true false; do
-    label="on"
-    [[ $group == true ]] || label="off (1 UpdateItem per POST)"
-    for routes in hot many; do
-      echo "running: keyless, dynalite $path, group commit $label, $routes, 1 × $CONNECTIONS" >&2
-      measure 1 "$AFTER" "$endpoint" "bench-$slug-$group-$routes" "bench/wrk/post-$routes.lua" \
-        "$CONNECTIONS" "" "$routes" --group-commit "$group"
-      what="one hot route"
-      [[ $routes == hot ]] || what="many routes"
-      KEYLESS_ROWS+=("| $path | 1 × $CONNECTIONS | $what | $label | $(figures_cells) |")
-      if [[ -n $BASELINE_REV && $path == "$PATH_DIRECT" && $group == true ]]; then
-        KEYLESS_AFTER_RPS[$routes]=$R_RPS
-        KEYLESS_COMPARE_ROWS+=("| $what | after ($AFTER_REV) | $(figures_cells) |")
-        echo "running: keyless, dynalite direct, $routes, 1 × $CONNECTIONS, $BASELINE_REV" >&2
-        measure 1 "$BEFORE" "$endpoint" "bench-baseline-$routes" "bench/wrk/post-$routes.lua" \
-          "$CONNECTIONS" "" "$routes"
-        KEYLESS_BEFORE_RPS[$routes]=$R_RPS
-        KEYLESS_COMPARE_ROWS+=("| $what | before ($BASELINE_REV) | $(figures_cells) |")
-      fi
+if wants keyless; then
+  for path in "$PATH_DIRECT" "$PATH_RTT"; do
+    endpoint="http://127.0.0.1:$DYNALITE_PORT"
+    [[ $path == "$PATH_DIRECT" ]] || endpoint="http://127.0.0.1:$DYNALITE_RTT_PORT"
+    slug=direct
+    [[ $path == "$PATH_DIRECT" ]] || slug=proxied
+    for group in true false; do
+      label="on"
+      [[ $group == true ]] || label="off (1 UpdateItem per POST)"
+      for routes in hot many; do
+        echo "running: keyless, dynalite $path, group commit $label, $routes, 1 × $CONNECTIONS" >&2
+        measure 1 "$AFTER" "$endpoint" "bench-$slug-$group-$routes" "bench/wrk/post-$routes.lua" \
+          "$CONNECTIONS" "" "$routes" --group-commit "$group"
+        what="one hot route"
+        [[ $routes == hot ]] || what="many routes"
+        KEYLESS_ROWS+=("| $path | 1 × $CONNECTIONS | $what | $label | $(figures_cells) |")
+        if [[ -n $BASELINE_REV && $path == "$PATH_DIRECT" && $group == true ]]; then
+          KEYLESS_AFTER_RPS[$routes]=$R_RPS
+          KEYLESS_COMPARE_ROWS+=("| $what | after ($AFTER_REV) | $(figures_cells) |")
+          echo "running: keyless, dynalite direct, $routes, 1 × $CONNECTIONS, $BASELINE_REV" >&2
+          measure 1 "$BEFORE" "$endpoint" "bench-baseline-$routes" "bench/wrk/post-$routes.lua" \
+            "$CONNECTIONS" "" "$routes"
+          KEYLESS_BEFORE_RPS[$routes]=$R_RPS
+          KEYLESS_COMPARE_ROWS+=("| $what | before ($BASELINE_REV) | $(figures_cells) |")
+        fi
+      done
+    done
+    # Several processes on one table, as several pods would run.
+    for count in 1 3; do
+      echo "running: keyless, dynalite $path, hot, $count × $PROCESS_CONNECTIONS" >&2
+      measure "$count" "$AFTER" "$endpoint" "bench-$slug-keyless-$count" bench/wrk/post-hot.lua \
+        "$PROCESS_CONNECTIONS" "" hot
+      KEYLESS_ROWS+=("| $path | $count × $PROCESS_CONNECTIONS | one hot route | on | $(figures_cells) |")
     done
   done
-  # Several processes on one table, as several pods would run.
-  for count in 1 3; do
-    echo "running: keyless, dynalite $path, hot, $count × $PROCESS_CONNECTIONS" >&2
-    measure "$count" "$AFTER" "$endpoint" "bench-$slug-keyless-$count" bench/wrk/post-hot.lua \
-      "$PROCESS_CONNECTIONS" "" hot
-    KEYLESS_ROWS+=("| $path | $count × $PROCESS_CONNECTIONS | one hot route | on | $(figures_cells) |")
-  done
-done
+fi
 
 # --- 2. Keyed, moto (and 4. the baseline) ------------------------------------------------------
 
 KEYED_ROWS=()
 COMPARE_ROWS=()
-for path in "$PATH_DIRECT" "$PATH_RTT"; do
-  endpoint="http://127.0.0.1:$MOTO_PORT"
-  [[ $path == "$PATH_DIRECT" ]] || endpoint="http://127.0.0.1:$MOTO_RTT_PORT"
-  slug=direct
-  [[ $path == "$PATH_DIRECT" ]] || slug=proxied
-  for count in $PROCESS_COUNTS; do
-    echo "running: keyed, moto $path, hot, $count × $PROCESS_CONNECTIONS" >&2
-    measure "$count" "$AFTER" "$endpoint" "bench-$slug-keyed-$count" \
-      bench/wrk/post-hot-keyed-prefix.lua "$PROCESS_CONNECTIONS" "" hot
-    KEYED_ROWS+=("| $path | $count × $PROCESS_CONNECTIONS | $(figures_cells) |")
-    if [[ $path == "$PATH_DIRECT" && $count == 2 ]]; then
-      AFTER_RPS=$R_RPS AFTER_WRITES_K=$R_WRITES_K
-      COMPARE_ROWS+=("| after ($AFTER_REV) | $(figures_cells) |")
-      if [[ -n $BASELINE_REV ]]; then
-        # Right after the same row of this tree, on the same moto, so both see the same machine.
-        echo "running: keyed, moto direct, hot, 2 × $PROCESS_CONNECTIONS, $BASELINE_REV" >&2
-        measure 2 "$BEFORE" "$endpoint" "bench-baseline-keyed-2" \
-          bench/wrk/post-hot-keyed-prefix.lua "$PROCESS_CONNECTIONS" "" hot
-        BEFORE_RPS=$R_RPS BEFORE_WRITES_K=$R_WRITES_K
-        COMPARE_ROWS+=("| before ($BASELINE_REV) | $(figures_cells) |")
+if wants keyed; then
+  for path in "$PATH_DIRECT" "$PATH_RTT"; do
+    endpoint="http://127.0.0.1:$MOTO_PORT"
+    [[ $path == "$PATH_DIRECT" ]] || endpoint="http://127.0.0.1:$MOTO_RTT_PORT"
+    slug=direct
+    [[ $path == "$PATH_DIRECT" ]] || slug=proxied
+    for count in $PROCESS_COUNTS; do
+      echo "running: keyed, moto $path, hot, $count × $PROCESS_CONNECTIONS" >&2
+      measure "$count" "$AFTER" "$endpoint" "bench-$slug-keyed-$count" \
+        bench/wrk/post-hot-keyed-prefix.lua "$PROCESS_CONNECTIONS" "" hot
+      KEYED_ROWS+=("| $path | $count × $PROCESS_CONNECTIONS | $(figures_cells) |")
+      if [[ $path == "$PATH_DIRECT" && $count == 2 ]]; then
+        AFTER_RPS=$R_RPS AFTER_WRITES_K=$R_WRITES_K
+        COMPARE_ROWS+=("| after ($AFTER_REV) | $(figures_cells) |")
+        if [[ -n $BASELINE_REV ]]; then
+          # Right after the same row of this tree, on the same moto, so both see the same machine.
+          echo "running: keyed, moto direct, hot, 2 × $PROCESS_CONNECTIONS, $BASELINE_REV" >&2
+          measure 2 "$BEFORE" "$endpoint" "bench-baseline-keyed-2" \
+            bench/wrk/post-hot-keyed-prefix.lua "$PROCESS_CONNECTIONS" "" hot
+          BEFORE_RPS=$R_RPS BEFORE_WRITES_K=$R_WRITES_K
+          COMPARE_ROWS+=("| before ($BASELINE_REV) | $(figures_cells) |")
+        fi
       fi
-    fi
+    done
   done
-done
+fi
 
 # --- 3. Throttled ------------------------------------------------------------------------------
 
 THROTTLED_ROWS=()
-echo "running: keyless, dynalite through the throttle proxy ($THROTTLE_BUDGET/s), 3 × $PROCESS_CONNECTIONS" >&2
-measure 3 "$AFTER" "http://127.0.0.1:$DYNALITE_THROTTLE_PORT" bench-throttled-keyless \
-  bench/wrk/post-hot.lua "$PROCESS_CONNECTIONS" "$DYNALITE_THROTTLE_PORT" hot
-THROTTLED_ROWS+=("| keyless, dynalite | $THROTTLE_BUDGET | 3 × $PROCESS_CONNECTIONS | $(figures_cells) | $R_REFUSED |")
-echo "running: keyed, moto through the throttle proxy ($KEYED_THROTTLE_BUDGET/s), 3 × $PROCESS_CONNECTIONS" >&2
-measure 3 "$AFTER" "http://127.0.0.1:$MOTO_THROTTLE_PORT" bench-throttled-keyed \
-  bench/wrk/post-hot-keyed-prefix.lua "$PROCESS_CONNECTIONS" "$MOTO_THROTTLE_PORT" hot
-THROTTLED_ROWS+=("| keyed, moto | $KEYED_THROTTLE_BUDGET | 3 × $PROCESS_CONNECTIONS | $(figures_cells) | $R_REFUSED |")
+if wants throttled; then
+  echo "running: keyless, dynalite through the throttle proxy ($THROTTLE_BUDGET/s), 3 × $PROCESS_CONNECTIONS" >&2
+  measure 3 "$AFTER" "http://127.0.0.1:$DYNALITE_THROTTLE_PORT" bench-throttled-keyless \
+    bench/wrk/post-hot.lua "$PROCESS_CONNECTIONS" "$DYNALITE_THROTTLE_PORT" hot
+  THROTTLED_ROWS+=("| keyless, dynalite | $THROTTLE_BUDGET | 3 × $PROCESS_CONNECTIONS | $(figures_cells) | $R_REFUSED |")
+  echo "running: keyed, moto through the throttle proxy ($KEYED_THROTTLE_BUDGET/s), 3 × $PROCESS_CONNECTIONS" >&2
+  measure 3 "$AFTER" "http://127.0.0.1:$MOTO_THROTTLE_PORT" bench-throttled-keyed \
+    bench/wrk/post-hot-keyed-prefix.lua "$PROCESS_CONNECTIONS" "$MOTO_THROTTLE_PORT" hot
+  THROTTLED_ROWS+=("| keyed, moto | $KEYED_THROTTLE_BUDGET | 3 × $PROCESS_CONNECTIONS | $(figures_cells) | $R_REFUSED |")
+fi
+
+# --- 5. Latency: do keyed batches grow with it? -------------------------------------------------
+
+LATENCY_ROWS=()
+if wants latency; then
+  for rtt in $LATENCIES; do
+    port=$(free_port)
+    start_latency_proxy "$port" "$MOTO_PORT" "$rtt"
+    echo "running: keyed, moto through +$rtt ms RTT, hot, 2 × $PROCESS_CONNECTIONS" >&2
+    measure 2 "$AFTER" "http://127.0.0.1:$port" "bench-latency-$rtt" \
+      bench/wrk/post-hot-keyed-prefix.lua "$PROCESS_CONNECTIONS" "" hot
+    LATENCY_ROWS+=("| +$rtt ms | 2 × $PROCESS_CONNECTIONS | $R_RPS | $R_P50 | $R_P99 | $(errors_cell) | $R_WRITES_K | $(keys_per_transaction) |")
+  done
+fi
+
+# --- 6. Lost answers ---------------------------------------------------------------------------
+
+FAULT_ROWS=()
+if wants faults; then
+  start_throttle_proxy "$MOTO_PORT" 1000000 --honour-tokens --fault-operations TransactWriteItems \
+    --faults "drop=$FAULT_DROP,late=$FAULT_LATE" --late-ms "$FAULT_LATE_MS" --seed 1
+  FAULT_PORT=$THROTTLE_PORT
+  echo "running: keyed, moto through the fault proxy (drop $FAULT_DROP, late $FAULT_LATE), 2 × $PROCESS_CONNECTIONS" >&2
+  SERVICE_ATTEMPT_TIMEOUT=$FAULT_ATTEMPT_TIMEOUT measure 2 "$AFTER" "http://127.0.0.1:$FAULT_PORT" \
+    bench-faults bench/wrk/post-hot-keyed-prefix.lua "$PROCESS_CONNECTIONS" "$FAULT_PORT" hot
+  read -r dropped late replayed in_progress <<<"$(curl -fsS "http://127.0.0.1:$FAULT_PORT/__proxy/stats" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print(s["faults"]["drop"], s["faults"]["late"], s["tokens"]["replayed"], s["tokens"]["in_progress"])')"
+  share=$(awk -v ok="$R_POSTS" -v bad="$R_BAD" -v sock="$R_SOCK" \
+    'BEGIN { n = ok + bad + sock; if (n > 0) printf "%.2f%%", 100 * ok / n; else print "n/a" }')
+  posts_per_second=$(awk -v p="$R_POSTS" -v s="$R_SECONDS" 'BEGIN { printf "%.0f", p / s }')
+  FAULT_ROWS+=("| drop $FAULT_DROP, late $FAULT_LATE (${FAULT_LATE_MS} ms) | 2 × $PROCESS_CONNECTIONS | $posts_per_second | $share | $R_P99 | $R_WRITES_K | $(keys_per_transaction) | $dropped / $late | $replayed / $in_progress |")
+fi
 
 # --- Report ------------------------------------------------------------------------------------
 
@@ -432,25 +505,47 @@ echo "flight-counter $AFTER_REV; dynalite $(node -p 'require("./.tools/node_modu
   "scripts/moto-server.py) on loopback; wrk -t1 -d$DURATION --timeout $WRK_TIMEOUT per process;" \
   "service --worker-threads $WORKERS --dynamodb-attempt-timeout $ATTEMPT_TIMEOUT;" \
   "$(nproc) cores, load average $LOAD_AVERAGE at the start; loads took $((SECONDS - STARTED)) s"
-echo
-echo "Keyless POSTs, dynalite"
-echo
-echo "| path to dynalite | processes × clients | routes | group commit | $FIGURES_HEAD |"
-echo "|---|---|---|---|$FIGURES_ALIGN|"
-printf '%s\n' "${KEYLESS_ROWS[@]}"
-echo
-echo "Keyed POSTs (a new Idempotency-Key each), moto, one hot route"
-echo
-echo "| path to moto | processes × clients | $FIGURES_HEAD |"
-echo "|---|---|$FIGURES_ALIGN|"
-printf '%s\n' "${KEYED_ROWS[@]}"
-echo
-echo "Throttled: one hot route through scripts/dynamodb-throttle-proxy.py (budget in write units per second on one item)"
-echo
-echo "| load | budget | processes × clients | $FIGURES_HEAD | requests the proxy refused |"
-echo "|---|---:|---|$FIGURES_ALIGN|---:|"
-printf '%s\n' "${THROTTLED_ROWS[@]}"
-if [[ -n $BASELINE_REV ]]; then
+if ((${#KEYLESS_ROWS[@]})); then
+  echo
+  echo "Keyless POSTs, dynalite"
+  echo
+  echo "| path to dynalite | processes × clients | routes | group commit | $FIGURES_HEAD |"
+  echo "|---|---|---|---|$FIGURES_ALIGN|"
+  printf '%s\n' "${KEYLESS_ROWS[@]}"
+fi
+if ((${#KEYED_ROWS[@]})); then
+  echo
+  echo "Keyed POSTs (a new Idempotency-Key each), moto, one hot route"
+  echo
+  echo "| path to moto | processes × clients | $FIGURES_HEAD |"
+  echo "|---|---|$FIGURES_ALIGN|"
+  printf '%s\n' "${KEYED_ROWS[@]}"
+fi
+if ((${#THROTTLED_ROWS[@]})); then
+  echo
+  echo "Throttled: one hot route through scripts/dynamodb-throttle-proxy.py (budget in write units per second on one item)"
+  echo
+  echo "| load | budget | processes × clients | $FIGURES_HEAD | requests the proxy refused |"
+  echo "|---|---:|---|$FIGURES_ALIGN|---:|"
+  printf '%s\n' "${THROTTLED_ROWS[@]}"
+fi
+if ((${#LATENCY_ROWS[@]})); then
+  echo
+  echo "Keyed POSTs, moto, one hot route, through bench/latency-proxy (added round trip; target: at most 74 write requests per 1,000 keyed POSTs)"
+  echo
+  echo "| added RTT | processes × clients | POST req/s | p50 ms | p99 ms | non-2xx | write requests per 1,000 POSTs | keys per TransactWriteItems |"
+  echo "|---:|---|---:|---:|---:|---:|---:|---:|"
+  printf '%s\n' "${LATENCY_ROWS[@]}"
+fi
+if ((${#FAULT_ROWS[@]})); then
+  echo
+  echo "Keyed POSTs, moto, one hot route, through scripts/dynamodb-throttle-proxy.py --honour-tokens losing transactions' answers (service --dynamodb-attempt-timeout $FAULT_ATTEMPT_TIMEOUT; target: at most 74 write requests per 1,000 keyed POSTs)"
+  echo
+  echo "| answers lost | processes × clients | POSTs/s answered 200 | share 200 | p99 ms | write requests per 1,000 POSTs | keys per TransactWriteItems | dropped / late | token replays / in progress |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+  printf '%s\n' "${FAULT_ROWS[@]}"
+fi
+if [[ -n $BASELINE_REV ]] && wants keyless && wants keyed; then
   echo
   echo "Before and after: keyless POSTs, dynalite direct, 1 process × $CONNECTIONS clients, group commit on"
   echo
