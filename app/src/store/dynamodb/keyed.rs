@@ -226,7 +226,18 @@ impl DynamoStore {
                 *finish = None;
                 let total = self.applied_total(route, &prepared.batch, write).await?;
                 let r = open.len() as u64;
-                keyless_total = total - r;
+                // A total below the batch's own size is not one this commit could have made.
+                keyless_total = total
+                    .checked_sub(write.keyless + r)
+                    .map(|before| before + write.keyless)
+                    .ok_or_else(|| {
+                        StoreError::Unavailable(format!(
+                            "route {route} holds a total of {total} for keyed commit {}, below \
+                             its {} transactions",
+                            prepared.batch,
+                            write.keyless + r
+                        ))
+                    })?;
                 for (place, &at) in open.iter().enumerate() {
                     outcomes[at] =
                         Some(KeyedOutcome::recorded(route, total - r + 1 + place as u64));
