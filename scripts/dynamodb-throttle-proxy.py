@@ -541,7 +541,7 @@ def status_of(answer: bytes) -> int:
     """The status of the final answer in raw bytes (0 if it cannot be told)."""
     start = 0
     while answer.startswith(b"HTTP/", start):
-        line = answer[start:answer.find(b"\r\n", start)].split(b" ")
+        line = answer[start : answer.find(b"\r\n", start)].split(b" ")
         status = int(line[1]) if len(line) > 1 and line[1].isdigit() else 0
         if not 100 <= status < 200:
             return status
@@ -654,8 +654,16 @@ class Reply:
 
 
 class Proxy:
-    def __init__(self, limiter: Limiter, upstream: tuple, key_attributes: list, tokens: Tokens = None,
-                 faults: Faults = None, transaction_ms: float = 0, seed=None) -> None:
+    def __init__(
+        self,
+        limiter: Limiter,
+        upstream: tuple,
+        key_attributes: list,
+        tokens: Tokens = None,
+        faults: Faults = None,
+        transaction_ms: float = 0,
+        seed=None,
+    ) -> None:
         self.limiter = limiter
         self.upstream = upstream
         self.key_attributes = key_attributes
@@ -672,7 +680,9 @@ class Proxy:
                 head = await read_head(reader)
                 if head is None or len(head.start) != 3:
                     if head is not None:
-                        writer.write(response("400 Bad Request", b"bad request line\n", "text/plain", close=True))
+                        writer.write(
+                            response("400 Bad Request", b"bad request line\n", "text/plain", close=True)
+                        )
                     break
                 if "100-continue" in head.header("expect").lower():
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -710,7 +720,7 @@ class Proxy:
         if path.startswith("/__proxy/"):
             return Reply(self.control(method, path, body))
         target = head.header("x-amz-target")
-        operation = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else (target or "(none)")
+        operation = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else (target or "(none)")
         token = entry = None
         if self.tokens is not None and operation == "TransactWriteItems":
             token, digest = Tokens.identify(body)
@@ -733,7 +743,11 @@ class Proxy:
                 self.limiter.count(operation, "throttled")
                 if entry is not None:
                     self.tokens.finish(token, entry, b"", False, 400)
-                return Reply(dynamodb_error(throttled_body(operation, [item in over and units > 0 for item, units in charges])))
+                return Reply(
+                    dynamodb_error(
+                        throttled_body(operation, [item in over and units > 0 for item, units in charges])
+                    )
+                )
         # Drawn only for what gets this far: a refused request has no answer to lose.
         fault = self.faults.pick(operation)
         if fault == "mismatch":
@@ -752,7 +766,9 @@ class Proxy:
             print(f"dynamodb-throttle-proxy: upstream: {err}", file=sys.stderr, flush=True)
             if entry is not None:
                 self.tokens.finish(token, entry, b"", False, 0)
-            return Reply(response("502 Bad Gateway", f"upstream: {err}\n".encode(), "text/plain", close=True), True)
+            return Reply(
+                response("502 Bad Gateway", f"upstream: {err}\n".encode(), "text/plain", close=True), True
+            )
         status = status_of(answer)
         counts = self.upstream_statuses.setdefault(operation, {})
         counts[str(status)] = counts.get(str(status), 0) + 1
@@ -797,8 +813,7 @@ class Proxy:
         stats["faults_by_operation"] = self.faults.by_operation
         stats["fault_settings"] = self.faults.settings()
         stats["upstream_statuses"] = self.upstream_statuses
-        stats["tokens"] = {"honoured": self.tokens is not None,
-                           **(self.tokens.counts if self.tokens else {})}
+        stats["tokens"] = {"honoured": self.tokens is not None, **(self.tokens.counts if self.tokens else {})}
         stats["transaction_ms"] = self.transaction_delay * 1000
         return stats
 
@@ -892,7 +907,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", required=True, type=host_port, help="HOST:PORT (port 0: a free one)")
     parser.add_argument("--upstream", required=True, type=host_port, help="HOST:PORT of dynalite or moto")
-    parser.add_argument("--writes-per-second", type=positive, default=1000, help="write units per item per window")
+    parser.add_argument(
+        "--writes-per-second", type=positive, default=1000, help="write units per item per window"
+    )
     parser.add_argument("--window-ms", type=positive, default=1000, help="sliding window length")
     parser.add_argument(
         "--key-attributes",
@@ -900,16 +917,35 @@ def main() -> None:
         default=["route"],
         help="comma-separated key attribute names, to find a PutItem's key in its Item",
     )
-    parser.add_argument("--honour-tokens", action="store_true",
-                        help="keep DynamoDB's promises on TransactWriteItems' ClientRequestToken")
-    parser.add_argument("--token-window-seconds", type=float, default=600,
-                        help="how long a token's first answer is kept (DynamoDB: ten minutes)")
-    parser.add_argument("--transaction-ms", type=float, default=0,
-                        help="every TransactWriteItems runs this long before it is forwarded")
-    parser.add_argument("--faults", type=parse_faults, default={},
-                        help="MODE=PROBABILITY,... with MODE one of " + ", ".join(FAULT_MODES))
-    parser.add_argument("--fault-schedule", type=lambda v: [m for m in v.split(",") if m], default=[],
-                        help="MODE,... taken in turn by each eligible request (none: no fault)")
+    parser.add_argument(
+        "--honour-tokens",
+        action="store_true",
+        help="keep DynamoDB's promises on TransactWriteItems' ClientRequestToken",
+    )
+    parser.add_argument(
+        "--token-window-seconds",
+        type=float,
+        default=600,
+        help="how long a token's first answer is kept (DynamoDB: ten minutes)",
+    )
+    parser.add_argument(
+        "--transaction-ms",
+        type=float,
+        default=0,
+        help="every TransactWriteItems runs this long before it is forwarded",
+    )
+    parser.add_argument(
+        "--faults",
+        type=parse_faults,
+        default={},
+        help="MODE=PROBABILITY,... with MODE one of " + ", ".join(FAULT_MODES),
+    )
+    parser.add_argument(
+        "--fault-schedule",
+        type=lambda v: [m for m in v.split(",") if m],
+        default=[],
+        help="MODE,... taken in turn by each eligible request (none: no fault)",
+    )
     parser.add_argument("--late-ms", type=float, default=1500, help="how long a late answer is held")
     parser.add_argument(
         "--fault-operations",

@@ -68,8 +68,12 @@ class UpstreamHandler(http.server.BaseHTTPRequestHandler):
             )
         if b'"fail"' in body:
             # A transaction the server cancels: nothing applied, and nothing for a token to keep.
-            payload = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
-                                  "CancellationReasons": [{"Code": "ConditionalCheckFailed"}]}).encode()
+            payload = json.dumps(
+                {
+                    "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                    "CancellationReasons": [{"Code": "ConditionalCheckFailed"}],
+                }
+            ).encode()
             self.send_response(400)
             self.send_header("Content-Type", "application/x-amz-json-1.0")
             self.send_header("Content-Length", str(len(payload)))
@@ -81,7 +85,7 @@ class UpstreamHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/x-amz-json-1.0")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            self.wfile.write(b"3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n")
+            self.wfile.write(b'3\r\n{"a\r\n4\r\n":1}\r\n0\r\n\r\n')
             return
         self.send_response(200)
         self.send_header("Content-Type", "application/x-amz-json-1.0")
@@ -96,8 +100,16 @@ class UpstreamHandler(http.server.BaseHTTPRequestHandler):
 def start_proxy(upstream_port: int, *extra: str) -> tuple:
     """(process, port) of a proxy in front of the fake upstream."""
     process = subprocess.Popen(
-        [sys.executable, PROXY, "--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{upstream_port}",
-         "--exit-on-stdin-close", *extra],
+        [
+            sys.executable,
+            PROXY,
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            f"127.0.0.1:{upstream_port}",
+            "--exit-on-stdin-close",
+            *extra,
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -134,7 +146,15 @@ def transaction(*entries: tuple) -> tuple:
         if kind == "Put":
             items.append({"Put": {"TableName": TABLE, "Item": {**key(route), "n": {"N": "1"}}}})
         else:
-            items.append({kind: {"TableName": TABLE, "Key": key(route), "ConditionExpression": "attribute_exists(route)"}})
+            items.append(
+                {
+                    kind: {
+                        "TableName": TABLE,
+                        "Key": key(route),
+                        "ConditionExpression": "attribute_exists(route)",
+                    }
+                }
+            )
     return "TransactWriteItems", {"TransactItems": items}
 
 
@@ -143,7 +163,9 @@ class ThrottleProxyTest(unittest.TestCase):
     def setUpClass(cls) -> None:
         cls.upstream = FakeUpstream()
         threading.Thread(target=cls.upstream.serve_forever, daemon=True).start()
-        cls.process, cls.port = start_proxy(cls.upstream.server_address[1], "--writes-per-second", str(BUDGET))
+        cls.process, cls.port = start_proxy(
+            cls.upstream.server_address[1], "--writes-per-second", str(BUDGET)
+        )
 
     @classmethod
     def tearDownClass(cls) -> None:
@@ -175,10 +197,13 @@ class ThrottleProxyTest(unittest.TestCase):
         operation, body = request
         own = conn is None
         conn = conn or self.connection()
-        headers = {"X-Amz-Target": f"DynamoDB_20120810.{operation}", "Content-Type": "application/x-amz-json-1.0"}
+        headers = {
+            "X-Amz-Target": f"DynamoDB_20120810.{operation}",
+            "Content-Type": "application/x-amz-json-1.0",
+        }
         payload = json.dumps(body).encode()
         if chunked:
-            pieces = [payload[i:i + 7] for i in range(0, len(payload), 7)]
+            pieces = [payload[i : i + 7] for i in range(0, len(payload), 7)]
             conn.request("POST", "/", body=iter(pieces), headers=headers, encode_chunked=True)
         else:
             conn.request("POST", "/", body=payload, headers=headers)
@@ -266,10 +291,17 @@ class ThrottleProxyTest(unittest.TestCase):
 
     def test_a_batch_write_costs_one_unit_per_request(self) -> None:
         first, second = self.prefix + "a", self.prefix + "b"
-        batch = ("BatchWriteItem", {"RequestItems": {TABLE: [
-            {"PutRequest": {"Item": {**key(first), "n": {"N": "1"}}}},
-            {"DeleteRequest": {"Key": key(second)}},
-        ]}})
+        batch = (
+            "BatchWriteItem",
+            {
+                "RequestItems": {
+                    TABLE: [
+                        {"PutRequest": {"Item": {**key(first), "n": {"N": "1"}}}},
+                        {"DeleteRequest": {"Key": key(second)}},
+                    ]
+                }
+            },
+        )
         for _ in range(BUDGET):
             self.assertEqual(self.call(batch)[0], 200)
         self.assert_throttled(self.call(batch), THROUGHPUT)
@@ -347,7 +379,11 @@ class ThrottleProxyTest(unittest.TestCase):
         for _ in range(BUDGET):
             self.assertEqual(self.call(update(route), chunked=True)[:3:2], (200, {}))
         self.assert_throttled(self.call(update(route), chunked=True), THROUGHPUT)
-        [sent] = [r for r in self.upstream.operations("UpdateItem") if json.dumps({"S": route}).encode() in r["body"]][:1]
+        [sent] = [
+            r
+            for r in self.upstream.operations("UpdateItem")
+            if json.dumps({"S": route}).encode() in r["body"]
+        ][:1]
         self.assertEqual(json.loads(sent["body"]), update(route)[1])
         self.assertEqual((sent["content_length"], sent["transfer_encoding"]), (str(len(sent["body"])), None))
 
@@ -368,7 +404,9 @@ class ThrottleProxyTest(unittest.TestCase):
         self.assertEqual(self.call(("GetItem", {"TableName": TABLE, "Key": key(route)}), conn)[0], 200)
         self.assertIs(conn.sock, socket, "the proxy kept the connection open")
         conn.close()
-        peers = {r["peer"] for r in self.upstream.operations() if json.dumps({"S": route}).encode() in r["body"]}
+        peers = {
+            r["peer"] for r in self.upstream.operations() if json.dumps({"S": route}).encode() in r["body"]
+        }
         self.assertEqual(len(peers), 1, "one upstream connection served them all")
 
     def test_many_concurrent_connections_never_exceed_the_budget(self) -> None:
@@ -449,8 +487,12 @@ class ProxyCase(unittest.TestCase):
         """(status, JSON body) of one call on a connection of its own."""
         operation, body = request
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        conn.request("POST", "/", body=json.dumps(body).encode(),
-                     headers={"X-Amz-Target": f"DynamoDB_20120810.{operation}"})
+        conn.request(
+            "POST",
+            "/",
+            body=json.dumps(body).encode(),
+            headers={"X-Amz-Target": f"DynamoDB_20120810.{operation}"},
+        )
         resp = conn.getresponse()
         raw = resp.read()
         conn.close()
@@ -567,8 +609,12 @@ class FaultTest(ProxyCase):
         route = self.prefix + "a"
         self.faults(faults={"reset": 1})
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        conn.request("POST", "/", body=json.dumps(update(route)[1]).encode(),
-                     headers={"X-Amz-Target": "DynamoDB_20120810.UpdateItem"})
+        conn.request(
+            "POST",
+            "/",
+            body=json.dumps(update(route)[1]).encode(),
+            headers={"X-Amz-Target": "DynamoDB_20120810.UpdateItem"},
+        )
         resp = conn.getresponse()
         self.assertEqual(resp.status, 200, "the head arrives")
         with self.assertRaises((http.client.IncompleteRead, ConnectionError)):
