@@ -15,6 +15,11 @@ use super::{
 /// What is wrong with a piece of a target, if anything.
 fn encoding_problem(piece: &str) -> Option<&'static str> {
     let bytes = piece.as_bytes();
+    // The usual target has no percent-encoding: then it is the text it already is, with nothing
+    // to decode and nothing to allocate.
+    if memchr::memchr(b'%', bytes).is_none() {
+        return None;
+    }
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
