@@ -17,9 +17,7 @@ fn encoding_problem(piece: &str) -> Option<&'static str> {
     let bytes = piece.as_bytes();
     // The usual target has no percent-encoding: then it is the text it already is, with nothing
     // to decode and nothing to allocate.
-    if memchr::memchr(b'%', bytes).is_none() {
-        return None;
-    }
+    memchr::memchr(b'%', bytes)?;
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
