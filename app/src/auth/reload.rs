@@ -456,10 +456,9 @@ mod tests {
         assert!(keys.client(b"b").is_some());
     }
 
-    /// A file caught half-written (here: truncated, and the rest not yet there) is not applied
-    /// until it settles; one that keeps changing keeps the keys in force.
-    #[test]
-    fn a_half_written_file_is_not_applied() {
+    /// A keys file with a write key `a` for alice and a read key `b` for bob, loaded: its
+    /// directory (kept alive by the caller), path, content and keys.
+    fn alice_and_bob() -> (tempfile::TempDir, PathBuf, String, ApiKeys) {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("api-keys");
         let full = format!(
@@ -469,6 +468,14 @@ mod tests {
         );
         replace(&path, &full);
         let keys = ApiKeys::load(&path).expect("valid file");
+        (dir, path, full, keys)
+    }
+
+    /// A file caught half-written (here: truncated, and the rest not yet there) is not applied
+    /// until it settles; one that keeps changing keeps the keys in force.
+    #[test]
+    fn a_half_written_file_is_not_applied() {
+        let (_dir, path, full, keys) = alice_and_bob();
 
         // Truncated and half of it written, in place; the writer finishes during the pause.
         std::fs::write(&path, &full[..full.len() / 2]).expect("half");
@@ -499,15 +506,7 @@ mod tests {
     /// next reload finds it the same.
     #[test]
     fn a_file_that_may_be_cut_short_waits_one_reload() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("api-keys");
-        let full = format!(
-            "{}{}",
-            line("alice", "write", "a"),
-            line("bob", "read", "b")
-        );
-        replace(&path, &full);
-        let keys = ApiKeys::load(&path).expect("valid file");
+        let (_dir, path, full, keys) = alice_and_bob();
 
         // Truncated, and the writer stalled: held, then back to whole before the next reload.
         std::fs::write(&path, "").expect("truncate");

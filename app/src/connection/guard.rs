@@ -333,18 +333,21 @@ mod tests {
         assert_eq!(last.elapsed(), LIMITS.idle);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_request_dripped_byte_by_byte_is_cut_off_with_a_408() {
+    /// Sends `piece` every `every` until the guard cuts the connection off; returns the error
+    /// the guard's read ended with, how long after the start, and what the client read back.
+    async fn drip_until_cut_off(
+        piece: &'static [u8],
+        every: Duration,
+    ) -> (io::Error, Duration, String) {
         let (client, server) = tokio::io::duplex(4096);
         let (mut client_read, mut client_write) = tokio::io::split(client);
         let mut conn = ConnectionGuard::new(server, LIMITS);
-        // A byte every 5 s: never idle, but the request never completes.
         let dripper = tokio::spawn(async move {
-            for _ in 0..10 {
-                if client_write.write_all(b"G").await.is_err() {
+            for _ in 0..120 {
+                if client_write.write_all(piece).await.is_err() {
                     break;
                 }
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                tokio::time::sleep(every).await;
             }
         });
         let started = Instant::now();
@@ -355,11 +358,20 @@ mod tests {
                 Err(err) => break err,
             }
         };
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert_eq!(started.elapsed(), LIMITS.request);
+        let elapsed = started.elapsed();
         drop(conn);
         let mut answer = String::new();
         client_read.read_to_string(&mut answer).await.expect("read");
+        dripper.abort();
+        (err, elapsed, answer)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_dripped_byte_by_byte_is_cut_off_with_a_408() {
+        // A byte every 5 s: never idle, but the request never completes.
+        let (err, elapsed, answer) = drip_until_cut_off(b"G", Duration::from_secs(5)).await;
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(elapsed, LIMITS.request);
         assert!(
             answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
             "{answer}"
@@ -370,38 +382,15 @@ mod tests {
             .unwrap_or_default();
         let body: ErrorBody = serde_json::from_str(body).expect("JSON body");
         assert_eq!(body.error, "request_timeout");
-        dripper.abort();
     }
 
     #[tokio::test(start_paused = true)]
     async fn empty_lines_are_not_progress_and_start_the_request_deadline() {
-        let (client, server) = tokio::io::duplex(4096);
-        let (mut client_read, mut client_write) = tokio::io::split(client);
-        let mut conn = ConnectionGuard::new(server, LIMITS);
         // A bare line end every second: before, this kept a connection open for ever.
-        let keeper = tokio::spawn(async move {
-            for _ in 0..120 {
-                if client_write.write_all(b"\r\n").await.is_err() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
-        let started = Instant::now();
-        let mut buf = [0u8; 8];
-        let err = loop {
-            match conn.read(&mut buf).await {
-                Ok(_) => continue,
-                Err(err) => break err,
-            }
-        };
+        let (err, elapsed, answer) = drip_until_cut_off(b"\r\n", Duration::from_secs(1)).await;
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert_eq!(started.elapsed(), LIMITS.request);
-        drop(conn);
-        let mut answer = String::new();
-        client_read.read_to_string(&mut answer).await.expect("read");
+        assert_eq!(elapsed, LIMITS.request);
         assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
-        keeper.abort();
     }
 
     #[tokio::test(start_paused = true)]

@@ -32,7 +32,7 @@ use crate::{
     dynamodb_scale::{ONE_LOAD_AT_A_TIME, count, start_processes},
     emulators::{Emulator, Kind},
     helpers::{ServiceProcess, client, metric_sum},
-    idempotency::post_keyed,
+    idempotency::{assert_replays, post_keyed},
     throttle_proxy::ThrottleProxy,
 };
 
@@ -264,10 +264,7 @@ async fn assert_every_key_replays_from_the_other_process(bases: &[String], tally
                 let http = client();
                 for (key, count, at) in chunk {
                     let other = &bases[(at + 1) % bases.len()];
-                    let again = post_keyed(&http, other, ROUTE, &key).await;
-                    assert_eq!(again.status, 200, "replay of {key}: {}", again.body);
-                    assert!(again.replayed, "{key} was not answered as a replay");
-                    assert_eq!(again.count(), count, "{key} replayed another count");
+                    assert_replays(&http, other, ROUTE, &key, count).await;
                 }
             })
         })

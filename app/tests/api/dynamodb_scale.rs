@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::{
     emulators::{Emulator, Kind},
     helpers::{AWS_TEST_ENV, ServiceProcess, client, metric_sum as metric},
-    idempotency::post_keyed,
+    idempotency::{assert_replays, post_keyed},
     throttle_proxy::ThrottleProxy,
 };
 
@@ -205,10 +205,7 @@ async fn assert_every_key_replays(bases: &[String], route: &'static str, keyed: 
             tokio::spawn(async move {
                 let http = client();
                 for (key, count) in chunk {
-                    let again = post_keyed(&http, &base, route, &key).await;
-                    assert_eq!(again.status, 200, "replay of {key}: {}", again.body);
-                    assert!(again.replayed, "{key} was not answered as a replay");
-                    assert_eq!(again.count(), count, "{key} replayed another count");
+                    assert_replays(&http, &base, route, &key, count).await;
                 }
             })
         })

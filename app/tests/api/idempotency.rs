@@ -37,6 +37,20 @@ impl Answer {
     }
 }
 
+/// Sends `key` again through `base` and asserts it is answered as a replay of `count`.
+pub async fn assert_replays(
+    http: &reqwest::Client,
+    base: &str,
+    route: &str,
+    key: &str,
+    count: u64,
+) {
+    let again = post_keyed(http, base, route, key).await;
+    assert_eq!(again.status, 200, "replay of {key}: {}", again.body);
+    assert!(again.replayed, "{key} was not answered as a replay");
+    assert_eq!(again.count(), count, "{key} replayed another count");
+}
+
 pub async fn post_keyed(http: &reqwest::Client, base: &str, route: &str, key: &str) -> Answer {
     let resp = http
         .post(format!("{base}/transactions/{route}"))
