@@ -1,14 +1,8 @@
-//! UTC days and months, the windows of them the service keeps, and the clock that says which
-//! day it is. A transaction counts on the day (and month) in which its commit happens.
-//!
-//! The clock is injectable so that tests can put a commit just before midnight and the next
-//! one just after, or let a day fall out of the window, without waiting.
+//! UTC days and months, and the windows of them the service keeps. A transaction counts on the
+//! day (and month) in which its commit happens, as the service's [`Clock`](crate::clock::Clock)
+//! tells it.
 
-use std::{
-    fmt,
-    sync::{Arc, Mutex},
-    time::{Duration, SystemTime},
-};
+use std::{fmt, time::SystemTime};
 
 use time::{
     Date, OffsetDateTime, format_description::BorrowedFormatItem, macros::format_description,
@@ -228,55 +222,12 @@ impl Period for Month {
     }
 }
 
-/// What time it is.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> SystemTime;
-
-    fn today(&self) -> Day {
-        Day::of(self.now())
-    }
-}
-
-pub type SharedClock = Arc<dyn Clock>;
-
-/// The system's clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-}
-
-/// A clock that moves only when told to (tests).
-#[derive(Debug)]
-pub struct ManualClock(Mutex<SystemTime>);
-
-impl ManualClock {
-    pub fn at(t: SystemTime) -> Arc<Self> {
-        Arc::new(Self(Mutex::new(t)))
-    }
-
-    pub fn set(&self, t: SystemTime) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = t;
-    }
-
-    pub fn advance(&self, by: Duration) {
-        let mut now = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *now += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> SystemTime {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::clock::{Clock, ManualClock};
 
     fn day(s: &str) -> Day {
         Day::parse(s).expect("day")

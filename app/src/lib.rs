@@ -5,12 +5,13 @@
 //! (HTTP, OpenAPI, JSON errors) → [`ledger`] (group commit, pacing) → [`store`] (where counts
 //! live). [`route`] owns what a valid route is; [`auth`] who a client is and what its key
 //! allows; [`limits`] how much each client may ask of one instance; [`calendar`] which day and
-//! month a commit counts on. [`startup`] assembles the
+//! month a commit counts on, by the one [`clock`]. [`startup`] assembles the
 //! service for `main` and the tests alike; [`config`] and [`telemetry`] serve it.
 
 pub mod api;
 pub mod auth;
 pub mod calendar;
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod idempotency;

@@ -13,7 +13,7 @@ use poem::{
 use crate::{
     api,
     auth::{ApiKeys, AuthMode, KeysFileError},
-    calendar::{SharedClock, SystemClock},
+    clock::{SharedClock, SystemClock},
     config::{Config, StoreKind},
     connection::ServiceAcceptor,
     ledger::Ledger,

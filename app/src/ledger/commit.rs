@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::{LedgerError, StoreHealth, queue::Taken};
 use crate::{
-    calendar::SharedClock,
+    clock::SharedClock,
     store::{BatchStore, ItemStore, RouteOutcome, StoreError},
     telemetry::metrics::{self as m, CommitOutcome},
 };

@@ -38,7 +38,8 @@ pub use health::StoreHealth;
 pub use settings::{LedgerError, LedgerSettings};
 
 use crate::{
-    calendar::{Day, Month, SharedClock, SystemClock},
+    calendar::{Day, Month},
+    clock::{SharedClock, SystemClock},
     idempotency::{IdempotencyKey, KeyedIncrement, KeyedOutcome, epoch_seconds, expiry},
     route::Route,
     store::{Store, StoreError},

@@ -11,7 +11,7 @@ use std::{
 };
 
 use flight_counter::{
-    calendar::{SharedClock, SystemClock},
+    clock::{SharedClock, SystemClock},
     config::Config,
     startup::{Application, open_store},
     store::{DynamoStore, Store},

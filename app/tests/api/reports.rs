@@ -7,7 +7,8 @@ use std::{
 };
 
 use flight_counter::{
-    calendar::{Day, ManualClock},
+    calendar::Day,
+    clock::ManualClock,
     idempotency::{IdempotencyKey, KeyedIncrement},
     route::Route,
     store::{EmbeddedStore, ItemStore, MemoryStore, RouteWrite, Store, StoreBase},
