@@ -1,15 +1,12 @@
 use std::process::ExitCode;
 
 use flight_counter::{
-    auth::{self, KeysFileError},
-    config::{ApiKeyArgs, Cli, Invocation},
-    startup::{Application, shutdown_signal},
+    auth,
+    config::{ApiKeyArgs, Cli, Config, Invocation},
+    startup::{self, Application, CONFIG_ERROR, StartupError, shutdown_signal},
     telemetry,
 };
 use tracing_subscriber::EnvFilter;
-
-/// Exit status of a configuration error, as clap gives for a bad flag.
-const CONFIG_ERROR: u8 = 2;
 
 /// `flight-counter api-key`: the key on stdout, the keys file line on stderr, nothing else,
 /// so a script can keep each where it belongs.
@@ -70,19 +67,16 @@ fn main() -> ExitCode {
             return ExitCode::from(CONFIG_ERROR);
         }
     };
-    telemetry::logging::init(config.log_format, EnvFilter::new(&config.log_level));
+    telemetry::logging::init(config.log.log_format, EnvFilter::new(&config.log.log_level));
+    let max_connections = config.server.max_connections;
     // Every connection is a descriptor: take all the process may have.
     match flight_counter::connection::raise_open_files_limit() {
         Ok(limit) => {
-            tracing::info!(
-                open_files = limit,
-                max_connections = config.max_connections,
-                "descriptor limit"
-            );
-            if u64::from(config.max_connections) + 64 > limit {
+            tracing::info!(open_files = limit, max_connections, "descriptor limit");
+            if u64::from(max_connections) + 64 > limit {
                 tracing::warn!(
                     open_files = limit,
-                    max_connections = config.max_connections,
+                    max_connections,
                     "--max-connections is above what the descriptor limit leaves for connections; \
                      accepts will fail (and back off) before it is reached"
                 );
@@ -90,45 +84,37 @@ fn main() -> ExitCode {
         }
         Err(err) => tracing::warn!(error = %err, "cannot raise the open-files limit"),
     }
-
-    let runtime = match config.worker_threads {
-        1 => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        0 => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
-        n => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build(),
-    };
-    let runtime = match runtime {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("flight-counter: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-
-    let result = runtime.block_on(async {
-        let shutdown = shutdown_signal()
-            .map_err(|err| anyhow::anyhow!("cannot listen for shutdown signals: {err}"))?;
-        let app = Application::build(config).await?;
-        app.run_until_stopped(shutdown).await
-    });
-    match result {
+    match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
-        // A keys file that cannot be read at start is a configuration error.
-        Err(err) if err.downcast_ref::<KeysFileError>().is_some() => {
-            tracing::error!(error = %err, "invalid configuration");
-            eprintln!("flight-counter: {err}");
-            ExitCode::from(CONFIG_ERROR)
-        }
         Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "flight-counter failed");
-            eprintln!("flight-counter: {err:#}");
-            ExitCode::FAILURE
+            let line = startup::chain(&err);
+            if err.is_configuration() {
+                tracing::error!(error = %line, "invalid configuration");
+            } else {
+                tracing::error!(error = %line, "flight-counter failed");
+            }
+            eprintln!("flight-counter: {line}");
+            err.exit_code()
         }
     }
+}
+
+/// Builds the runtime the configuration asks for and runs the service on it until a signal.
+fn serve(config: Config) -> Result<(), StartupError> {
+    let mut runtime = match config.server.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if config.server.worker_threads > 1 {
+        runtime.worker_threads(config.server.worker_threads);
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .map_err(StartupError::Runtime)?;
+    runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
+        let app = Application::builder(config).build().await?;
+        app.run_until_stopped(shutdown).await
+    })
 }

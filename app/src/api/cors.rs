@@ -32,7 +32,7 @@ pub enum CorsPolicy {
 
 impl CorsPolicy {
     /// The policy of the flag's values: none, `*` alone, or origins.
-    pub fn from_values(values: &[String]) -> Result<Self, String> {
+    pub fn from_values(values: &[String]) -> Result<Self, InvalidOrigin> {
         match values {
             [] => Ok(CorsPolicy::Off),
             [any] if any == "*" => Ok(CorsPolicy::AnyOriginReads),
@@ -47,24 +47,26 @@ impl CorsPolicy {
 }
 
 /// `scheme://host[:port]` with no path, as browsers send it in `Origin`.
-fn valid_origin(origin: &str) -> Result<(), String> {
-    let rule = || {
-        format!(
-            "--cors-allow-origin {origin:?} is not an origin: give scheme://host[:port] with no \
-             path (e.g. https://dash.example.com), several separated by commas, or * alone for \
-             reads from any origin"
-        )
-    };
-    let (scheme, rest) = origin.split_once("://").ok_or_else(rule)?;
+fn valid_origin(origin: &str) -> Result<(), InvalidOrigin> {
+    let invalid = || InvalidOrigin(origin.to_owned());
+    let (scheme, rest) = origin.split_once("://").ok_or_else(invalid)?;
     let host_ok = !rest.is_empty()
         && rest
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
     if !matches!(scheme, "http" | "https") || !host_ok {
-        return Err(rule());
+        return Err(invalid());
     }
     Ok(())
 }
+
+/// A `--cors-allow-origin` value that is not an origin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--cors-allow-origin {0:?} is not an origin: give scheme://host[:port] with no path (e.g. \
+     https://dash.example.com), several separated by commas, or * alone for reads from any origin"
+)]
+pub struct InvalidOrigin(pub String);
 
 /// The middleware for `policy`, if it allows anything.
 pub fn middleware(policy: &CorsPolicy) -> Option<Cors> {

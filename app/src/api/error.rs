@@ -12,6 +12,7 @@ use poem::{
 use poem_openapi::Object;
 
 use super::routes::{self, RouteEntry};
+use crate::ledger::{LedgerError, Unavailability};
 
 /// Largest request body accepted. No operation takes a body; this only bounds what a client can
 /// make the server read.
@@ -19,6 +20,60 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Seconds a client is asked to wait before retrying after a `503`.
 pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// How a transaction that could not be recorded (or a count that could not be read) is
+/// answered: the one conversion from the ledger's errors, for every operation.
+pub enum Failure {
+    Internal(ErrorBody),
+    Unavailable { body: ErrorBody, retry_after: u32 },
+}
+
+/// Whole seconds, rounded up, and at least one: what `Retry-After` can say.
+fn retry_after_seconds(delay: std::time::Duration) -> u32 {
+    let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    u32::try_from(seconds).unwrap_or(u32::MAX).max(1)
+}
+
+impl From<LedgerError> for Failure {
+    fn from(err: LedgerError) -> Self {
+        let unavailable = |code, message: &str, retry_after| Failure::Unavailable {
+            body: ErrorBody::new(code, message),
+            retry_after: retry_after_seconds(retry_after),
+        };
+        match err {
+            LedgerError::Full(route) => {
+                tracing::error!(%route, "count overflow");
+                Failure::Internal(ErrorBody::new(
+                    ErrorCode::CountOverflow,
+                    format!(
+                        "the count of route {route} is at its largest value and cannot grow; \
+                         nothing was recorded, and other routes are not affected"
+                    ),
+                ))
+            }
+            LedgerError::Unavailable { retry_after, cause } => {
+                if let Unavailability::WrongOutcomes { .. } = cause {
+                    tracing::error!(error = %cause, "the store broke its contract");
+                }
+                unavailable(
+                    ErrorCode::StoreUnavailable,
+                    "the count store cannot commit right now; retry after the Retry-After delay",
+                    retry_after,
+                )
+            }
+            LedgerError::Throttled { retry_after, .. } => unavailable(
+                ErrorCode::StoreUnavailable,
+                "the count store is throttling requests; retry after the Retry-After delay",
+                retry_after,
+            ),
+            LedgerError::ShuttingDown => unavailable(
+                ErrorCode::ShuttingDown,
+                "this instance is shutting down; retry, another instance will answer",
+                crate::ledger::RETRY_AFTER,
+            ),
+        }
+    }
+}
 
 /// Every stable error code the service answers, in one place: a new code is a new variant.
 /// Serialised (and published in the OpenAPI document) in snake_case, e.g. `invalid_route`.

@@ -73,13 +73,12 @@ macro_rules! read_response {
             }
 
             fn failed(err: $crate::ledger::LedgerError) -> Self {
-                use $crate::api::transactions::Failure;
-                match Failure::from_ledger(err) {
+                use $crate::api::error::Failure;
+                match Failure::from(err) {
                     Failure::Internal(body) => Self::Internal($crate::api::json::JsonBody(body)),
-                    Failure::Unavailable(body) => Self::Unavailable(
-                        $crate::api::json::JsonBody(body),
-                        $crate::api::error::RETRY_AFTER_SECONDS,
-                    ),
+                    Failure::Unavailable { body, retry_after } => {
+                        Self::Unavailable($crate::api::json::JsonBody(body), retry_after)
+                    }
                 }
             }
         }

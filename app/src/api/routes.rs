@@ -254,7 +254,8 @@ mod tests {
         let spec = runtime.block_on(async {
             let ledger = crate::ledger::Ledger::start(
                 store,
-                crate::config::Config::for_tests().ledger_settings(),
+                crate::config::Config::default().ledger.settings(),
+                crate::clock::SystemClock::shared(),
             );
             let lifecycle = Arc::new(crate::lifecycle::Lifecycle::new(
                 Arc::clone(ledger.health()),

@@ -7,7 +7,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, types::Example};
 use super::{
     ApiTags,
     auth::Caller,
-    error::{ErrorBody, ErrorCode, RETRY_AFTER_SECONDS},
+    error::{ErrorBody, ErrorCode, Failure},
     json::JsonBody as Json,
     limits,
     parameter::IdempotencyKeyHeader,
@@ -17,7 +17,6 @@ use crate::{
     ledger::{Ledger, LedgerError},
     limits::{ClientLimits, KeyAdmission},
     route::Route,
-    store::StoreError,
     telemetry::metrics as m,
 };
 
@@ -155,46 +154,12 @@ fn record_bad_request(err: poem::Error) -> RecordResponse {
     RecordResponse::BadRequest(Json(invalid_route(&err)))
 }
 
-/// How a transaction that could not be recorded (or a count that could not be read) is
-/// answered; every operation shares it.
-pub(super) enum Failure {
-    Internal(ErrorBody),
-    Unavailable(ErrorBody),
-}
-
-impl Failure {
-    pub(super) fn from_ledger(err: LedgerError) -> Self {
-        match err {
-            // Only a store altered by hand can hold such a count; the other routes go on.
-            LedgerError::Store(StoreError::Overflow(overflowing)) => {
-                tracing::error!(route = %overflowing, "count overflow");
-                Failure::Internal(ErrorBody::new(
-                    ErrorCode::CountOverflow,
-                    format!(
-                        "the count of route {overflowing} is at its largest value and cannot \
-                         grow; nothing was recorded, and other routes are not affected"
-                    ),
-                ))
-            }
-            LedgerError::Store(StoreError::Unavailable(_) | StoreError::Throttled(_))
-            | LedgerError::TimedOut(_) => Failure::Unavailable(ErrorBody::new(
-                ErrorCode::StoreUnavailable,
-                "the count store cannot commit right now; retry after the Retry-After delay",
-            )),
-            LedgerError::ShuttingDown => Failure::Unavailable(ErrorBody::new(
-                ErrorCode::ShuttingDown,
-                "this instance is shutting down; retry, another instance will answer",
-            )),
-        }
-    }
-}
-
 impl RecordResponse {
     fn failed(err: LedgerError) -> Self {
-        match Failure::from_ledger(err) {
+        match Failure::from(err) {
             Failure::Internal(body) => RecordResponse::Internal(Json(body)),
-            Failure::Unavailable(body) => {
-                RecordResponse::Unavailable(Json(body), RETRY_AFTER_SECONDS)
+            Failure::Unavailable { body, retry_after } => {
+                RecordResponse::Unavailable(Json(body), retry_after)
             }
         }
     }

@@ -345,25 +345,20 @@ impl ApiKeys {
         m::keys_file_errors(errors);
     }
 
-    /// Re-reads the file every [`RELOAD_INTERVAL`] until `stopped` turns true.
-    pub async fn watch(self: Arc<Self>, mut stopped: tokio::sync::watch::Receiver<bool>) {
-        // The file was read at start, before the metrics recorder existed.
+    /// Publishes the refused-line count of the read at start, made before the metrics recorder
+    /// existed.
+    pub fn publish_errors(&self) {
         m::keys_file_errors(self.errors());
-        let mut tick = tokio::time::interval(RELOAD_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stopped.wait_for(|stop| *stop) => return,
-            }
-            // A file read: off the async threads, as a slow volume must not stall requests.
-            let keys = Arc::clone(&self);
-            if tokio::task::spawn_blocking(move || keys.reload())
-                .await
-                .is_err()
-            {
-                tracing::error!("reading the API keys file failed unexpectedly");
-            }
+    }
+
+    /// One reload, on a blocking thread: a file read must not stall requests on a slow volume.
+    /// The supervisor runs it every [`RELOAD_INTERVAL`].
+    pub async fn reload_off_thread(self: Arc<Self>) {
+        if tokio::task::spawn_blocking(move || self.reload())
+            .await
+            .is_err()
+        {
+            tracing::error!("reading the API keys file failed unexpectedly");
         }
     }
 }

@@ -40,23 +40,21 @@ pub(super) async fn commit_batch(
         let writes: Vec<_> = batch.iter().map(|taken| taken.write(day)).collect();
         match tokio::time::timeout_at(deadline, store.commit(&writes)).await {
             Ok(Ok(outcomes)) if outcomes.len() == batch.len() => break Ok(outcomes),
-            Ok(Ok(_)) => {
-                break Err(LedgerError::Store(StoreError::Unavailable(
-                    "store returned a wrong number of outcomes".into(),
-                )));
+            Ok(Ok(outcomes)) => {
+                break Err(LedgerError::wrong_outcomes(batch.len(), outcomes.len()));
             }
             Ok(Err(StoreError::Overflow(route))) if batch.len() > 1 => {
                 match batch.iter().position(|taken| taken.route == route) {
                     Some(at) => overflowed.push(batch.swap_remove(at)),
-                    None => break Err(LedgerError::Store(StoreError::Overflow(route))),
+                    None => break Err(LedgerError::Full(route)),
                 }
             }
-            Ok(Err(err)) => break Err(LedgerError::Store(err)),
-            Err(_) => break Err(LedgerError::TimedOut(cx.timeout)),
+            Ok(Err(err)) => break Err(err.into()),
+            Err(_) => break Err(LedgerError::timed_out(cx.timeout)),
         }
     };
     for taken in overflowed {
-        let err = LedgerError::Store(StoreError::Overflow(taken.route));
+        let err = LedgerError::Full(taken.route);
         tracing::error!(store = cx.kind, route = %taken.route, error = %err, "commit refused");
         m::commit_finished(started.elapsed(), taken.len() as u64, CommitOutcome::Failed);
         taken.fail(&err);
@@ -100,19 +98,20 @@ pub(super) async fn commit_item(
     let transactions = taken.len();
     let result = match tokio::time::timeout(cx.timeout, store.commit(&write)).await {
         Ok(Ok(outcome)) if outcome.keyed.len() == write.keyed.len() => Ok(outcome),
-        Ok(Ok(_)) => Err(LedgerError::Store(StoreError::Unavailable(
-            "store returned a wrong number of outcomes".into(),
-        ))),
-        Ok(Err(StoreError::Throttled(reason))) => {
-            tracing::debug!(route = %taken.route, %reason, transactions, "commit throttled");
+        Ok(Ok(outcome)) => Err(LedgerError::wrong_outcomes(
+            write.keyed.len(),
+            outcome.keyed.len(),
+        )),
+        Ok(Err(err @ StoreError::Throttled { .. })) => {
+            tracing::debug!(route = %taken.route, error = %err, transactions, "commit throttled");
             finished(&cx, started, transactions, CommitOutcome::Throttled);
             return ItemDone {
                 started,
                 throttled: Some(taken),
             };
         }
-        Ok(Err(err)) => Err(LedgerError::Store(err)),
-        Err(_) => Err(LedgerError::TimedOut(cx.timeout)),
+        Ok(Err(err)) => Err(err.into()),
+        Err(_) => Err(LedgerError::timed_out(cx.timeout)),
     };
     settle(taken, result, &cx, started, transactions);
     ItemDone {
@@ -144,7 +143,7 @@ fn settle(
 /// A failed commit. An overflowing count says nothing about the store's health: it is the
 /// route's own failure, and readiness stays as it was.
 fn failed(cx: &CommitContext, started: Instant, transactions: usize, err: &LedgerError) {
-    if matches!(err, LedgerError::Store(StoreError::Overflow(_))) {
+    if matches!(err, LedgerError::Full(_)) {
         m::commit_finished(
             started.elapsed(),
             transactions as u64,

@@ -19,6 +19,7 @@
 
 mod commit;
 mod dispatcher;
+mod error;
 mod health;
 mod pacing;
 mod queue;
@@ -34,13 +35,14 @@ use tokio::{
     task::JoinHandle,
 };
 
+pub use error::{LedgerError, RETRY_AFTER, Unavailability};
 pub use health::StoreHealth;
-pub use settings::{LedgerError, LedgerSettings};
+pub use settings::LedgerSettings;
 
 use crate::{
     calendar::{Day, Month},
-    clock::{SharedClock, SystemClock},
-    idempotency::{IdempotencyKey, KeyedIncrement, KeyedOutcome, epoch_seconds, expiry},
+    clock::SharedClock,
+    idempotency::{IdempotencyKey, KeyedIncrement, KeyedOutcome, expiry},
     route::Route,
     store::{Store, StoreError},
     telemetry::metrics as m,
@@ -84,18 +86,9 @@ impl Drop for InFlightEntry<'_> {
 }
 
 impl Ledger {
-    /// Starts the dispatcher for `store`, on the system clock. Must be called inside a tokio
-    /// runtime.
-    pub fn start(store: Store, settings: LedgerSettings) -> Arc<Self> {
-        Self::start_with_clock(store, settings, Arc::new(SystemClock))
-    }
-
-    /// As [`Ledger::start`], with the clock that says which day a commit counts on.
-    pub fn start_with_clock(
-        store: Store,
-        settings: LedgerSettings,
-        clock: SharedClock,
-    ) -> Arc<Self> {
+    /// Starts the dispatcher for `store`. `clock` says which day a commit counts on and when
+    /// an idempotency key expires. Must be called inside a tokio runtime.
+    pub fn start(store: Store, settings: LedgerSettings, clock: SharedClock) -> Arc<Self> {
         let (intake, queue) = mpsc::channel(settings.max_batch.clamp(64, 8192));
         let health = Arc::new(StoreHealth::new());
         let stop = Arc::new(Notify::new());
@@ -144,7 +137,7 @@ impl Ledger {
         let deadline = self.settings.commit_timeout;
         tokio::time::timeout(deadline, self.record_keyed_once(route, key))
             .await
-            .map_err(|_| LedgerError::TimedOut(deadline))?
+            .map_err(|_| LedgerError::timed_out(deadline))?
     }
 
     /// Hands a waiter to the dispatcher and waits for its answer, within the commit timeout:
@@ -165,7 +158,7 @@ impl Ledger {
         };
         tokio::time::timeout(deadline, queued_and_committed)
             .await
-            .map_err(|_| LedgerError::TimedOut(deadline))?
+            .map_err(|_| LedgerError::timed_out(deadline))?
     }
 
     async fn record_keyed_once(&self, route: Route, key: IdempotencyKey) -> KeyedResult {
@@ -192,7 +185,7 @@ impl Ledger {
                         in_flight: &self.in_flight,
                         key: &key,
                     };
-                    let now = epoch_seconds();
+                    let now = self.clock.epoch_seconds();
                     let increment = KeyedIncrement {
                         key: key.clone(),
                         route,
@@ -225,7 +218,7 @@ impl Ledger {
     /// (DynamoDB TTL) delete nothing here.
     pub async fn sweep_expired_keys(&self) -> Result<usize, LedgerError> {
         let deadline = self.settings.commit_timeout;
-        let now = epoch_seconds();
+        let now = self.clock.epoch_seconds();
         let today = self.today();
         let mut swept = 0;
         loop {
@@ -234,7 +227,7 @@ impl Ledger {
                 self.store.base().housekeeping(now, today, SWEEP_CHUNK),
             )
             .await
-            .map_err(|_| LedgerError::TimedOut(deadline))??;
+            .map_err(|_| LedgerError::timed_out(deadline))??;
             swept += chunk;
             if chunk < SWEEP_CHUNK {
                 m::keys_swept(swept as u64);
@@ -281,7 +274,7 @@ impl Ledger {
         let deadline = self.settings.commit_timeout;
         tokio::time::timeout(deadline, read)
             .await
-            .map_err(|_| LedgerError::TimedOut(deadline))?
+            .map_err(|_| LedgerError::timed_out(deadline))?
             .map_err(LedgerError::from)
     }
 

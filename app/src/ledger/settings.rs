@@ -1,8 +1,6 @@
-//! The ledger's tuning and its errors.
+//! The ledger's tuning.
 
 use std::time::Duration;
-
-use crate::store::StoreError;
 
 /// Tuning of the ledger; validated by the configuration layer.
 #[derive(Debug, Clone)]
@@ -40,15 +38,4 @@ impl LedgerSettings {
             1
         }
     }
-}
-
-/// Why a transaction was not recorded (or a count not read).
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum LedgerError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the store did not answer within {0:?}")]
-    TimedOut(Duration),
-    #[error("the service is shutting down")]
-    ShuttingDown,
 }

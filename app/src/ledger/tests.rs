@@ -12,6 +12,7 @@ use std::{
 
 use super::*;
 use crate::calendar::{Day, Month};
+use crate::clock::SystemClock;
 use crate::store::{
     BatchStore, ItemLimits, ItemStore, MemoryStore, RouteOutcome, RouteWrite, StoreBase, StoreError,
 };
@@ -182,7 +183,11 @@ async fn record_many(ledger: &Arc<Ledger>, routes: &[Route]) -> Vec<Result<u64, 
 #[tokio::test]
 async fn concurrent_callers_share_commits_and_get_distinct_counts() {
     let store = Observed::new(Duration::from_millis(5));
-    let ledger = Ledger::start(batch_store(&store), LedgerSettings::default());
+    let ledger = Ledger::start(
+        batch_store(&store),
+        LedgerSettings::default(),
+        SystemClock::shared(),
+    );
     let hot = route("AR1133");
     let results = record_many(&ledger, &vec![hot; 500]).await;
     let mut counts: Vec<u64> = results.into_iter().map(|r| r.expect("ok")).collect();
@@ -199,7 +204,11 @@ async fn concurrent_callers_share_commits_and_get_distinct_counts() {
 #[tokio::test]
 async fn a_lone_caller_is_committed_without_waiting_for_company() {
     let store = Observed::new(Duration::ZERO);
-    let ledger = Ledger::start(batch_store(&store), LedgerSettings::default());
+    let ledger = Ledger::start(
+        batch_store(&store),
+        LedgerSettings::default(),
+        SystemClock::shared(),
+    );
     let started = Instant::now();
     assert_eq!(ledger.record(route("LA1")).await.expect("ok"), 1);
     assert_eq!(store.commits(), 1);
@@ -213,7 +222,7 @@ async fn batches_never_exceed_the_limit() {
         max_batch: 7,
         ..LedgerSettings::default()
     };
-    let ledger = Ledger::start(batch_store(&store), settings);
+    let ledger = Ledger::start(batch_store(&store), settings, SystemClock::shared());
     let routes: Vec<Route> = (0..100)
         .map(|i| route(&format!("AB{}", i % 3 + 1)))
         .collect();
@@ -232,13 +241,19 @@ async fn batches_never_exceed_the_limit() {
 async fn a_failed_commit_fails_every_caller_in_it_and_applies_nothing() {
     let store = Observed::new(Duration::from_millis(5));
     store.fail.store(true, Ordering::SeqCst);
-    let ledger = Ledger::start(batch_store(&store), LedgerSettings::default());
-    let results = record_many(&ledger, &vec![route("AR1"); 50]).await;
-    assert!(
-        results
-            .iter()
-            .all(|r| matches!(r, Err(LedgerError::Store(StoreError::Unavailable(_)))))
+    let ledger = Ledger::start(
+        batch_store(&store),
+        LedgerSettings::default(),
+        SystemClock::shared(),
     );
+    let results = record_many(&ledger, &vec![route("AR1"); 50]).await;
+    assert!(results.iter().all(|r| matches!(
+        r,
+        Err(LedgerError::Unavailable {
+            cause: Unavailability::Store(StoreError::Unavailable { .. }),
+            ..
+        })
+    )));
     assert!(!ledger.health().is_healthy());
     store.fail.store(false, Ordering::SeqCst);
     assert_eq!(ledger.record(route("AR1")).await.expect("ok"), 1);
@@ -248,7 +263,11 @@ async fn a_failed_commit_fails_every_caller_in_it_and_applies_nothing() {
 #[tokio::test]
 async fn per_item_stores_commit_routes_independently() {
     let store = Observed::new(Duration::from_millis(5));
-    let ledger = Ledger::start(item_store(&store), LedgerSettings::default());
+    let ledger = Ledger::start(
+        item_store(&store),
+        LedgerSettings::default(),
+        SystemClock::shared(),
+    );
     let routes: Vec<Route> = (0..400)
         .map(|i| route(&format!("XY{}", i % 8 + 1)))
         .collect();
@@ -274,7 +293,11 @@ async fn a_hot_route_overlaps_keyless_commits_up_to_its_limit_with_distinct_coun
             max_keyed: 98,
         },
     );
-    let ledger = Ledger::start(item_store(&store), LedgerSettings::default());
+    let ledger = Ledger::start(
+        item_store(&store),
+        LedgerSettings::default(),
+        SystemClock::shared(),
+    );
     let hot = route("PL1");
     // Arrivals spread over time, so that commits of the one route overlap.
     let tasks: Vec<_> = (0..300u64)
@@ -298,7 +321,11 @@ async fn a_hot_route_overlaps_keyless_commits_up_to_its_limit_with_distinct_coun
 #[tokio::test]
 async fn close_commits_what_is_queued() {
     let store = Observed::new(Duration::from_millis(10));
-    let ledger = Ledger::start(batch_store(&store), LedgerSettings::default());
+    let ledger = Ledger::start(
+        batch_store(&store),
+        LedgerSettings::default(),
+        SystemClock::shared(),
+    );
     let hot = route("AR1");
     let tasks: Vec<_> = (0..200)
         .map(|_| {
@@ -334,7 +361,7 @@ async fn group_commit_off_commits_once_per_transaction_through_the_same_queue() 
         } else {
             batch_store(&store)
         };
-        let ledger = Ledger::start(store_handle, settings);
+        let ledger = Ledger::start(store_handle, settings, SystemClock::shared());
         let results = record_many(&ledger, &vec![route("AR1"); 40]).await;
         assert!(results.iter().all(|r| r.is_ok()));
         assert_eq!(store.commits(), 40);
@@ -344,7 +371,7 @@ async fn group_commit_off_commits_once_per_transaction_through_the_same_queue() 
 
 /// 20 keys, each sent 5 times at once: every key counted once, its copies answered alike.
 async fn keyed_duplicates_are_counted_once(store: &Arc<Observed>, handle: Store) {
-    let ledger = Ledger::start(handle, LedgerSettings::default());
+    let ledger = Ledger::start(handle, LedgerSettings::default(), SystemClock::shared());
     let hot = route("AR1");
     let tasks: Vec<_> = (0..100)
         .map(|i| {
@@ -407,7 +434,11 @@ async fn a_keyed_commit_is_alone_on_its_route_and_within_the_keyed_limit() {
             max_keyed: 5,
         },
     );
-    let ledger = Ledger::start(item_store(&store), LedgerSettings::default());
+    let ledger = Ledger::start(
+        item_store(&store),
+        LedgerSettings::default(),
+        SystemClock::shared(),
+    );
     let hot = route("AR1");
     let tasks: Vec<_> = (0..200u64)
         .map(|i| {
@@ -437,7 +468,11 @@ async fn a_keyed_commit_is_alone_on_its_route_and_within_the_keyed_limit() {
 #[tokio::test]
 async fn a_failed_keyed_commit_records_nothing_and_the_retry_counts() {
     let store = Observed::new(Duration::ZERO);
-    let ledger = Ledger::start(batch_store(&store), LedgerSettings::default());
+    let ledger = Ledger::start(
+        batch_store(&store),
+        LedgerSettings::default(),
+        SystemClock::shared(),
+    );
     store.fail.store(true, Ordering::SeqCst);
     assert!(
         ledger
@@ -459,7 +494,11 @@ async fn throttled_commits_are_retried_in_larger_batches_without_failing_anyone(
     // The first five commits are refused for their rate: each halves the route's pace (64, 32,
     // 16, 8, 4 commits a second), about half a second of waits in all.
     store.throttle.store(5, Ordering::SeqCst);
-    let ledger = Ledger::start(item_store(&store), LedgerSettings::default());
+    let ledger = Ledger::start(
+        item_store(&store),
+        LedgerSettings::default(),
+        SystemClock::shared(),
+    );
     let hot = route("TH1");
     let tasks: Vec<_> = (0..300u64)
         .map(|i| {

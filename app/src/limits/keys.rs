@@ -15,10 +15,12 @@ use std::{
     collections::{HashMap, VecDeque},
     hash::BuildHasher as _,
     sync::Mutex,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use rustc_hash::FxHashSet;
+// Tokio's monotonic clock, which tests may pause and move, as for every other timer.
+use tokio::time::Instant;
 
 use super::ClientKey;
 use crate::idempotency::IdempotencyKey;

@@ -43,8 +43,17 @@ const BATCH_BUCKETS: &[f64] = &[
 
 static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
 
+/// Why the metrics recorder could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    #[error("cannot configure the Prometheus recorder")]
+    Build(#[from] metrics_exporter_prometheus::BuildError),
+    #[error("another metrics recorder is already installed")]
+    AlreadyInstalled,
+}
+
 /// Installs the Prometheus recorder once per process and returns the handle that renders it.
-pub fn install() -> anyhow::Result<PrometheusHandle> {
+pub fn install() -> Result<PrometheusHandle, RecorderError> {
     let mut installed = HANDLE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -59,7 +68,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .build_recorder();
     let handle = recorder.handle();
     if metrics::set_global_recorder(recorder).is_err() {
-        anyhow::bail!("a metrics recorder is already installed");
+        return Err(RecorderError::AlreadyInstalled);
     }
     describe();
     *installed = Some(handle.clone());

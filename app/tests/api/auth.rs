@@ -14,9 +14,8 @@ use serde_json::Value;
 
 use crate::{
     emulators::Kind,
-    helpers::{ServiceProcess, TestApp, client, test_config},
+    helpers::{ServiceProcess, client},
     store_contract::Fixture,
-    stores::dynamodb,
 };
 
 pub const WRITE_KEY: &str = "fck_writer-key-for-the-tests-0123456789abcdefghij";
@@ -133,30 +132,14 @@ async fn count_with(base: &str, route: &str, key: &str) -> u64 {
     answer.body["transactions"].as_u64().expect("count")
 }
 
-async fn embedded(keys: &KeysFile, extra: &[&str]) -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data_dir = dir.path().to_str().expect("utf-8 path").to_owned();
-    let keys_arg = keys.arg();
-    let mut args = vec![
-        "--store",
-        "embedded",
-        "--data-dir",
-        &data_dir,
-        "--api-keys-file",
-        &keys_arg,
-    ];
-    args.extend_from_slice(extra);
-    Fixture {
-        app: TestApp::spawn(test_config(&args)).await,
-        _keep: Box::new(dir),
-    }
+async fn embedded(keys: &KeysFile) -> Fixture {
+    let path = keys.path();
+    crate::stores::embedded_with(|c| c.auth.api_keys_file = Some(path)).await
 }
 
-async fn moto(keys: &KeysFile, extra: &[&str]) -> Fixture {
-    let keys_arg = keys.arg();
-    let mut args = vec!["--api-keys-file", keys_arg.as_str()];
-    args.extend_from_slice(extra);
-    dynamodb(Kind::Moto, &args).await
+async fn moto(keys: &KeysFile) -> Fixture {
+    let path = keys.path();
+    crate::stores::dynamodb(Kind::Moto, |c| c.auth.api_keys_file = Some(path)).await
 }
 
 /// Every refusal, with its status and body; none of them counts anything; the right scope
@@ -321,31 +304,36 @@ async fn idempotency_keys_are_per_client(f: Fixture) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_refused_requests_are_json_401_or_403_and_change_nothing() {
     let keys = KeysFile::standard();
-    refused_requests_are_json_401_or_403_and_change_nothing(embedded(&keys, &[]).await).await;
+    refused_requests_are_json_401_or_403_and_change_nothing(embedded(&keys).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_on_moto_refused_requests_are_json_401_or_403_and_change_nothing() {
     let keys = KeysFile::standard();
-    refused_requests_are_json_401_or_403_and_change_nothing(moto(&keys, &[]).await).await;
+    refused_requests_are_json_401_or_403_and_change_nothing(moto(&keys).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_idempotency_keys_are_per_client() {
     let keys = KeysFile::standard();
-    idempotency_keys_are_per_client(embedded(&keys, &[]).await).await;
+    idempotency_keys_are_per_client(embedded(&keys).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_on_moto_idempotency_keys_are_per_client() {
     let keys = KeysFile::standard();
-    idempotency_keys_are_per_client(moto(&keys, &[]).await).await;
+    idempotency_keys_are_per_client(moto(&keys).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_reads_need_no_key_but_writes_do() {
     let keys = KeysFile::standard();
-    let f = embedded(&keys, &["--public-reads"]).await;
+    let path = keys.path();
+    let f = crate::stores::embedded_with(|c| {
+        c.auth.api_keys_file = Some(path);
+        c.auth.public_reads = true;
+    })
+    .await;
     let base = f.app.url("");
     let read = call(&base, "GET", "/transactions/PB1", None, None).await;
     assert_eq!(read.status, 200, "{read:?}");

@@ -4,7 +4,7 @@
 
 use crate::{
     auth::KeysFile,
-    helpers::{TestApp, client, test_config},
+    helpers::{TestApp, client, config_with, test_config},
 };
 
 const PAGE: &str = "https://dash.example.com";
@@ -34,12 +34,10 @@ fn header(resp: &reqwest::Response, name: &str) -> String {
 #[tokio::test]
 async fn listed_origins_may_read_and_record_with_a_key() {
     let keys = KeysFile::standard();
-    let app = TestApp::spawn(test_config(&[
-        "--api-keys-file",
-        &keys.arg(),
-        "--cors-allow-origin",
-        &format!("{PAGE},http://127.0.0.1:9"),
-    ]))
+    let app = TestApp::spawn(config_with(|c| {
+        c.auth.api_keys_file = Some(keys.path());
+        c.server.cors_allow_origin = vec![PAGE.to_owned(), "http://127.0.0.1:9".to_owned()];
+    }))
     .await;
     let pre = preflight(&app, PAGE, "POST").await;
     assert_eq!(pre.status(), 200);
@@ -82,7 +80,10 @@ async fn listed_origins_may_read_and_record_with_a_key() {
 
 #[tokio::test]
 async fn a_star_lets_any_origin_read_and_none_record() {
-    let app = TestApp::spawn(test_config(&["--cors-allow-origin", "*"])).await;
+    let app = TestApp::spawn(config_with(|c| {
+        c.server.cors_allow_origin = vec!["*".to_owned()]
+    }))
+    .await;
     let read = preflight(&app, "https://anywhere.example", "GET").await;
     assert_eq!(read.status(), 200);
     assert_eq!(
@@ -96,7 +97,7 @@ async fn a_star_lets_any_origin_read_and_none_record() {
 
 #[tokio::test]
 async fn without_the_flag_no_origin_is_allowed() {
-    let app = TestApp::spawn(test_config(&[])).await;
+    let app = TestApp::spawn(test_config()).await;
     let pre = preflight(&app, PAGE, "GET").await;
     assert_eq!(pre.status(), 405);
     assert!(header(&pre, "access-control-allow-origin").is_empty());

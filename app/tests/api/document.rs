@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::{
     auth::KeysFile,
-    helpers::{TestApp, client, test_config},
+    helpers::{TestApp, client, config_with, test_config},
 };
 
 async fn document(app: &TestApp) -> Value {
@@ -127,7 +127,7 @@ fn check_shape(doc: &Value) {
 
 #[tokio::test]
 async fn with_authentication_off_nothing_asks_for_a_key() {
-    let app = TestApp::spawn(test_config(&[])).await;
+    let app = TestApp::spawn(test_config()).await;
     let doc = document(&app).await;
     check_shape(&doc);
     assert!(doc["components"]["securitySchemes"].is_null());
@@ -142,7 +142,7 @@ async fn with_authentication_off_nothing_asks_for_a_key() {
 #[tokio::test]
 async fn with_keys_every_transactions_operation_asks_for_one() {
     let keys = KeysFile::standard();
-    let app = TestApp::spawn(test_config(&["--api-keys-file", &keys.arg()])).await;
+    let app = TestApp::spawn(config_with(|c| c.auth.api_keys_file = Some(keys.path()))).await;
     let doc = document(&app).await;
     check_shape(&doc);
     assert_eq!(
@@ -174,11 +174,10 @@ async fn with_keys_every_transactions_operation_asks_for_one() {
 #[tokio::test]
 async fn with_public_reads_a_read_takes_a_key_or_none() {
     let keys = KeysFile::standard();
-    let app = TestApp::spawn(test_config(&[
-        "--api-keys-file",
-        &keys.arg(),
-        "--public-reads",
-    ]))
+    let app = TestApp::spawn(config_with(|c| {
+        c.auth.api_keys_file = Some(keys.path());
+        c.auth.public_reads = true;
+    }))
     .await;
     let doc = document(&app).await;
     check_shape(&doc);

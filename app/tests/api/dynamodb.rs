@@ -21,7 +21,10 @@ use serde_json::Value;
 use crate::helpers::send_json;
 use crate::{
     emulators::{self, Emulator, Kind},
-    helpers::{AWS_TEST_ENV, ServiceProcess, TestApp, client, dynamodb_store, test_config},
+    helpers::{
+        AWS_TEST_ENV, ServiceProcess, TestApp, client, dynamodb_config, dynamodb_store, millis,
+        secs,
+    },
 };
 
 /// Arguments that put a service process on `table` of `server`.
@@ -464,7 +467,7 @@ async fn a_count_that_would_pass_u64_max_is_refused_and_left_unchanged() {
     let server = emulators::shared(Kind::Dynalite);
     let table = emulators::unique_table("overflow");
     let endpoint = server.endpoint();
-    let config = test_config(&dynamodb_args(&table, &endpoint, &["--create-table"]));
+    let config = dynamodb_config(&table, &endpoint, |_| {});
     let store = dynamodb_store(&config).await;
     let route = Route::parse("OV1").expect("route");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -538,30 +541,17 @@ async fn a_timed_out_update_is_not_retried_into_a_double_count() {
     let slow = format!("http://127.0.0.1:{proxy_port}");
 
     // The table, and a reader that sees it directly.
+    let direct_config = dynamodb_config(&table, &direct, |_| {});
     let reader = TestApp::spawn_with_store(
-        test_config(&dynamodb_args(&table, &direct, &["--create-table"])),
-        Store::Item(
-            dynamodb_store(&test_config(&dynamodb_args(
-                &table,
-                &direct,
-                &["--create-table"],
-            )))
-            .await,
-        ),
+        direct_config.clone(),
+        Store::Item(dynamodb_store(&direct_config).await),
     )
     .await;
-    let config = test_config(&dynamodb_args(
-        &table,
-        &slow,
-        &[
-            "--dynamodb-attempt-timeout",
-            "150ms",
-            "--dynamodb-max-attempts",
-            "3",
-            "--commit-timeout",
-            "3s",
-        ],
-    ));
+    let config = dynamodb_config(&table, &slow, |c| {
+        c.dynamodb.attempt_timeout = millis(150);
+        c.dynamodb.max_attempts = 3;
+        c.ledger.commit_timeout = secs(3);
+    });
     let store = dynamodb_store(&config).await;
     let posts = 5;
     for _ in 0..posts {

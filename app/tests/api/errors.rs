@@ -16,10 +16,10 @@ use flight_counter::{
 };
 use serde_json::Value;
 
-use crate::helpers::{TestApp, client, send_json, test_config};
+use crate::helpers::{TestApp, client, config_with, millis, secs, send_json, test_config};
 
 async fn memory_app() -> TestApp {
-    TestApp::spawn(test_config(&[])).await
+    TestApp::spawn(test_config()).await
 }
 
 async fn json_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
@@ -478,7 +478,7 @@ async fn a_failing_store_gives_503_with_retry_after_and_readiness_follows() {
         inner: MemoryStore::new(),
         failing: AtomicBool::new(false),
     });
-    let app = TestApp::spawn_with_store(test_config(&[]), Store::Batch(store.clone())).await;
+    let app = TestApp::spawn_with_store(test_config(), Store::Batch(store.clone())).await;
     assert_eq!(app.record("FL1", "FL0001").await, 1);
 
     store.failing.store(true, Ordering::SeqCst);
@@ -544,7 +544,10 @@ impl StoreBase for StuckStore {
 
 #[tokio::test]
 async fn a_stuck_store_gives_503_within_the_deadline() {
-    let config = test_config(&["--commit-timeout", "300ms", "--drain-timeout", "1s"]);
+    let config = config_with(|c| {
+        c.ledger.commit_timeout = millis(300);
+        c.server.drain_timeout = secs(1);
+    });
     let app = TestApp::spawn_with_store(config, Store::batch(StuckStore)).await;
     let started = std::time::Instant::now();
     let resp = app.post("ST1").await;
@@ -567,7 +570,7 @@ async fn a_count_that_would_overflow_fails_its_own_posts_only() {
         )])
         .await
         .expect("preload");
-    let app = TestApp::spawn_with_store(test_config(&[]), Store::batch(store)).await;
+    let app = TestApp::spawn_with_store(test_config(), Store::batch(store)).await;
     assert_eq!(app.record("OV1", "OV0001").await, u64::MAX);
     let resp = app.post("OV1").await;
     let body = json_error(resp, 500, "count_overflow").await;
@@ -605,12 +608,10 @@ async fn a_count_that_would_overflow_fails_its_own_posts_only() {
 #[tokio::test]
 async fn idle_connections_are_closed_after_the_idle_timeout() {
     use tokio::io::AsyncReadExt;
-    let app = TestApp::spawn(test_config(&[
-        "--idle-timeout",
-        "1s",
-        "--commit-timeout",
-        "500ms",
-    ]))
+    let app = TestApp::spawn(config_with(|c| {
+        c.server.idle_timeout = secs(1);
+        c.ledger.commit_timeout = millis(500);
+    }))
     .await;
 
     // A kept-alive connection is answered, then closed after a second of silence.
@@ -650,14 +651,11 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
 #[tokio::test]
 async fn a_request_sent_too_slowly_is_cut_off_with_a_json_408() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = TestApp::spawn(test_config(&[
-        "--request-timeout",
-        "1s",
-        "--commit-timeout",
-        "500ms",
-        "--idle-timeout",
-        "30s",
-    ]))
+    let app = TestApp::spawn(config_with(|c| {
+        c.server.request_timeout = secs(1);
+        c.ledger.commit_timeout = millis(500);
+        c.server.idle_timeout = secs(30);
+    }))
     .await;
 
     // A request head that never ends: a header line every 300 ms keeps it from being idle.

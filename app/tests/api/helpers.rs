@@ -11,9 +11,9 @@ use std::{
 };
 
 use flight_counter::{
-    clock::{SharedClock, SystemClock},
-    config::Config,
-    startup::{Application, open_store},
+    clock::SharedClock,
+    config::{Config, StoreKind},
+    startup::{Application, ApplicationBuilder, StartupError},
     store::{DynamoStore, Store},
 };
 use serde_json::Value;
@@ -24,7 +24,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
+    server: Option<JoinHandle<Result<(), StartupError>>>,
 }
 
 pub fn client() -> reqwest::Client {
@@ -35,41 +35,71 @@ pub fn client() -> reqwest::Client {
         .expect("http client")
 }
 
-/// A configuration for a test instance: random port, quiet, short drain.
-pub fn test_config(extra: &[&str]) -> Config {
-    use clap::Parser;
-    let mut args = vec![
-        "flight-counter",
-        "--bind",
-        "127.0.0.1:0",
-        "--store",
-        "memory",
-        "--drain-timeout",
-        "5s",
-    ];
-    args.extend_from_slice(extra);
-    let config = Config::parse_from(args);
+/// A configuration for a test instance, as a value: the defaults, on a random port, the
+/// memory store, a short drain.
+pub fn test_config() -> Config {
+    let mut config = Config::default();
+    config.server.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.store = StoreKind::Memory;
+    config.server.drain_timeout = Duration::from_secs(5);
+    config
+}
+
+/// [`test_config`], changed by `change`, and checked as `main` checks it.
+pub fn config_with(change: impl FnOnce(&mut Config)) -> Config {
+    let mut config = test_config();
+    change(&mut config);
     config.validate().expect("valid test config");
     config
+}
+
+/// A configuration of the dynamodb store on `table` at `endpoint`, creating the table.
+pub fn dynamodb_config(table: &str, endpoint: &str, change: impl FnOnce(&mut Config)) -> Config {
+    config_with(|config| {
+        config.store = StoreKind::Dynamodb;
+        config.dynamodb.table = table.to_owned();
+        config.dynamodb.endpoint_url = Some(endpoint.to_owned());
+        config.dynamodb.create_table = true;
+        change(config);
+    })
+}
+
+/// A configuration of the embedded store under `dir`.
+pub fn embedded_config(dir: &Path, change: impl FnOnce(&mut Config)) -> Config {
+    config_with(|config| {
+        config.store = StoreKind::Embedded;
+        config.embedded.data_dir = dir.to_owned();
+        change(config);
+    })
+}
+
+pub fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
 }
 
 impl TestApp {
     /// Starts the service with the store its configuration names.
     pub async fn spawn(config: Config) -> TestApp {
-        let store = open_store(&config).await.expect("open store");
-        Self::spawn_with_store(config, store).await
+        Self::start(Application::builder(config)).await
     }
 
     /// Starts the service around a store the test provides.
     pub async fn spawn_with_store(config: Config, store: Store) -> TestApp {
-        Self::spawn_with_clock(config, store, Arc::new(SystemClock)).await
+        Self::start(Application::builder(config).store(store)).await
     }
 
     /// Starts the service around a store and a clock the test provides.
     pub async fn spawn_with_clock(config: Config, store: Store, clock: SharedClock) -> TestApp {
-        let app = Application::build_with_store_and_clock(config, store, clock)
-            .await
-            .expect("build app");
+        Self::start(Application::builder(config).store(store).clock(clock)).await
+    }
+
+    /// Starts the service as `main` does, from a builder.
+    pub async fn start(builder: ApplicationBuilder) -> TestApp {
+        let app = builder.build().await.expect("build app");
         let addr = app.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async move {
@@ -215,21 +245,15 @@ pub async fn dynamodb_store(config: &Config) -> Arc<DynamoStore> {
 }
 
 /// A fresh table on the shared server of `kind`, and a configuration of the dynamodb store on
-/// it (creating it), with `extra` flags.
-pub fn table_on(kind: crate::emulators::Kind, prefix: &str, extra: &[&str]) -> (String, Config) {
+/// it (creating it), changed by `change`.
+pub fn table_on(
+    kind: crate::emulators::Kind,
+    prefix: &str,
+    change: impl FnOnce(&mut Config),
+) -> (String, Config) {
     let table = crate::emulators::unique_table(prefix);
     let endpoint = crate::emulators::shared(kind).endpoint();
-    let mut args = vec![
-        "--store",
-        "dynamodb",
-        "--table",
-        &table,
-        "--endpoint-url",
-        &endpoint,
-        "--create-table",
-    ];
-    args.extend_from_slice(extra);
-    let config = test_config(&args);
+    let config = dynamodb_config(&table, &endpoint, change);
     (table, config)
 }
 

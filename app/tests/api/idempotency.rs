@@ -8,17 +8,21 @@ use std::{
     time::{Duration, Instant},
 };
 
-use flight_counter::store::{DynamoStore, EmbeddedStore, MemoryStore, Store};
+use flight_counter::{
+    clock::{Clock, ManualClock, SystemClock},
+    config::Config,
+    startup::Application,
+    store::{DynamoStore, EmbeddedStore, MemoryStore, Store, StoreBase},
+};
 use serde_json::Value;
 
 use crate::{
     emulators::{self, Kind},
     helpers::{
-        AWS_TEST_ENV, ServiceProcess, TestApp, client, dynamodb_store, read_item, table_on,
-        test_config,
+        AWS_TEST_ENV, ServiceProcess, TestApp, client, config_with, dynamodb_store,
+        embedded_config, read_item, secs, table_on,
     },
     store_contract::Fixture,
-    stores::dynamodb,
 };
 
 /// One answer to a keyed POST.
@@ -243,14 +247,23 @@ pub async fn a_retry_storm_counts_every_transaction_once(f: Fixture) {
     f.app.stop().await;
 }
 
-/// With a one-second retention window, a key used again after it is a new transaction.
+/// A key is honoured for the whole retention window (24 hours by default), and used again
+/// after it is a new transaction. The service's clock is moved, not waited for.
 pub async fn an_expired_key_is_a_new_transaction(f: Fixture) {
     let (http, base) = (&f.app.client, f.app.url(""));
     assert_eq!(post_keyed(http, &base, "EX1", "again").await.count(), 1);
     let replay = post_keyed(http, &base, "EX1", "again").await;
     assert_eq!((replay.count(), replay.replayed), (1, true));
-    // Retention is at least 1 s and at most 2 s (whole seconds).
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let retention = Config::default().ledger.idempotency_retention;
+    f.clock.advance(retention - Duration::from_secs(1));
+    let late = post_keyed(http, &base, "EX1", "again").await;
+    assert_eq!(
+        (late.count(), late.replayed),
+        (1, true),
+        "still within the window"
+    );
+    // Expiry is kept in whole seconds and rounded up: two more seconds pass it.
+    f.clock.advance(Duration::from_secs(3));
     let renewed = post_keyed(http, &base, "EX1", "again").await;
     assert_eq!((renewed.count(), renewed.replayed), (2, false));
     let replay = post_keyed(http, &base, "EX1", "again").await;
@@ -259,7 +272,7 @@ pub async fn an_expired_key_is_a_new_transaction(f: Fixture) {
     f.app.stop().await;
 }
 
-/// The idempotency contract for one store. `$fixture` is an async fn taking extra flags.
+/// The idempotency contract for one store. `$fixture` is an async fn that starts a [`Fixture`].
 #[macro_export]
 macro_rules! idempotency_contract_tests {
     ($store:ident, $fixture:path) => {
@@ -270,83 +283,51 @@ macro_rules! idempotency_contract_tests {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn first_post_counts_and_retries_replay_its_answer() {
-                contract::first_post_counts_and_retries_replay_its_answer($fixture(&[]).await)
-                    .await;
+                contract::first_post_counts_and_retries_replay_its_answer($fixture().await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_key_reused_on_another_route_is_refused_and_changes_nothing() {
                 contract::a_key_reused_on_another_route_is_refused_and_changes_nothing(
-                    $fixture(&[]).await,
+                    $fixture().await,
                 )
                 .await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn bad_keys_are_refused_with_a_json_400_and_change_nothing() {
-                contract::bad_keys_are_refused_with_a_json_400_and_change_nothing(
-                    $fixture(&[]).await,
-                )
-                .await;
+                contract::bad_keys_are_refused_with_a_json_400_and_change_nothing($fixture().await)
+                    .await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_retry_storm_counts_every_transaction_once() {
-                contract::a_retry_storm_counts_every_transaction_once($fixture(&[]).await).await;
+                contract::a_retry_storm_counts_every_transaction_once($fixture().await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn an_expired_key_is_a_new_transaction() {
-                contract::an_expired_key_is_a_new_transaction(
-                    $fixture(&["--idempotency-retention", "1s"]).await,
-                )
-                .await;
+                contract::an_expired_key_is_a_new_transaction($fixture().await).await;
             }
         }
     };
 }
 
-async fn memory(extra: &[&str]) -> Fixture {
-    let mut args = vec!["--store", "memory"];
-    args.extend_from_slice(extra);
-    Fixture {
-        app: TestApp::spawn(test_config(&args)).await,
-        _keep: Box::new(()),
-    }
+async fn embedded_in(dir: &tempfile::TempDir, change: impl FnOnce(&mut Config)) -> TestApp {
+    TestApp::spawn(embedded_config(dir.path(), change)).await
 }
 
-async fn embedded_in(dir: &tempfile::TempDir, extra: &[&str]) -> TestApp {
-    let data_dir = dir.path().to_str().expect("utf-8 path").to_owned();
-    let mut args = vec!["--store", "embedded", "--data-dir", &data_dir];
-    args.extend_from_slice(extra);
-    TestApp::spawn(test_config(&args)).await
-}
-
-async fn embedded(extra: &[&str]) -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    Fixture {
-        app: embedded_in(&dir, extra).await,
-        _keep: Box::new(dir),
-    }
-}
-
-async fn embedded_without_group_commit(extra: &[&str]) -> Fixture {
-    let mut args = vec!["--group-commit", "false"];
-    args.extend_from_slice(extra);
-    embedded(&args).await
-}
-
-async fn moto(extra: &[&str]) -> Fixture {
-    dynamodb(Kind::Moto, extra).await
+async fn moto() -> Fixture {
+    crate::stores::dynamodb(Kind::Moto, |_| {}).await
 }
 
 // The memory store lives in one process: its storms come from many concurrent clients of that
 // one process; there is no other process to send copies to.
-idempotency_contract_tests!(memory_store, memory);
-idempotency_contract_tests!(embedded_store, embedded);
+idempotency_contract_tests!(memory_store, crate::stores::memory);
+idempotency_contract_tests!(embedded_store, crate::stores::embedded);
 idempotency_contract_tests!(
     embedded_store_one_commit_per_post,
-    embedded_without_group_commit
+    crate::stores::embedded_without_group_commit
 );
 idempotency_contract_tests!(dynamodb_on_moto, moto);
 
@@ -362,12 +343,15 @@ async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
-/// Expired keys are deleted from the memory store by the sweep.
+/// Expired keys are deleted by the sweep the service runs in the background: nothing is
+/// deleted while the clock stands still, everything once it passes the keys' expiry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_memory_store_sweeps_expired_keys() {
     let store = Arc::new(MemoryStore::new());
-    let config = test_config(&["--idempotency-retention", "2s"]);
-    let app = TestApp::spawn_with_store(config, Store::Batch(store.clone())).await;
+    let clock = ManualClock::starting_now();
+    // A one-second window: the sweep runs every half second.
+    let config = config_with(|c| c.ledger.idempotency_retention = secs(1));
+    let app = TestApp::spawn_with_clock(config, Store::Batch(store.clone()), clock.clone()).await;
     for k in 0..5 {
         let key = format!("sweep-{k}");
         assert_eq!(
@@ -378,6 +362,7 @@ async fn the_memory_store_sweeps_expired_keys() {
         );
     }
     assert_eq!(store.key_records(), 5);
+    clock.advance(secs(3));
     assert!(
         eventually(Duration::from_secs(5), || store.key_records() == 0).await,
         "{} key records left",
@@ -394,12 +379,12 @@ async fn the_memory_store_sweeps_expired_keys() {
 async fn embedded_keys_survive_a_restart_and_storms_count_once() {
     let dir = tempfile::tempdir().expect("temp dir");
     let routes = ["ER1", "ER2", "ER3"];
-    let app = embedded_in(&dir, &[]).await;
+    let app = embedded_in(&dir, |_| {}).await;
     let before = retry_storm(&[app.url("")], &routes, 0..30, 3, "restart").await;
     let counts_before = check_storm(&before, &routes);
     app.stop().await;
 
-    let app = embedded_in(&dir, &[]).await;
+    let app = embedded_in(&dir, |_| {}).await;
     let after = retry_storm(&[app.url("")], &routes, 0..45, 3, "restart").await;
     let counts_after = check_storm(&after, &routes);
     for (k, count) in &counts_before {
@@ -418,11 +403,15 @@ async fn embedded_keys_survive_a_restart_and_storms_count_once() {
     app.stop().await;
 }
 
-/// Expired keys are deleted from the embedded file by the sweep.
+/// Keys recorded through the service are deleted from the embedded file by a sweep at or
+/// after their expiry, and not before. (The background sweep itself is covered on the memory
+/// store, whose records a test can watch while the service runs.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_store_sweeps_expired_keys() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let app = embedded_in(&dir, &["--idempotency-retention", "3s"]).await;
+    let clock = ManualClock::starting_now();
+    let config = embedded_config(dir.path(), |c| c.ledger.idempotency_retention = secs(3));
+    let app = TestApp::start(Application::builder(config).clock(clock.clone())).await;
     for k in 0..5 {
         let key = format!("sweep-{k}");
         assert_eq!(
@@ -433,16 +422,13 @@ async fn the_embedded_store_sweeps_expired_keys() {
         );
     }
     app.stop().await;
-    {
-        let store = EmbeddedStore::open(dir.path()).expect("open");
-        assert_eq!(store.key_records().await.expect("records"), 5);
-    }
-    let app = embedded_in(&dir, &["--idempotency-retention", "3s"]).await;
-    // Retention is at most 4 s; the sweep runs every 1.5 s.
-    tokio::time::sleep(Duration::from_millis(6000)).await;
-    assert_eq!(app.count("SE1", "SE0001").await, 5);
-    app.stop().await;
     let store = EmbeddedStore::open(dir.path()).expect("open");
+    assert_eq!(store.key_records().await.expect("records"), 5);
+    let today = clock.today();
+    let sweep = |at: u64| store.housekeeping(at, today, 1000);
+    assert_eq!(sweep(clock.epoch_seconds()).await.expect("sweep"), 0);
+    // Three seconds of retention, rounded up to whole seconds: expired five seconds later.
+    assert_eq!(sweep(clock.epoch_seconds() + 5).await.expect("sweep"), 5);
     assert_eq!(store.key_records().await.expect("records"), 0);
 }
 
@@ -492,10 +478,12 @@ async fn dynamodb_storms_across_two_processes_count_every_key_once() {
 /// `--create-table` turns TTL on for `expires_at`, and key records carry it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_key_records_expire_through_ttl() {
-    let (table, config) = table_on(Kind::Moto, "idem-ttl", &["--idempotency-retention", "1h"]);
+    let (table, config) = table_on(Kind::Moto, "idem-ttl", |c| {
+        c.ledger.idempotency_retention = secs(3600)
+    });
     let store: Arc<DynamoStore> = dynamodb_store(&config).await;
     let app = TestApp::spawn_with_store(config, Store::Item(store.clone())).await;
-    let now = flight_counter::idempotency::epoch_seconds();
+    let now = SystemClock.epoch_seconds();
     assert_eq!(
         post_keyed(&app.client, &app.url(""), "TT1", "ttl-1")
             .await
@@ -558,7 +546,7 @@ async fn dynamodb_key_records_expire_through_ttl() {
 /// an earlier version (the count on the record itself) is honoured.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_batch_totals_move_off_the_route_item_and_replays_find_them() {
-    let (table, config) = table_on(Kind::Moto, "idem-moves", &[]);
+    let (table, config) = table_on(Kind::Moto, "idem-moves", |_| {});
     let store: Arc<DynamoStore> = dynamodb_store(&config).await;
     let app = TestApp::spawn_with_store(config, Store::Item(store.clone())).await;
     let base = app.url("");
@@ -594,7 +582,7 @@ async fn dynamodb_batch_totals_move_off_the_route_item_and_replays_find_them() {
         assert_eq!((again.count(), again.replayed), (count, true), "{key}");
     }
     // A record in the earlier form: the count on the record itself.
-    let expires = (flight_counter::idempotency::epoch_seconds() + 3600).to_string();
+    let expires = (SystemClock.epoch_seconds() + 3600).to_string();
     store
         .client()
         .put_item()
@@ -632,7 +620,7 @@ async fn dynamodb_batch_totals_move_off_the_route_item_and_replays_find_them() {
 /// while keyless POSTs work as ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_transactions_a_keyed_post_is_503_and_records_nothing() {
-    let f = dynamodb(Kind::Dynalite, &["--commit-timeout", "2s"]).await;
+    let f = crate::stores::dynamodb(Kind::Dynalite, |c| c.ledger.commit_timeout = secs(2)).await;
     let answer = post_keyed(&f.app.client, &f.app.url(""), "NT1", "no-tx").await;
     assert_eq!(answer.status, 503, "{}", answer.body);
     assert_eq!(f.app.count("NT1", "NT0001").await, 0);

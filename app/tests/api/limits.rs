@@ -12,11 +12,12 @@ use std::{
 };
 
 use flight_counter::auth::digest_hex;
+use flight_counter::limits::RateLimit;
 use serde_json::Value;
 
 use crate::{
     auth::KeysFile,
-    helpers::{ServiceProcess, TestApp, client, metric_sum, test_config},
+    helpers::{ServiceProcess, TestApp, client, config_with, metric_sum, test_config},
 };
 
 const BURSTY_KEY: &str = "fck_bursty-client-key-for-the-limit-tests-0123456";
@@ -238,7 +239,10 @@ async fn a_client_bursting_past_its_limit_gets_429s_and_another_client_does_not(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multi_route_read_costs_one_token_per_route() {
     // One token back every 10 s: nothing refills during the test.
-    let app = TestApp::spawn(test_config(&["--client-rate-limit", "6/m,burst=10"])).await;
+    let app = TestApp::spawn(config_with(|c| {
+        c.limits.client_rate_limit = Some(RateLimit::parse("6/m,burst=10").expect("rate"))
+    }))
+    .await;
     let read = |routes: &[&str]| {
         let query: Vec<String> = routes.iter().map(|r| format!("route={r}")).collect();
         app.client
@@ -294,13 +298,10 @@ async fn the_key_cap_refuses_a_new_key_past_it_and_answers_replays() {
         digest_hex(BURSTY_KEY),
         digest_hex(STEADY_KEY)
     ));
-    let keys_arg = keys.arg();
-    let app = TestApp::spawn(test_config(&[
-        "--api-keys-file",
-        &keys_arg,
-        "--client-max-idempotency-keys",
-        "3",
-    ]))
+    let app = TestApp::spawn(config_with(|c| {
+        c.auth.api_keys_file = Some(keys.path());
+        c.limits.client_max_idempotency_keys = 3;
+    }))
     .await;
     let post = |key: &str, idempotency_key: Option<&str>| {
         let mut request = app
@@ -377,7 +378,7 @@ async fn the_key_cap_refuses_a_new_key_past_it_and_answers_replays() {
 /// `RateLimit` fields; open operations declare none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_declares_the_429s() {
-    let app = TestApp::spawn(test_config(&[])).await;
+    let app = TestApp::spawn(test_config()).await;
     let spec: Value = app
         .client
         .get(app.url("/openapi.json"))

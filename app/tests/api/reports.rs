@@ -238,8 +238,8 @@ macro_rules! report_tests {
 report_tests!(on_memory, crate::stores::memory(), keyed: true);
 report_tests!(on_embedded, crate::stores::embedded(), keyed: true);
 // dynalite has no transactions: keyless POSTs only.
-report_tests!(on_dynalite, crate::stores::dynamodb(Kind::Dynalite, &[]), keyed: false);
-report_tests!(on_moto, crate::stores::dynamodb(Kind::Moto, &[]), keyed: true);
+report_tests!(on_dynalite, crate::stores::dynamodb(Kind::Dynalite, |_| {}), keyed: false);
+report_tests!(on_moto, crate::stores::dynamodb(Kind::Moto, |_| {}), keyed: true);
 
 /// Midnight UTC at the start of `day`.
 fn midnight(day: &str) -> SystemTime {
@@ -252,7 +252,7 @@ fn midnight(day: &str) -> SystemTime {
 /// window: it can no longer be asked for, and the store no longer keeps it.
 async fn the_day_boundary_and_the_window(store: Store) {
     let clock = ManualClock::at(midnight("2026-12-01") - Duration::from_millis(500));
-    let app = TestApp::spawn_with_clock(test_config(&[]), store.clone(), clock.clone()).await;
+    let app = TestApp::spawn_with_clock(test_config(), store.clone(), clock.clone()).await;
     app.record("MD1", "MD0001").await;
     clock.advance(Duration::from_secs(1));
     app.record("MD1", "MD0001").await;
@@ -333,7 +333,7 @@ async fn the_day_boundary_and_the_window_on_embedded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_day_boundary_and_the_window_on_dynamodb() {
-    let (_, config) = table_on(Kind::Moto, "reports-clock", &[]);
+    let (_, config) = table_on(Kind::Moto, "reports-clock", |_| {});
     let store = dynamodb_store(&config).await;
     // Ready the table first: the clock-driven app is built on the test configuration.
     let app = TestApp::spawn_with_store(config, Store::Item(store.clone())).await;
@@ -365,7 +365,7 @@ fn item_size(item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) ->
 /// that left the window leave the item.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_item_written_for_90_days_stays_under_1_kb() {
-    let (table, config) = table_on(Kind::Moto, "reports-size", &[]);
+    let (table, config) = table_on(Kind::Moto, "reports-size", |_| {});
     let store = dynamodb_store(&config).await;
     while store.check_ready().await.is_err() {
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -14,7 +14,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::helpers::{ServiceProcess, TestApp, client, metric_sum, test_config};
+use crate::helpers::{ServiceProcess, TestApp, client, config_with, metric_sum};
 
 async fn connect(addr: impl tokio::net::ToSocketAddrs) -> TcpStream {
     TcpStream::connect(addr).await.expect("connect")
@@ -46,7 +46,7 @@ async fn healthz_over(stream: &mut TcpStream) -> String {
 /// a new one is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_limit_are_closed_at_once() {
-    let app = TestApp::spawn(test_config(&["--max-connections", "3"])).await;
+    let app = TestApp::spawn(config_with(|c| c.server.max_connections = 3)).await;
     // wait_ready's pooled connection may still be open: take every place with idle ones.
     let mut idle = Vec::new();
     let mut refused = None;

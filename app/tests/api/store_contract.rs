@@ -5,13 +5,35 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
+use std::sync::Arc;
+
+use flight_counter::{clock::ManualClock, startup::ApplicationBuilder};
+
 use crate::helpers::{TestApp, post_concurrently};
 
 /// A running service on some store, plus whatever must live as long as it (a temp dir, a
 /// server process).
 pub struct Fixture {
     pub app: TestApp,
+    /// The service's clock: it moves only when a test moves it.
+    pub clock: Arc<ManualClock>,
     pub _keep: Box<dyn std::any::Any + Send>,
+}
+
+impl Fixture {
+    /// Starts the service from `builder` on `clock`, keeping `keep` alive as long as it runs.
+    pub async fn start(
+        builder: ApplicationBuilder,
+        clock: Arc<ManualClock>,
+        keep: impl std::any::Any + Send,
+    ) -> Fixture {
+        let app = TestApp::start(builder.clock(clock.clone())).await;
+        Fixture {
+            app,
+            clock,
+            _keep: Box::new(keep),
+        }
+    }
 }
 
 pub async fn post_answers_canonical_route_and_running_count(f: Fixture) {

@@ -1,53 +1,40 @@
 //! The API contract on each store.
 
-use flight_counter::store::Store;
+use flight_counter::{clock::ManualClock, config::Config, startup::Application, store::Store};
 
 use crate::{
     emulators::{self, Kind},
-    helpers::{TestApp, dynamodb_store, test_config},
+    helpers::{dynamodb_config, dynamodb_store, embedded_config, secs, test_config},
     store_contract::Fixture,
     store_contract_tests,
 };
 
 pub async fn memory() -> Fixture {
-    Fixture {
-        app: TestApp::spawn(test_config(&["--store", "memory"])).await,
-        _keep: Box::new(()),
-    }
+    Fixture::start(
+        Application::builder(test_config()),
+        ManualClock::starting_now(),
+        (),
+    )
+    .await
 }
 
 pub async fn embedded() -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data_dir = dir.path().to_str().expect("utf-8 path").to_owned();
-    let app = TestApp::spawn(test_config(&[
-        "--store",
-        "embedded",
-        "--data-dir",
-        &data_dir,
-    ]))
-    .await;
-    Fixture {
-        app,
-        _keep: Box::new(dir),
-    }
+    embedded_with(|_| {}).await
 }
 
-async fn embedded_without_group_commit() -> Fixture {
+pub async fn embedded_with(change: impl FnOnce(&mut Config)) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
-    let data_dir = dir.path().to_str().expect("utf-8 path").to_owned();
-    let app = TestApp::spawn(test_config(&[
-        "--store",
-        "embedded",
-        "--data-dir",
-        &data_dir,
-        "--group-commit",
-        "false",
-    ]))
-    .await;
-    Fixture {
-        app,
-        _keep: Box::new(dir),
-    }
+    let config = embedded_config(dir.path(), change);
+    Fixture::start(
+        Application::builder(config),
+        ManualClock::starting_now(),
+        dir,
+    )
+    .await
+}
+
+pub async fn embedded_without_group_commit() -> Fixture {
+    embedded_with(|c| c.ledger.group_commit = false).await
 }
 
 store_contract_tests!(memory_store, memory());
@@ -58,37 +45,30 @@ store_contract_tests!(
 );
 
 /// The dynamodb store on a fresh table of a shared DynamoDB-compatible server.
-pub async fn dynamodb(kind: Kind, extra: &[&str]) -> Fixture {
+pub async fn dynamodb(kind: Kind, change: impl FnOnce(&mut Config)) -> Fixture {
     let server = emulators::shared(kind);
     let table = emulators::unique_table(kind.name());
-    let endpoint = server.endpoint();
-    let mut args = vec![
-        "--store",
-        "dynamodb",
-        "--table",
-        &table,
-        "--endpoint-url",
-        &endpoint,
-        "--create-table",
+    let config = dynamodb_config(&table, &server.endpoint(), |c| {
         // Every attempt may take the whole commit timeout: on a loaded test machine a slow
         // attempt must not turn into a 503 (a timed-out UpdateItem is never retried).
-        "--dynamodb-attempt-timeout",
-        "5s",
-    ];
-    args.extend_from_slice(extra);
-    let config = test_config(&args);
+        c.dynamodb.attempt_timeout = secs(5);
+        change(c);
+    });
+    let clock = ManualClock::starting_now();
     let store = dynamodb_store(&config).await;
-    Fixture {
-        app: TestApp::spawn_with_store(config, Store::Item(store)).await,
-        _keep: Box::new(()),
-    }
+    Fixture::start(
+        Application::builder(config).store(Store::Item(store)),
+        clock,
+        (),
+    )
+    .await
 }
 
-store_contract_tests!(dynamodb_on_dynalite, dynamodb(Kind::Dynalite, &[]));
+store_contract_tests!(dynamodb_on_dynalite, dynamodb(Kind::Dynalite, |_| {}));
 store_contract_tests!(
     dynamodb_on_dynalite_one_update_per_post,
-    dynamodb(Kind::Dynalite, &["--group-commit", "false"])
+    dynamodb(Kind::Dynalite, |c| c.ledger.group_commit = false)
 );
 // moto is served single-threaded (scripts/moto-server.py): its threaded server can lose
 // concurrent ADDs, which would make exact counts unassertable.
-store_contract_tests!(dynamodb_on_moto, dynamodb(Kind::Moto, &[]));
+store_contract_tests!(dynamodb_on_moto, dynamodb(Kind::Moto, |_| {}));
