@@ -12,15 +12,15 @@
 #   (b) embedded store, group commit off          POST, one durable commit per request
 #   (c) GET /version through the same poem-openapi stack: the service's own HTTP ceiling;
 #       and the hot POST on the memory store (no disk): the HTTP and ledger path alone
-#   (h) hyper alone on one runtime thread (examples/http_ceiling.rs): the HTTP library's
-#       ceiling, beneath the framework
+#   (h) hyper alone on one runtime thread (bench/harness/src/bin/http_ceiling.rs): the HTTP
+#       library's ceiling, beneath the framework
 #   (n) nginx, one worker, `return 200` with the same JSON: the machine's HTTP ceiling
 #   (r) Redis with `appendfsync always` (every acknowledged INCR fsynced, what a user would
 #       pick instead of the service), redis-benchmark INCR on one key and on random keys among
 #       as many as (a)'s routes, at the same connection counts: the durable reference
 # then the embedded store's commit latency beside a raw append + fdatasync on the same disk
-# (examples/commit_latency.rs), and the footprint: peak RSS of (a) under that load, start-up
-# time to /readyz, binary sizes.
+# (bench/harness/src/bin/commit_latency.rs), and the footprint: peak RSS of (a) under that
+# load, start-up time to /readyz, binary sizes.
 #
 # Usage: bench/run.sh   (DURATION=10s CONNECTION_COUNTS="32 128" WORKERS=1 change the load;
 #        BASELINE_REV=<commit> adds the previous build's rows, built in a temporary worktree)
@@ -69,9 +69,9 @@ start_binary() {
 }
 
 install_debian_tools wrk:wrk nginx:nginx-light redis-server:redis-server redis-benchmark:redis-tools
-echo "building the release binary..." >&2
-cargo build --release --locked -p flight-counter --bin flight-counter --example commit_latency \
-  --example http_ceiling >&2
+echo "building the release binaries..." >&2
+cargo build --release --locked -p flight-counter --bin flight-counter -p flight-counter-bench \
+  --bin commit-latency --bin http-ceiling >&2
 BASELINE_BINARY=""
 if [[ -n "${BASELINE_REV:-}" ]]; then
   echo "building $BASELINE_REV for the baseline rows..." >&2
@@ -106,7 +106,7 @@ wait_http "http://127.0.0.1:$NGINX_PORT/"
 C_PORT=$(free_port)
 start_service "$C_PORT" --store memory
 H_PORT=$(free_port)
-./target/release/examples/http_ceiling "$H_PORT" >"$BENCH_DIR/http-ceiling.log" 2>&1 &
+./target/release/http-ceiling "$H_PORT" >"$BENCH_DIR/http-ceiling.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$H_PORT/"
 A_PORT=$(free_port)
@@ -206,7 +206,7 @@ fi
 # The commit itself, without HTTP: its median beside a raw append + fdatasync, same disk.
 echo
 echo "commit latency (embedded store, $BENCH_DIR's disk):"
-./target/release/examples/commit_latency "$BENCH_DIR" 3000 16
+./target/release/commit-latency "$BENCH_DIR" 3000 16
 
 # Footprint: memory high-water mark of (a) after all its load, start-up time, binary sizes.
 peak_rss_kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$A_PID/status")

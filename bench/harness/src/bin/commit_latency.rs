@@ -4,7 +4,8 @@
 //! - a raw append of a small record and `fdatasync` (what one journal record costs at least);
 //! - an embedded store commit of a batch on one hot route, and of a batch on random routes.
 //!
-//! Usage: `cargo run --release --example commit_latency -- [DIR] [COMMITS] [BATCH]`
+//! Usage: `cargo run --release -p flight-counter-bench --bin commit-latency -- [DIR] [COMMITS]
+//! [BATCH]`
 //! (defaults: a temporary directory under the current one, 3000 commits, 16 routes a batch).
 //! Prints one line per measurement and the ratios; `bench/run.sh` runs it.
 

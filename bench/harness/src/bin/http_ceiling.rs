@@ -6,7 +6,7 @@
 //! `GET /version` is what the framework costs per request, and this row bounds what any
 //! handler on the same library and thread count can reach.
 //!
-//! Usage: `http_ceiling PORT` (listens on 127.0.0.1 only).
+//! Usage: `http-ceiling PORT` (listens on 127.0.0.1 only).
 
 use std::{convert::Infallible, process::ExitCode};
 
@@ -43,7 +43,7 @@ async fn serve(port: u16) -> std::io::Result<()> {
 
 fn main() -> ExitCode {
     let Some(port) = std::env::args().nth(1).and_then(|p| p.parse::<u16>().ok()) else {
-        eprintln!("usage: http_ceiling PORT");
+        eprintln!("usage: http-ceiling PORT");
         return ExitCode::from(2);
     };
     // One thread, as the service runs in the benchmark.
@@ -53,14 +53,14 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("http_ceiling: cannot start the runtime: {err}");
+            eprintln!("http-ceiling: cannot start the runtime: {err}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(serve(port)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("http_ceiling: {err}");
+            eprintln!("http-ceiling: {err}");
             ExitCode::FAILURE
         }
     }
