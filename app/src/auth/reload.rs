@@ -360,6 +360,7 @@ impl ApiKeys {
         {
             tracing::error!("reading the API keys file failed unexpectedly");
         }
+        m::keys_file_read();
     }
 }
 

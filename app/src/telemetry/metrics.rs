@@ -23,6 +23,7 @@ pub const CONNECTION_TIMEOUTS: &str = "flight_counter_http_connection_timeouts_t
 pub const OPEN_CONNECTIONS: &str = "flight_counter_http_open_connections";
 pub const AUTH_FAILURES: &str = "flight_counter_auth_failures_total";
 pub const AUTH_KEYS_FILE_ERRORS: &str = "flight_counter_auth_keys_file_errors";
+pub const AUTH_KEYS_FILE_READS: &str = "flight_counter_auth_keys_file_reads_total";
 pub const CLIENT_REFUSALS: &str = "flight_counter_client_requests_refused_total";
 
 /// The reasons a request is refused by authentication: the `reason` label of [`AUTH_FAILURES`].
@@ -100,6 +101,11 @@ fn describe() {
          file cannot be read (then no key is accepted); 0 without a keys file"
     );
     gauge!(AUTH_KEYS_FILE_ERRORS).set(0.0);
+    describe_counter!(
+        AUTH_KEYS_FILE_READS,
+        "Reloads of the API keys file (one a second with --api-keys-file): a reload that stops \
+         shows here first"
+    );
     describe_counter!(
         CLIENT_REFUSALS,
         "Requests refused by a per-client limit of this instance, by client and reason \
@@ -286,6 +292,11 @@ pub fn auth_failure(reason: &'static str) {
 /// Lines of the API keys file refused at its last read (1: the file cannot be read).
 pub fn keys_file_errors(errors: usize) {
     gauge!(AUTH_KEYS_FILE_ERRORS).set(errors as f64);
+}
+
+/// One reload of the API keys file finished, whatever it found.
+pub fn keys_file_read() {
+    counter!(AUTH_KEYS_FILE_READS).increment(1);
 }
 
 /// A request of `client` (a name from the keys file, or `anonymous`) refused by a per-client

@@ -6,7 +6,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use flight_counter::auth::{RELOAD_INTERVAL, digest_hex};
@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::{
     emulators::Kind,
-    helpers::{ServiceProcess, client},
+    helpers::{ServiceProcess, client, metric_sum, within},
     store_contract::Fixture,
 };
 
@@ -385,18 +385,6 @@ async fn without_a_keys_file_authentication_is_off_and_announced() {
     assert!(warnings[0].contains("\"WARN\""), "{warnings:?}");
 }
 
-/// Polls `check` until it holds, for at most `limit`.
-async fn within(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < limit, "{what} not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// A directory laid out as the kubelet mounts a Secret: `api-keys` → `..data/api-keys`, and
 /// `..data` a symlink to a timestamped directory that an update replaces by swapping the link.
 struct SecretVolume {
@@ -505,7 +493,12 @@ async fn keys_rotate_without_a_restart_and_a_reload_applies_what_the_file_says()
             .is_some_and(|e| e.contains("digest")),
         "{error}"
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Two more reloads find the same file: neither logs its broken line again.
+    let reads = metric_sum(&base, "flight_counter_auth_keys_file_reads_total", &[]).await;
+    within(Duration::from_secs(5), "two more reloads", async || {
+        metric_sum(&base, "flight_counter_auth_keys_file_reads_total", &[]).await >= reads + 2.0
+    })
+    .await;
     assert_eq!(service.logged("API keys file line refused").len(), 1);
 
     // A missing file (deleted from under the process) fails closed.

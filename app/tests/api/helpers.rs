@@ -449,3 +449,16 @@ pub async fn send_json(request: reqwest::RequestBuilder) -> Value {
         .await
         .expect("JSON body")
 }
+
+/// Polls `check` every 100 ms until it holds, and returns how long that took; fails the test
+/// with `what` past `limit`. Tests wait for what they need to see, never a fixed time.
+pub async fn within(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        if check().await {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "{what} not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

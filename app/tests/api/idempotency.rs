@@ -20,7 +20,7 @@ use crate::{
     emulators::{self, Kind},
     helpers::{
         AWS_TEST_ENV, ServiceProcess, TestApp, client, config_with, dynamodb_store,
-        embedded_config, read_item, secs, table_on,
+        embedded_config, read_item, secs, table_on, within,
     },
     store_contract::Fixture,
 };
@@ -331,18 +331,6 @@ idempotency_contract_tests!(
 );
 idempotency_contract_tests!(dynamodb_on_moto, moto);
 
-/// Polls `done` until it holds, for at most `limit`.
-async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    done()
-}
-
 /// Expired keys are deleted by the sweep the service runs in the background: nothing is
 /// deleted while the clock stands still, everything once it passes the keys' expiry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,11 +351,10 @@ async fn the_memory_store_sweeps_expired_keys() {
     }
     assert_eq!(store.key_records(), 5);
     clock.advance(secs(3));
-    assert!(
-        eventually(Duration::from_secs(5), || store.key_records() == 0).await,
-        "{} key records left",
-        store.key_records()
-    );
+    within(Duration::from_secs(5), "the sweep", async || {
+        store.key_records() == 0
+    })
+    .await;
     assert_eq!(app.count("SW1", "SW0001").await, 5);
     app.stop().await;
 }

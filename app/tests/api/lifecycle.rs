@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::helpers::{ServiceProcess, client, has_database, send_json};
+use crate::helpers::{ServiceProcess, client, has_database, send_json, within};
 
 fn data_dir_arg(dir: &tempfile::TempDir) -> String {
     dir.path().to_str().expect("utf-8 path").to_owned()
@@ -152,8 +152,10 @@ async fn graceful_shutdown_under_load_loses_no_acknowledged_transaction() {
         })
         .collect();
 
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(acknowledged.load(Ordering::SeqCst) > 0, "load is running");
+    within(Duration::from_secs(10), "load running", async || {
+        acknowledged.load(Ordering::SeqCst) >= 20
+    })
+    .await;
     service.signal("TERM");
     let code = tokio::task::spawn_blocking(move || service.wait(Duration::from_secs(20)))
         .await

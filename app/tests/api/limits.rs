@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::{
     auth::KeysFile,
-    helpers::{ServiceProcess, TestApp, client, config_with, metric_sum, test_config},
+    helpers::{ServiceProcess, TestApp, client, config_with, metric_sum, test_config, within},
 };
 
 const BURSTY_KEY: &str = "fck_bursty-client-key-for-the-limit-tests-0123456";
@@ -154,7 +154,12 @@ async fn a_client_bursting_past_its_limit_gets_429s_and_another_client_does_not(
         })
     };
     // While the bursty client's bucket is empty, its open paths are still answered.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    within(
+        Duration::from_secs(SECONDS),
+        "the bursty client limited",
+        async || limited.load(Ordering::SeqCst) > 0,
+    )
+    .await;
     for open in [
         "/healthz",
         "/readyz",
