@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod lifecycle;
 pub mod limits;
 pub mod route;
+pub mod snapshot;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

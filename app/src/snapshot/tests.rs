@@ -1,0 +1,209 @@
+use std::io::Cursor;
+
+use super::*;
+use crate::{
+    auth::ClientName,
+    calendar::{Day, Month},
+    idempotency::IdempotencyKey,
+    route::Route,
+};
+
+fn route(text: &str) -> Route {
+    Route::parse(text).expect("route")
+}
+
+fn header() -> Header {
+    Header {
+        id: "0123456789abcdef".into(),
+        source: "embedded".into(),
+        taken_at: 1_765_000_000,
+    }
+}
+
+fn sample() -> (Vec<RouteRecord>, Vec<KeyRecord>) {
+    let routes = vec![
+        RouteRecord {
+            route: route("AR1133"),
+            total: 12,
+            days: vec![
+                (Day::parse("2026-12-01").expect("day"), 3),
+                (Day::parse("2026-12-02").expect("day"), 4),
+            ],
+            months: vec![(Month::parse("2026-12").expect("month"), 7)],
+        },
+        RouteRecord {
+            route: route("LA0001"),
+            total: u64::MAX,
+            days: vec![],
+            months: vec![],
+        },
+    ];
+    let client = ClientName::parse("booking-engine").expect("client");
+    let keys = vec![
+        KeyRecord {
+            key: IdempotencyKey::parse(b"a-shared-key").expect("key"),
+            route: route("AR1133"),
+            count: 12,
+            expires_at: 1_765_086_400,
+        },
+        KeyRecord {
+            key: IdempotencyKey::parse(b"k-1").expect("key").scoped(&client),
+            route: route("LA0001"),
+            count: 1,
+            expires_at: 1_765_086_401,
+        },
+    ];
+    (routes, keys)
+}
+
+fn written() -> String {
+    let (routes, keys) = sample();
+    let mut writer = SnapshotWriter::new(Vec::new(), &header()).expect("header");
+    for r in &routes {
+        writer.route(r).expect("route");
+    }
+    for k in &keys {
+        writer.key(k).expect("key");
+    }
+    let (out, r, k) = writer.finish().expect("end");
+    assert_eq!((r, k), (2, 2));
+    String::from_utf8(out).expect("utf-8")
+}
+
+fn read_all(text: &str) -> Result<(Header, Vec<Record>), FormatError> {
+    let mut reader = SnapshotReader::new(Cursor::new(text.as_bytes()))?;
+    let mut records = Vec::new();
+    while let Some(record) = reader.next_record()? {
+        records.push(record);
+    }
+    Ok((reader.header().clone(), records))
+}
+
+/// The error a file with line `n` (1-based) replaced by `line` gets, as text.
+fn with_line(n: usize, line: &str) -> String {
+    let mut lines: Vec<String> = written().lines().map(str::to_owned).collect();
+    lines[n - 1] = line.to_owned();
+    let text = lines.join("\n") + "\n";
+    read_all(&text).expect_err("refused").to_string()
+}
+
+#[test]
+fn a_snapshot_reads_back_as_written() {
+    let (header_read, records) = read_all(&written()).expect("reads");
+    assert_eq!(header_read, header());
+    let (routes, keys) = sample();
+    let expected: Vec<Record> = routes
+        .into_iter()
+        .map(Record::Route)
+        .chain(keys.into_iter().map(Record::Key))
+        .collect();
+    assert_eq!(records, expected);
+}
+
+#[test]
+fn a_file_cut_short_is_refused() {
+    let text = written();
+    let lines: Vec<&str> = text.lines().collect();
+    // Without its end line.
+    let cut = lines[..lines.len() - 1].join("\n") + "\n";
+    assert_eq!(
+        read_all(&cut).expect_err("cut").to_string(),
+        "the file ends at line 5 without its end line: it was cut short"
+    );
+    // In the middle of a line.
+    let cut = &text[..text.len() - 10];
+    let err = read_all(cut).expect_err("cut").to_string();
+    assert!(err.starts_with("line 6: "), "{err}");
+    // Empty.
+    assert!(read_all("").is_err());
+}
+
+#[test]
+fn each_bad_field_is_named_with_its_line() {
+    let cases = [
+        (
+            1,
+            r#"{"format":"other","version":1,"id":"x","source":"s","taken_at":1}"#,
+            "line 1: format: \"other\" is not \"flight-counter-snapshot\"",
+        ),
+        (
+            1,
+            r#"{"format":"flight-counter-snapshot","version":2,"id":"x","source":"s","taken_at":1}"#,
+            "line 1: version: version 2 is not known (this build reads version 1)",
+        ),
+        (
+            2,
+            r#"{"type":"route","route":"AR1133","transactions":-1,"days":{},"months":{}}"#,
+            "line 2: transactions: -1 is not a whole number from 0 to 18446744073709551615",
+        ),
+        (
+            2,
+            r#"{"type":"route","route":"AR1133","transactions":18446744073709551616,"days":{},"months":{}}"#,
+            "line 2: transactions: 1.8446744073709552e+19 is not a whole number from 0 to 18446744073709551615",
+        ),
+        (
+            2,
+            r#"{"type":"route","route":"ar1133","transactions":1,"days":{},"months":{}}"#,
+            "line 2: route: \"ar1133\" is not in canonical form (AR1133)",
+        ),
+        (
+            2,
+            r#"{"type":"route","route":"AR1133","transactions":1,"days":{"2026-02-30":1},"months":{}}"#,
+            "line 2: days: \"2026-02-30\" is not a valid period",
+        ),
+        (
+            2,
+            r#"{"type":"route","route":"AR1133","transactions":1,"days":{"2026-02-03":2},"months":{}}"#,
+            "line 2: days: they add up to 2, more than the route's 1 transactions",
+        ),
+        (
+            3,
+            r#"{"type":"route","route":"AR1133","transactions":1,"days":{},"months":{}}"#,
+            "line 3: route: AR1133 is listed twice",
+        ),
+        (
+            3,
+            r#"{"type":"route","route":"AA0001","transactions":1,"days":{},"months":{}}"#,
+            "line 3: route: AA0001 comes after AR1133: routes are in ascending order",
+        ),
+        (
+            4,
+            r#"{"type":"key","client":null,"key":"has space","route":"AR1133","count":1,"expires_at":1}"#,
+            "line 4: key: the Idempotency-Key has a character outside visible ASCII; ",
+        ),
+        (
+            4,
+            r#"{"type":"key","client":null,"key":"k","route":"AR1133","count":0,"expires_at":1}"#,
+            "line 4: count: a key's count is at least 1",
+        ),
+        (
+            4,
+            r#"{"type":"route","route":"ZZ0001","transactions":1,"days":{},"months":{}}"#,
+            "line 4: a route after the keys",
+        ),
+        (
+            6,
+            r#"{"type":"end","routes":3,"keys":2}"#,
+            "line 6: routes: the end line says 3, the file has 2",
+        ),
+        (5, r#"{"type":"key""#, "line 5: not JSON: "),
+        (
+            5,
+            r#"{"type":"other"}"#,
+            "line 5: type: \"other\" is not route, key or end",
+        ),
+    ];
+    for (n, line, expected) in cases {
+        let err = with_line(n, line);
+        assert!(err.starts_with(expected), "line {n} {line}: {err}");
+    }
+}
+
+#[test]
+fn nothing_may_follow_the_end_line() {
+    let text = written() + "{}\n";
+    assert_eq!(
+        read_all(&text).expect_err("refused").to_string(),
+        "line 7: a line after the end line"
+    );
+}
