@@ -86,13 +86,23 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
                 cache_bytes: config.embedded_cache_mib as usize * 1024 * 1024,
                 checkpoint_interval: config.embedded_checkpoint_interval,
             };
-            let store = EmbeddedStore::open_with(&config.data_dir, settings)?;
+            let store = EmbeddedStore::open_with(
+                &config.data_dir,
+                settings,
+                crate::clock::SystemClock::shared(),
+            )?;
             tracing::info!(path = %store.path().display(), "opened embedded store");
             Store::batch(store)
         }
         StoreKind::Memory => Store::batch(MemoryStore::new()),
         // Makes no call: DynamoDB may come up after the service; readiness tells.
-        StoreKind::Dynamodb => Store::item(DynamoStore::connect(config.dynamo_settings()).await?),
+        StoreKind::Dynamodb => Store::item(
+            DynamoStore::connect(
+                config.dynamo_settings(),
+                crate::clock::SystemClock::shared(),
+            )
+            .await?,
+        ),
     })
 }
 

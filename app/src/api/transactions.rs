@@ -176,7 +176,7 @@ impl Failure {
                     ),
                 ))
             }
-            LedgerError::Store(StoreError::Unavailable(_) | StoreError::Throttled(_))
+            LedgerError::Store(StoreError::Unavailable { .. } | StoreError::Throttled { .. })
             | LedgerError::TimedOut(_) => Failure::Unavailable(ErrorBody::new(
                 ErrorCode::StoreUnavailable,
                 "the count store cannot commit right now; retry after the Retry-After delay",

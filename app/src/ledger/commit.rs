@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::{LedgerError, StoreHealth, queue::Taken};
 use crate::{
     clock::SharedClock,
-    store::{BatchStore, ItemStore, RouteOutcome, StoreError},
+    store::{BatchStore, ItemStore, RouteOutcome, StoreError, WrongOutcomeCount},
     telemetry::metrics::{self as m, CommitOutcome},
 };
 
@@ -40,9 +40,13 @@ pub(super) async fn commit_batch(
         let writes: Vec<_> = batch.iter().map(|taken| taken.write(day)).collect();
         match tokio::time::timeout_at(deadline, store.commit(&writes)).await {
             Ok(Ok(outcomes)) if outcomes.len() == batch.len() => break Ok(outcomes),
-            Ok(Ok(_)) => {
-                break Err(LedgerError::Store(StoreError::Unavailable(
-                    "store returned a wrong number of outcomes".into(),
+            Ok(Ok(outcomes)) => {
+                break Err(LedgerError::Store(StoreError::unavailable(
+                    "committing a batch",
+                    WrongOutcomeCount {
+                        expected: batch.len(),
+                        got: outcomes.len(),
+                    },
                 )));
             }
             Ok(Err(StoreError::Overflow(route))) if batch.len() > 1 => {
@@ -100,10 +104,16 @@ pub(super) async fn commit_item(
     let transactions = taken.len();
     let result = match tokio::time::timeout(cx.timeout, store.commit(&write)).await {
         Ok(Ok(outcome)) if outcome.keyed.len() == write.keyed.len() => Ok(outcome),
-        Ok(Ok(_)) => Err(LedgerError::Store(StoreError::Unavailable(
-            "store returned a wrong number of outcomes".into(),
+        Ok(Ok(outcome)) => Err(LedgerError::Store(StoreError::unavailable(
+            "committing a route",
+            WrongOutcomeCount {
+                expected: write.keyed.len(),
+                got: outcome.keyed.len(),
+            },
         ))),
-        Ok(Err(StoreError::Throttled(reason))) => {
+        Ok(Err(StoreError::Throttled {
+            context: reason, ..
+        })) => {
             tracing::debug!(route = %taken.route, %reason, transactions, "commit throttled");
             finished(&cx, started, transactions, CommitOutcome::Throttled);
             return ItemDone {

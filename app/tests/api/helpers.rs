@@ -208,7 +208,7 @@ pub async fn dynamodb_store(config: &Config) -> Arc<DynamoStore> {
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"));
     Arc::new(
-        DynamoStore::connect_with(config.dynamo_settings(), loader)
+        DynamoStore::connect_with(config.dynamo_settings(), loader, SystemClock::shared())
             .await
             .expect("dynamodb store"),
     )

@@ -8,7 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use flight_counter::store::{DynamoStore, EmbeddedStore, MemoryStore, Store};
+use flight_counter::{
+    clock::SystemClock,
+    store::{DynamoStore, EmbeddedStore, MemoryStore, Store},
+};
 use serde_json::Value;
 
 use crate::{
@@ -434,7 +437,7 @@ async fn the_embedded_store_sweeps_expired_keys() {
     }
     app.stop().await;
     {
-        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let store = EmbeddedStore::open(dir.path(), SystemClock::shared()).expect("open");
         assert_eq!(store.key_records().await.expect("records"), 5);
     }
     let app = embedded_in(&dir, &["--idempotency-retention", "3s"]).await;
@@ -442,7 +445,7 @@ async fn the_embedded_store_sweeps_expired_keys() {
     tokio::time::sleep(Duration::from_millis(6000)).await;
     assert_eq!(app.count("SE1", "SE0001").await, 5);
     app.stop().await;
-    let store = EmbeddedStore::open(dir.path()).expect("open");
+    let store = EmbeddedStore::open(dir.path(), SystemClock::shared()).expect("open");
     assert_eq!(store.key_records().await.expect("records"), 0);
 }
 
