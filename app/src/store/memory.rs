@@ -350,4 +350,27 @@ mod tests {
         assert_eq!(store.get(a).await.ok(), Some(0));
         assert_eq!(store.get(b).await.ok(), Some(u64::MAX));
     }
+
+    /// Upkeep goes through the shared rules: days that left the window are deleted, and count
+    /// in the limit like keys.
+    #[tokio::test]
+    async fn days_out_of_the_window_are_deleted() {
+        let store = MemoryStore::new();
+        let route = Route::parse("AR1").expect("route");
+        let old = Day::parse("2026-01-01").expect("day");
+        for day in [old, today()] {
+            store
+                .commit(&[RouteWrite::keyless(route, 2, day)])
+                .await
+                .expect("ok");
+        }
+        assert_eq!(store.daily(route, old, old).await.ok(), Some(vec![2]));
+        assert_eq!(store.housekeeping(0, today(), 10).await.ok(), Some(1));
+        assert_eq!(store.daily(route, old, old).await.ok(), Some(vec![0]));
+        assert_eq!(
+            store.daily(route, today(), today()).await.ok(),
+            Some(vec![2])
+        );
+        assert_eq!(store.get(route).await.ok(), Some(4));
+    }
 }

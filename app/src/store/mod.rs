@@ -290,3 +290,27 @@ impl From<Arc<dyn ItemStore>> for Store {
         Self::Item(store)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_keeps_its_cause_through_clones() {
+        let err = StoreError::unavailable(
+            "appending to the journal",
+            std::io::Error::other("no space left on device"),
+        )
+        .clone();
+        assert_eq!(
+            err.to_string(),
+            "store unavailable: appending to the journal"
+        );
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("no space left on device"));
+        assert_eq!(
+            err.chain(),
+            "store unavailable: appending to the journal: no space left on device"
+        );
+    }
+}

@@ -1,5 +1,7 @@
 //! Turning a failed DynamoDB call into what the service does about it: one line saying what
-//! went wrong, and whether it was throttling (nothing applied; slow down) or contention.
+//! went wrong, and whether it was throttling (nothing applied; slow down) or contention; and
+//! [`Fault`], the cause of a failure that no SDK error describes (an answer this store cannot
+//! use, a commit that gave up).
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 

@@ -26,7 +26,7 @@ use std::{
         Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use redb::Database;
@@ -34,7 +34,7 @@ use redb::Database;
 use super::{
     CHECKPOINT_BYTES, Closed, EmbeddedSettings,
     journal::Journal,
-    recovery::{OpenError, PROBE, open_and_replay, open_new_or_existing},
+    recovery::{OpenError, PROBE, close_database, open_and_replay, open_new_or_existing},
     tables::{ReadTables, TxnTables, set_applied_seq},
 };
 use crate::{
@@ -49,8 +49,6 @@ use crate::{
     },
 };
 
-/// How long a reopen waits for reads still holding the old database.
-const REOPEN_WAIT: Duration = Duration::from_secs(2);
 /// The memtables: the active one takes commits; the frozen one is being flushed.
 #[derive(Default)]
 struct Memtables {
@@ -341,30 +339,14 @@ impl DatabaseFile {
         // reads answer that the store is being reopened.
         *self.memtables.write().unwrap_or_else(|p| p.into_inner()) = Memtables::default();
         let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = slot.take() {
-            // Reads may still hold it; the file lock is released only when the last of them
-            // lets go.
-            let started = Instant::now();
-            let mut old = old;
-            loop {
-                match Arc::try_unwrap(old) {
-                    Ok(db) => {
-                        drop(db);
-                        break;
-                    }
-                    Err(still_shared) if started.elapsed() < REOPEN_WAIT => {
-                        old = still_shared;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(still_shared) => {
-                        *slot = Some(still_shared);
-                        return Err(StoreError::unavailable(
-                            "reopening the store's files",
-                            Closed::InUse,
-                        ));
-                    }
-                }
-            }
+        if let Some(old) = slot.take()
+            && let Err(still_shared) = close_database(old)
+        {
+            *slot = Some(still_shared);
+            return Err(StoreError::unavailable(
+                "reopening the store's files",
+                Closed::InUse,
+            ));
         }
         writer.segments = None;
         let opened = open_and_replay(

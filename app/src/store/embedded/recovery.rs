@@ -12,6 +12,7 @@ use std::{
     io,
     path::{Path, PathBuf},
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use redb::{Builder, Database, TableDefinition};
@@ -232,6 +233,30 @@ pub(super) fn open_and_replay(
         segments,
         next_seq: last_seq + 1,
     })
+}
+
+/// How long a reopen waits for reads still holding the old database.
+const REOPEN_WAIT: Duration = Duration::from_secs(2);
+
+/// Closes the database before its files are opened again. Reads may still hold it, and its
+/// file lock is released only when the last of them lets go: waits for them a little, and
+/// hands it back if they hold on.
+pub(super) fn close_database(db: Arc<Database>) -> Result<(), Arc<Database>> {
+    let started = Instant::now();
+    let mut db = db;
+    loop {
+        match Arc::try_unwrap(db) {
+            Ok(db) => {
+                drop(db);
+                return Ok(());
+            }
+            Err(still_shared) if started.elapsed() < REOPEN_WAIT => {
+                db = still_shared;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(still_shared) => return Err(still_shared),
+        }
+    }
 }
 
 fn remove_unfinished(path: &Path) {

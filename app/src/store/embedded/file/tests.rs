@@ -1,5 +1,7 @@
 //! What a crash leaves: the files as they are when the process stops without a checkpoint
 //! (dropping the store here writes nothing more than a SIGKILL would let it write).
+use std::time::Duration;
+
 use super::*;
 use crate::{
     clock::SystemClock,
