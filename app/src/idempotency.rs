@@ -10,11 +10,7 @@
 //! clients choosing the same key make two transactions. Without authentication there is one
 //! shared scope.
 
-use std::{
-    borrow::Cow,
-    fmt,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{borrow::Cow, fmt, time::Duration};
 
 use crate::{auth::ClientName, route::Route};
 
@@ -149,14 +145,6 @@ impl KeyedOutcome {
             replayed: true,
         }
     }
-}
-
-/// Seconds since the Unix epoch, now.
-pub fn epoch_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// When a key recorded at `now` expires: at least `retention` later. Times are whole seconds

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use flight_counter::{
     auth,
     config::{ApiKeyArgs, Cli, Config, Invocation},
-    startup::{self, Application, CONFIG_ERROR, StartupError, shutdown_signal},
+    startup::{Application, CONFIG_ERROR, StartupError, shutdown_signal},
     telemetry,
 };
 use tracing_subscriber::EnvFilter;
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let line = startup::chain(&err);
+            let line = telemetry::logging::error_chain(&err);
             if err.is_configuration() {
                 tracing::error!(error = %line, "invalid configuration");
             } else {

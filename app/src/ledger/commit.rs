@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::time::Instant;
 
 use super::{LedgerError, StoreHealth, queue::Taken};
+use crate::telemetry::logging::error_chain;
 use crate::{
     clock::SharedClock,
     store::{BatchStore, ItemStore, RouteOutcome, StoreError},
@@ -55,7 +56,7 @@ pub(super) async fn commit_batch(
     };
     for taken in overflowed {
         let err = LedgerError::Full(taken.route);
-        tracing::error!(store = cx.kind, route = %taken.route, error = %err, "commit refused");
+        tracing::error!(store = cx.kind, route = %taken.route, error = %error_chain(&err), "commit refused");
         m::commit_finished(started.elapsed(), taken.len() as u64, CommitOutcome::Failed);
         taken.fail(&err);
     }
@@ -70,7 +71,7 @@ pub(super) async fn commit_batch(
             finished(cx, started, transactions, CommitOutcome::Ok { recorded });
         }
         Err(err) => {
-            tracing::error!(store = cx.kind, error = %err, transactions, "commit failed");
+            tracing::error!(store = cx.kind, error = %error_chain(&err), transactions, "commit failed");
             failed(cx, started, transactions, &err);
             for taken in batch {
                 taken.fail(&err);
@@ -103,7 +104,7 @@ pub(super) async fn commit_item(
             outcome.keyed.len(),
         )),
         Ok(Err(err @ StoreError::Throttled { .. })) => {
-            tracing::debug!(route = %taken.route, error = %err, transactions, "commit throttled");
+            tracing::debug!(route = %taken.route, error = %error_chain(&err), transactions, "commit throttled");
             finished(&cx, started, transactions, CommitOutcome::Throttled);
             return ItemDone {
                 started,
@@ -133,7 +134,7 @@ fn settle(
             finished(cx, started, transactions, CommitOutcome::Ok { recorded });
         }
         Err(err) => {
-            tracing::error!(store = cx.kind, route = %taken.route, error = %err, transactions, "commit failed");
+            tracing::error!(store = cx.kind, route = %taken.route, error = %error_chain(&err), transactions, "commit failed");
             finished(cx, started, transactions, CommitOutcome::Failed);
             taken.fail(&err);
         }

@@ -39,6 +39,7 @@ pub use error::{LedgerError, RETRY_AFTER, Unavailability};
 pub use health::StoreHealth;
 pub use settings::LedgerSettings;
 
+use crate::telemetry::logging::error_chain;
 use crate::{
     calendar::{Day, Month},
     clock::SharedClock,
@@ -285,7 +286,7 @@ impl Ledger {
         let ok = match tokio::time::timeout(deadline, self.store.base().check_ready()).await {
             Ok(Ok(())) => true,
             Ok(Err(err)) => {
-                tracing::warn!(store = kind, error = %err, "store is not ready");
+                tracing::warn!(store = kind, error = %error_chain(&err), "store is not ready");
                 false
             }
             Err(_) => {
@@ -305,7 +306,7 @@ impl Ledger {
         let handle = self.dispatcher.lock().await.take();
         if let Some(handle) = handle {
             if let Err(err) = handle.await {
-                tracing::error!(error = %err, "ledger dispatcher ended abnormally");
+                tracing::error!(error = %error_chain(&err), "ledger dispatcher ended abnormally");
             }
             let deadline = self.settings.commit_timeout;
             if tokio::time::timeout(deadline, self.store.base().close())

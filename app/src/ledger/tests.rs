@@ -92,14 +92,20 @@ impl Observed {
         let size = batch.iter().map(RouteWrite::transactions).sum::<u64>() as usize;
         self.largest_commit.fetch_max(size, Ordering::SeqCst);
         if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("injected".into()));
+            return Err(StoreError::unavailable(
+                "injected",
+                std::io::Error::other("injected"),
+            ));
         }
         let throttle = self
             .throttle
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         if throttle.is_ok() {
             self.throttled.fetch_add(1, Ordering::SeqCst);
-            return Err(StoreError::Throttled("injected".into()));
+            return Err(StoreError::throttled(
+                "injected",
+                std::io::Error::other("injected"),
+            ));
         }
         self.inner.commit(batch).await
     }
@@ -142,9 +148,9 @@ impl ItemStore for Observed {
     }
     async fn commit(&self, write: &RouteWrite) -> Result<RouteOutcome, StoreError> {
         let mut outcomes = self.observe(std::slice::from_ref(write)).await?;
-        outcomes
-            .pop()
-            .ok_or_else(|| StoreError::Unavailable("no outcome".into()))
+        outcomes.pop().ok_or_else(|| {
+            StoreError::unavailable("no outcome", std::io::Error::other("no outcome"))
+        })
     }
 }
 

@@ -9,6 +9,7 @@ use std::{sync::Arc, time::Duration};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::Supervisor;
+use crate::telemetry::logging::error_chain;
 use crate::{
     auth::{AuthMode, RELOAD_INTERVAL},
     config::Config,
@@ -51,7 +52,7 @@ pub(super) fn start(
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(keys = n, "deleted expired idempotency keys"),
                     Err(err) => {
-                        tracing::warn!(error = %err, "cannot delete expired idempotency keys")
+                        tracing::warn!(error = %error_chain(&err), "cannot delete expired idempotency keys")
                     }
                 }
             }

@@ -55,22 +55,6 @@ impl StartupError {
     }
 }
 
-/// The error and every cause under it, on one line: `a: b: c`.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // `#[error(transparent)]` and wrappers that repeat their source add nothing.
-        if !line.ends_with(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        source = cause.source();
-    }
-    line
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,7 +67,7 @@ mod tests {
             source: std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use"),
         };
         assert_eq!(
-            chain(&err),
+            crate::telemetry::logging::error_chain(&err),
             "cannot listen on 127.0.0.1:8080 (--bind): address in use"
         );
         assert_eq!(err.exit_code(), ExitCode::FAILURE);

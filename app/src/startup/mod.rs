@@ -17,7 +17,7 @@ use poem::{
     listener::{Acceptor, TcpAcceptor},
 };
 
-pub use error::{CONFIG_ERROR, OpenCause, StartupError, chain};
+pub use error::{CONFIG_ERROR, OpenCause, StartupError};
 pub use supervisor::Supervisor;
 
 use crate::{
@@ -146,19 +146,21 @@ pub fn auth_mode(config: &Config) -> Result<AuthMode, KeysFileError> {
 pub async fn open_store(config: &Config, clock: SharedClock) -> Result<Store, StartupError> {
     let kind = config.store.as_str();
     let failed = |source: OpenCause| StartupError::Store { kind, source };
-    let _pending_store_clock = clock;
     Ok(match config.store {
         StoreKind::Embedded => {
-            let store =
-                EmbeddedStore::open_with(&config.embedded.data_dir, config.embedded.settings())
-                    .map_err(|err| failed(err.into()))?;
+            let store = EmbeddedStore::open_with(
+                &config.embedded.data_dir,
+                config.embedded.settings(),
+                clock,
+            )
+            .map_err(|err| failed(err.into()))?;
             tracing::info!(path = %store.path().display(), "opened embedded store");
             Store::batch(store)
         }
         StoreKind::Memory => Store::batch(MemoryStore::new()),
         // Makes no call: DynamoDB may come up after the service; readiness tells.
         StoreKind::Dynamodb => Store::item(
-            DynamoStore::connect(config.dynamo_settings())
+            DynamoStore::connect(config.dynamo_settings(), clock)
                 .await
                 .map_err(|err| failed(err.into()))?,
         ),

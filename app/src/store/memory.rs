@@ -1,32 +1,161 @@
 //! A store that keeps counts in memory only: for tests and throwaway runs. Counts (and
 //! idempotency keys) are lost when the process exits.
+//!
+//! It keeps the embedded store's rows in plain maps and commits, reads and sweeps through the
+//! same rules (`store::local::rules`), so that both local stores count alike: a rule changed
+//! there changes here.
 
-use std::sync::Mutex;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Mutex,
+};
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::{BatchStore, RouteOutcome, RouteWrite, StoreBase, StoreError};
+use super::{
+    BatchStore, RouteOutcome, RouteWrite, StoreBase, StoreError,
+    local::{
+        memtable::Overlay,
+        record::BatchRecord,
+        rows::{KeyRow, Periods, RouteRow, Tables, TablesMut, UpkeepTables},
+        rules::{housekeeping, read_range, write_batch},
+    },
+};
 use crate::{
     calendar::{Day, Month},
-    idempotency::{IdempotencyKey, KeyedOutcome},
     route::Route,
 };
 
-/// A stored key: the outcome of its first POST, and when it expires (epoch seconds).
-#[derive(Debug, Clone, Copy)]
-struct KeyRecord {
-    route: Route,
-    count: u64,
-    expires_at: u64,
-}
-
+/// The tables, as maps: canonical route → row, key id → record, the expiry index, and per
+/// period (first, as in the database, so that old periods are one range) route → count.
 #[derive(Default)]
 struct State {
-    counts: HashMap<Route, u64>,
-    keys: HashMap<IdempotencyKey, KeyRecord>,
-    /// (route, day number) and (route, month number) → count.
-    days: HashMap<(Route, i32), u64>,
-    months: HashMap<(Route, i32), u64>,
+    routes: HashMap<Box<str>, RouteRow>,
+    keys: HashMap<Box<str>, KeyRow>,
+    expiry: BTreeSet<(u64, Box<str>)>,
+    daily: BTreeMap<i32, HashMap<Box<str>, u64>>,
+    monthly: BTreeMap<i32, HashMap<Box<str>, u64>>,
+}
+
+impl State {
+    fn history_map(&self, periods: Periods) -> &BTreeMap<i32, HashMap<Box<str>, u64>> {
+        match periods {
+            Periods::Days => &self.daily,
+            Periods::Months => &self.monthly,
+        }
+    }
+
+    fn history_map_mut(&mut self, periods: Periods) -> &mut BTreeMap<i32, HashMap<Box<str>, u64>> {
+        match periods {
+            Periods::Days => &mut self.daily,
+            Periods::Months => &mut self.monthly,
+        }
+    }
+}
+
+impl Tables for State {
+    fn row(&self, route: &str) -> Result<RouteRow, StoreError> {
+        Ok(self.routes.get(route).copied().unwrap_or_default())
+    }
+
+    fn key(&self, id: &str) -> Result<Option<KeyRow>, StoreError> {
+        Ok(self.keys.get(id).cloned())
+    }
+
+    fn history(&self, periods: Periods, period: i32, route: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .history_map(periods)
+            .get(&period)
+            .and_then(|routes| routes.get(route))
+            .copied()
+            .unwrap_or(0))
+    }
+}
+
+impl TablesMut for State {
+    fn set_row(&mut self, route: &str, row: RouteRow) -> Result<(), StoreError> {
+        self.routes.insert(route.into(), row);
+        Ok(())
+    }
+
+    fn set_key(&mut self, id: &str, key: KeyRow) -> Result<(), StoreError> {
+        self.expiry.insert((key.expires_at, id.into()));
+        self.keys.insert(id.into(), key);
+        Ok(())
+    }
+
+    fn remove_expiry(&mut self, expires_at: u64, id: &str) -> Result<(), StoreError> {
+        self.expiry.remove(&(expires_at, id.into()));
+        Ok(())
+    }
+
+    fn set_history(
+        &mut self,
+        periods: Periods,
+        period: i32,
+        route: &str,
+        n: u64,
+    ) -> Result<(), StoreError> {
+        self.history_map_mut(periods)
+            .entry(period)
+            .or_default()
+            .insert(route.into(), n);
+        Ok(())
+    }
+}
+
+impl UpkeepTables for State {
+    fn expired_keys(&self, now: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+        Ok(self
+            .expiry
+            .iter()
+            .take_while(|(expires_at, _)| *expires_at <= now)
+            .take(limit)
+            .map(|(expires_at, id)| (*expires_at, id.to_string()))
+            .collect())
+    }
+
+    fn remove_key(&mut self, expires_at: u64, id: &str) -> Result<(), StoreError> {
+        self.expiry.remove(&(expires_at, id.into()));
+        self.keys.remove(id);
+        Ok(())
+    }
+
+    fn history_before(
+        &self,
+        periods: Periods,
+        first: i32,
+        limit: usize,
+    ) -> Result<Vec<(i32, String)>, StoreError> {
+        let mut old = Vec::new();
+        for (period, routes) in self.history_map(periods).range(..first) {
+            // Sorted like the database's (period, route) keys, so that a limit takes the same.
+            let mut names: Vec<&str> = routes.keys().map(|route| &**route).collect();
+            names.sort_unstable();
+            old.extend(names.into_iter().map(|route| (*period, route.to_owned())));
+            if old.len() >= limit {
+                break;
+            }
+        }
+        old.truncate(limit);
+        Ok(old)
+    }
+
+    fn remove_history(
+        &mut self,
+        periods: Periods,
+        period: i32,
+        route: &str,
+    ) -> Result<(), StoreError> {
+        let map = self.history_map_mut(periods);
+        if let Some(routes) = map.get_mut(&period) {
+            routes.remove(route);
+            if routes.is_empty() {
+                map.remove(&period);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -40,8 +169,9 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave a half-applied batch (everything is
-        // computed before anything is written), so a poisoned lock is still consistent.
+        // A panic while holding the lock cannot leave a half-applied batch (a batch is applied
+        // to an overlay first, and written to the maps only once it all fits), so a poisoned
+        // lock is still consistent.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -60,29 +190,35 @@ impl StoreBase for MemoryStore {
     }
 
     async fn get(&self, route: Route) -> Result<u64, StoreError> {
-        Ok(self.lock().counts.get(&route).copied().unwrap_or(0))
+        Ok(self.lock().row(route.as_str())?.total)
     }
 
     async fn get_many(&self, routes: &[Route]) -> Result<Vec<u64>, StoreError> {
         let state = self.lock();
-        Ok(routes
+        routes
             .iter()
-            .map(|r| state.counts.get(r).copied().unwrap_or(0))
-            .collect())
+            .map(|route| Ok(state.row(route.as_str())?.total))
+            .collect()
     }
 
     async fn daily(&self, route: Route, from: Day, to: Day) -> Result<Vec<u64>, StoreError> {
-        let state = self.lock();
-        Ok((from.number()..=to.number())
-            .map(|day| state.days.get(&(route, day)).copied().unwrap_or(0))
-            .collect())
+        read_range(
+            &*self.lock(),
+            Periods::Days,
+            route,
+            from.number(),
+            to.number(),
+        )
     }
 
     async fn monthly(&self, route: Route, from: Month, to: Month) -> Result<Vec<u64>, StoreError> {
-        let state = self.lock();
-        Ok((from.number()..=to.number())
-            .map(|month| state.months.get(&(route, month)).copied().unwrap_or(0))
-            .collect())
+        read_range(
+            &*self.lock(),
+            Periods::Months,
+            route,
+            from.number(),
+            to.number(),
+        )
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {
@@ -90,96 +226,22 @@ impl StoreBase for MemoryStore {
     }
 
     async fn housekeeping(&self, now: u64, today: Day, limit: usize) -> Result<usize, StoreError> {
-        let mut state = self.lock();
-        let first_day = today.window_start().number();
-        let first_month = today.month().window_start().number();
-        state.days.retain(|(_, day), _| *day >= first_day);
-        state.months.retain(|(_, month), _| *month >= first_month);
-        let expired: Vec<IdempotencyKey> = state
-            .keys
-            .iter()
-            .filter(|(_, record)| record.expires_at <= now)
-            .map(|(key, _)| key.clone())
-            .take(limit)
-            .collect();
-        for key in &expired {
-            state.keys.remove(key);
-        }
-        Ok(expired.len())
+        housekeeping(&mut *self.lock(), now, today, limit)
     }
 }
 
 #[async_trait::async_trait]
 impl BatchStore for MemoryStore {
     async fn commit(&self, batch: &[RouteWrite]) -> Result<Vec<RouteOutcome>, StoreError> {
+        let record = BatchRecord::of(batch);
         let mut state = self.lock();
-        // Work on copies of what changes, and write them back only if everything fits.
-        let mut counts: HashMap<Route, u64> = HashMap::default();
-        let mut keys: HashMap<IdempotencyKey, KeyRecord> = HashMap::default();
-        let mut days: HashMap<(Route, i32), u64> = HashMap::default();
-        let mut months: HashMap<(Route, i32), u64> = HashMap::default();
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for write in batch {
-            let current = counts
-                .get(&write.route)
-                .or_else(|| state.counts.get(&write.route))
-                .copied()
-                .unwrap_or(0);
-            let keyless_total = current
-                .checked_add(write.keyless)
-                .ok_or(StoreError::Overflow(write.route))?;
-            let mut total = keyless_total;
-            let mut keyed = Vec::with_capacity(write.keyed.len());
-            for k in &write.keyed {
-                let stored = keys
-                    .get(&k.key)
-                    .or_else(|| state.keys.get(&k.key))
-                    .filter(|record| record.expires_at > k.now);
-                if let Some(record) = stored {
-                    keyed.push(KeyedOutcome::replay(record.route, record.count));
-                    continue;
-                }
-                total = total.checked_add(1).ok_or(StoreError::Overflow(k.route))?;
-                keys.insert(
-                    k.key.clone(),
-                    KeyRecord {
-                        route: k.route,
-                        count: total,
-                        expires_at: k.expires_at,
-                    },
-                );
-                keyed.push(KeyedOutcome::recorded(k.route, total));
-            }
-            counts.insert(write.route, total);
-            let added = total - current;
-            if added > 0 {
-                *days
-                    .entry((write.route, write.day.number()))
-                    .or_insert_with(|| {
-                        state
-                            .days
-                            .get(&(write.route, write.day.number()))
-                            .copied()
-                            .unwrap_or(0)
-                    }) += added;
-                let month = write.day.month().number();
-                *months.entry((write.route, month)).or_insert_with(|| {
-                    state
-                        .months
-                        .get(&(write.route, month))
-                        .copied()
-                        .unwrap_or(0)
-                }) += added;
-            }
-            outcomes.push(RouteOutcome {
-                keyless_total,
-                keyed,
-            });
-        }
-        state.counts.extend(counts);
-        state.keys.extend(keys);
-        state.days.extend(days);
-        state.months.extend(months);
+        // Applied to an overlay first: a batch that fails (an overflow) changes nothing.
+        let (outcomes, writes) = {
+            let mut overlay = Overlay::new(&*state);
+            let outcomes = write_batch(&mut overlay, &record)?;
+            (outcomes, overlay.writes)
+        };
+        writes.flush_into(&mut *state)?;
         Ok(outcomes)
     }
 }
@@ -187,7 +249,7 @@ impl BatchStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::idempotency::KeyedIncrement;
+    use crate::idempotency::{IdempotencyKey, KeyedIncrement, KeyedOutcome};
 
     fn today() -> Day {
         Day::parse("2026-11-21").expect("day")
@@ -287,5 +349,28 @@ mod tests {
         assert!(matches!(failed, Err(StoreError::Overflow(r)) if r == b));
         assert_eq!(store.get(a).await.ok(), Some(0));
         assert_eq!(store.get(b).await.ok(), Some(u64::MAX));
+    }
+
+    /// Upkeep goes through the shared rules: days that left the window are deleted, and count
+    /// in the limit like keys.
+    #[tokio::test]
+    async fn days_out_of_the_window_are_deleted() {
+        let store = MemoryStore::new();
+        let route = Route::parse("AR1").expect("route");
+        let old = Day::parse("2026-01-01").expect("day");
+        for day in [old, today()] {
+            store
+                .commit(&[RouteWrite::keyless(route, 2, day)])
+                .await
+                .expect("ok");
+        }
+        assert_eq!(store.daily(route, old, old).await.ok(), Some(vec![2]));
+        assert_eq!(store.housekeeping(0, today(), 10).await.ok(), Some(1));
+        assert_eq!(store.daily(route, old, old).await.ok(), Some(vec![0]));
+        assert_eq!(
+            store.daily(route, today(), today()).await.ok(),
+            Some(vec![2])
+        );
+        assert_eq!(store.get(route).await.ok(), Some(4));
     }
 }

@@ -12,13 +12,15 @@
 
 mod dynamodb;
 mod embedded;
+mod local;
 mod memory;
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
 pub use dynamodb::{
-    BATCH_RECORD_PREFIX, COUNT_ATTRIBUTE, DynamoSettings, DynamoStore, EXPIRES_AT_ATTRIBUTE,
-    KEY_ATTRIBUTE, KEY_COUNT_ATTRIBUTE, KEY_RECORD_PREFIX, KEY_ROUTE_ATTRIBUTE,
+    BATCH_RECORD_PREFIX, COUNT_ATTRIBUTE, ConnectError, DynamoSettings, DynamoStore,
+    EXPIRES_AT_ATTRIBUTE, KEY_ATTRIBUTE, KEY_COUNT_ATTRIBUTE, KEY_RECORD_PREFIX,
+    KEY_ROUTE_ATTRIBUTE,
 };
 pub use embedded::{
     CHECKPOINT_BYTES, DATABASE_FILE, EmbeddedSettings, EmbeddedStore, JOURNAL_FILE,
@@ -68,20 +70,77 @@ pub struct RouteOutcome {
     pub keyed: Vec<KeyedOutcome>,
 }
 
+/// A cause kept for logs and `source()` chains; shared, so a [`StoreError`] stays `Clone` (the
+/// ledger hands one failure to every caller of a batch).
+pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why a store could not do what was asked. Every variant means nothing was applied.
+///
+/// `context` says what the store was doing; the underlying error stays reachable through
+/// [`std::error::Error::source`], so a log can print the whole chain.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The store cannot commit right now (I/O failure, unreachable, timed out). Callers may
     /// retry later.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    #[error("store unavailable: {context}")]
+    Unavailable {
+        context: Cow<'static, str>,
+        #[source]
+        source: Cause,
+    },
     /// The store refused the write for exceeding a rate limit, and applied nothing: the same
     /// write may be sent again, later. The ledger slows down the route and retries it.
-    #[error("store throttled: {0}")]
-    Throttled(String),
+    #[error("store throttled: {context}")]
+    Throttled {
+        context: Cow<'static, str>,
+        #[source]
+        source: Cause,
+    },
     /// Adding the increment would overflow the route's 64-bit count.
     #[error("the count of route {0} would overflow")]
     Overflow(Route),
+}
+
+impl StoreError {
+    /// The store failed while doing `context`, because of `source`.
+    pub fn unavailable(
+        context: impl Into<Cow<'static, str>>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// The store refused `context` for its rate, because of `source`.
+    pub fn throttled(
+        context: impl Into<Cow<'static, str>>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Throttled {
+            context: context.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// The error and every source under it, on one line: what a log needs to say what
+    /// actually failed.
+    pub fn chain(&self) -> String {
+        crate::telemetry::logging::error_chain(self)
+    }
+}
+
+/// `?` with what the store was doing: the error becomes [`StoreError::Unavailable`] with it as
+/// the source. For the local stores, whose library errors all mean the store cannot go on.
+trait OrUnavailable<T> {
+    fn or_unavailable(self, context: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> OrUnavailable<T> for Result<T, E> {
+    fn or_unavailable(self, context: &'static str) -> Result<T, StoreError> {
+        self.map_err(|err| StoreError::unavailable(context, err))
+    }
 }
 
 /// What every store does besides committing: reads, readiness, upkeep.
@@ -213,5 +272,29 @@ impl From<Arc<dyn BatchStore>> for Store {
 impl From<Arc<dyn ItemStore>> for Store {
     fn from(store: Arc<dyn ItemStore>) -> Self {
         Self::Item(store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_keeps_its_cause_through_clones() {
+        let err = StoreError::unavailable(
+            "appending to the journal",
+            std::io::Error::other("no space left on device"),
+        )
+        .clone();
+        assert_eq!(
+            err.to_string(),
+            "store unavailable: appending to the journal"
+        );
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("no space left on device"));
+        assert_eq!(
+            err.chain(),
+            "store unavailable: appending to the journal: no space left on device"
+        );
     }
 }

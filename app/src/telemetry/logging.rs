@@ -27,3 +27,19 @@ pub fn init(format: LogFormat, filter: EnvFilter) {
     // Only fails if a subscriber is already installed (tests building several apps).
     drop(result);
 }
+
+/// An error and every cause under it, on one line (`a: b: c`), for a log line or a message
+/// that must say what actually failed: line breaks become spaces, and a cause whose text its
+/// wrapper already repeats is left out.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string().replace(['\n', '\r'], " ");
+        if !text.is_empty() && !parts.last().is_some_and(|last| last.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}

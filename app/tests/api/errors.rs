@@ -435,7 +435,10 @@ struct FlakyStore {
 impl BatchStore for FlakyStore {
     async fn commit(&self, batch: &[RouteWrite]) -> Result<Vec<RouteOutcome>, StoreError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("disk on fire".into()));
+            return Err(StoreError::unavailable(
+                "writing",
+                std::io::Error::other("disk on fire"),
+            ));
         }
         self.inner.commit(batch).await
     }
@@ -448,25 +451,37 @@ impl StoreBase for FlakyStore {
     }
     async fn get(&self, route: Route) -> Result<u64, StoreError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("disk on fire".into()));
+            return Err(StoreError::unavailable(
+                "writing",
+                std::io::Error::other("disk on fire"),
+            ));
         }
         self.inner.get(route).await
     }
     async fn daily(&self, route: Route, from: Day, to: Day) -> Result<Vec<u64>, StoreError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("disk on fire".into()));
+            return Err(StoreError::unavailable(
+                "writing",
+                std::io::Error::other("disk on fire"),
+            ));
         }
         self.inner.daily(route, from, to).await
     }
     async fn monthly(&self, route: Route, from: Month, to: Month) -> Result<Vec<u64>, StoreError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("disk on fire".into()));
+            return Err(StoreError::unavailable(
+                "writing",
+                std::io::Error::other("disk on fire"),
+            ));
         }
         self.inner.monthly(route, from, to).await
     }
     async fn check_ready(&self) -> Result<(), StoreError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("disk on fire".into()));
+            return Err(StoreError::unavailable(
+                "writing",
+                std::io::Error::other("disk on fire"),
+            ));
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::{
 };
 
 use flight_counter::{
-    clock::SharedClock,
+    clock::{SharedClock, SystemClock},
     config::{Config, StoreKind},
     startup::{Application, ApplicationBuilder, StartupError},
     store::{DynamoStore, Store},
@@ -230,15 +230,20 @@ pub const AWS_TEST_ENV: [(&str, &str); 4] = [
     ("AWS_EC2_METADATA_DISABLED", "true"),
 ];
 
-/// The dynamodb store a configuration names, with the region and dummy credentials pinned in
-/// code (an in-process service cannot be given its own environment).
+/// The dynamodb store a configuration names, on the system clock, with the region and dummy
+/// credentials pinned in code (an in-process service cannot be given its own environment).
 pub async fn dynamodb_store(config: &Config) -> Arc<DynamoStore> {
+    dynamodb_store_on(config, SystemClock::shared()).await
+}
+
+/// As [`dynamodb_store`], on the clock the test gives it.
+pub async fn dynamodb_store_on(config: &Config, clock: SharedClock) -> Arc<DynamoStore> {
     use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
     let loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"));
     Arc::new(
-        DynamoStore::connect_with(config.dynamo_settings(), loader)
+        DynamoStore::connect_with(config.dynamo_settings(), loader, clock)
             .await
             .expect("dynamodb store"),
     )

@@ -409,7 +409,7 @@ async fn the_embedded_store_sweeps_expired_keys() {
         );
     }
     app.stop().await;
-    let store = EmbeddedStore::open(dir.path()).expect("open");
+    let store = EmbeddedStore::open(dir.path(), clock.clone()).expect("open");
     assert_eq!(store.key_records().await.expect("records"), 5);
     let today = clock.today();
     let sweep = |at: u64| store.housekeeping(at, today, 1000);

@@ -8,7 +8,7 @@ use std::{
 
 use flight_counter::{
     calendar::Day,
-    clock::ManualClock,
+    clock::{ManualClock, SystemClock},
     idempotency::{IdempotencyKey, KeyedIncrement},
     route::Route,
     store::{EmbeddedStore, ItemStore, MemoryStore, RouteWrite, Store, StoreBase},
@@ -327,7 +327,7 @@ async fn the_day_boundary_and_the_window_on_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_day_boundary_and_the_window_on_embedded() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open(dir.path()).expect("open");
+    let store = EmbeddedStore::open(dir.path(), SystemClock::shared()).expect("open");
     the_day_boundary_and_the_window(Store::batch(store)).await;
 }
 

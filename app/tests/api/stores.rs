@@ -4,7 +4,7 @@ use flight_counter::{clock::ManualClock, config::Config, startup::Application, s
 
 use crate::{
     emulators::{self, Kind},
-    helpers::{dynamodb_config, dynamodb_store, embedded_config, secs, test_config},
+    helpers::{dynamodb_config, dynamodb_store_on, embedded_config, secs, test_config},
     store_contract::Fixture,
     store_contract_tests,
 };
@@ -55,7 +55,7 @@ pub async fn dynamodb(kind: Kind, change: impl FnOnce(&mut Config)) -> Fixture {
         change(c);
     });
     let clock = ManualClock::starting_now();
-    let store = dynamodb_store(&config).await;
+    let store = dynamodb_store_on(&config, clock.clone()).await;
     Fixture::start(
         Application::builder(config).store(Store::Item(store)),
         clock,

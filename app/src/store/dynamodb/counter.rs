@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use rustc_hash::FxHashMap;
 
+use super::errors::Fault;
 use super::{
     COUNT_ATTRIBUTE, DynamoStore, KEY_ATTRIBUTE, count_value,
     errors::is_contention,
@@ -88,9 +89,12 @@ impl DynamoStore {
             .and_then(|item| item.get(COUNT_ATTRIBUTE))
             .and_then(|value| value.as_n().ok())
             .ok_or_else(|| {
-                StoreError::Unavailable(format!(
-                    "DynamoDB returned no {COUNT_ATTRIBUTE} for route {route} after UpdateItem"
-                ))
+                StoreError::unavailable(
+                    format!(
+                        "DynamoDB returned no {COUNT_ATTRIBUTE} for route {route} after UpdateItem"
+                    ),
+                    Fault::MissingAttribute(COUNT_ATTRIBUTE),
+                )
             })?;
         count_value(total, &format!("route {route}"), self.table())
     }
@@ -112,10 +116,13 @@ impl DynamoStore {
             None => Ok(0),
             Some(value) => match value.as_n() {
                 Ok(n) => count_value(n, &format!("route {route}"), self.table()),
-                Err(_) => Err(StoreError::Unavailable(format!(
-                    "DynamoDB table {} holds a non-number {COUNT_ATTRIBUTE} for route {route}",
-                    self.table()
-                ))),
+                Err(_) => Err(StoreError::unavailable(
+                    format!(
+                        "DynamoDB table {} holds a non-number {COUNT_ATTRIBUTE} for route {route}",
+                        self.table()
+                    ),
+                    Fault::NotANumber,
+                )),
             },
         }
     }
@@ -151,7 +158,7 @@ impl DynamoStore {
                     .expression_attribute_names("#key", KEY_ATTRIBUTE)
                     .expression_attribute_names("#count", COUNT_ATTRIBUTE)
                     .build()
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                    .map_err(|e| StoreError::unavailable("building a BatchGetItem request", e))?;
                 let out = self
                     .client
                     .batch_get_item()
@@ -181,10 +188,13 @@ impl DynamoStore {
                     .unwrap_or_default();
                 if !keys.is_empty() {
                     if round >= BATCH_GET_ROUNDS {
-                        return Err(StoreError::Unavailable(format!(
-                            "DynamoDB left {} routes unread after {round} BatchGetItem rounds",
-                            keys.len()
-                        )));
+                        return Err(StoreError::unavailable(
+                            format!(
+                                "DynamoDB left {} routes unread after {round} BatchGetItem rounds",
+                                keys.len()
+                            ),
+                            Fault::Unprocessed(keys.len()),
+                        ));
                     }
                     tokio::time::sleep(contention_backoff(round)).await;
                     round += 1;

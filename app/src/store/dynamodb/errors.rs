@@ -1,6 +1,9 @@
 //! Turning a failed DynamoDB call into what the service does about it: one line saying what
-//! went wrong, and whether it was throttling (nothing applied; slow down) or contention.
+//! went wrong, and whether it was throttling (nothing applied; slow down) or contention; and
+//! [`Fault`], the cause of a failure that no SDK error describes (an answer this store cannot
+//! use, a commit that gave up).
 
+pub(super) use crate::telemetry::logging::error_chain;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 use super::DynamoSettings;
@@ -83,16 +86,39 @@ where
     }
 }
 
-/// An error and its sources on one line, each said once.
-pub(super) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let text = e.to_string().replace(['\n', '\r'], " ");
-        if !text.is_empty() && !parts.last().is_some_and(|last| last.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
+/// What went wrong where no SDK error says it: an answer this store cannot use, or a commit
+/// that gave up. It is the source of the [`StoreError`](crate::store::StoreError) made of it,
+/// whose context names the table, the route and the call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum Fault {
+    #[error("{0:?} is not a count")]
+    NotACount(String),
+    #[error("the attribute is not a number")]
+    NotANumber,
+    #[error("the answer holds no {0}")]
+    MissingAttribute(&'static str),
+    #[error("the item is not there")]
+    MissingItem,
+    #[error("the item is malformed")]
+    MalformedItem,
+    #[error("a total of {total} is below the {at_least} transactions it must hold")]
+    TotalTooLow { total: u64, at_least: u64 },
+    #[error("{0} keys were still unprocessed")]
+    Unprocessed(usize),
+    #[error("no final answer within the commit timeout")]
+    OutOfTime,
+    #[error("held by other transactions during {0} attempts")]
+    Contended(u32),
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+    #[error("IdempotentParameterMismatchException: {0}")]
+    TokenMismatch(String),
+    #[error("a keyed transaction was left without an outcome")]
+    NoOutcome,
+    #[error("the table has another key schema")]
+    KeySchema,
+    #[error("the table's status is {0}")]
+    TableStatus(String),
+    #[error("the table does not exist")]
+    NoTable,
 }

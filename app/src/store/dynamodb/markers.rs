@@ -16,12 +16,13 @@ use aws_sdk_dynamodb::{
 };
 use rustc_hash::FxHashMap;
 
+use super::errors::Fault;
 use super::{
     BATCH_RECORD_PREFIX, DynamoStore, EXPIRES_AT_ATTRIBUTE, KEY_ATTRIBUTE, KEY_COUNT_ATTRIBUTE,
     KEY_ROUTE_ATTRIBUTE, count_value,
     records::{invalid, num, text},
 };
-use crate::{calendar::Day, idempotency::epoch_seconds, route::Route, store::StoreError};
+use crate::{calendar::Day, route::Route, store::StoreError};
 
 /// Prefix of the route item attribute that holds a keyed commit's total until it is moved to
 /// its batch record; followed by the batch id: 16 hex digits, the first 8 the epoch seconds it
@@ -180,7 +181,7 @@ impl DynamoStore {
         if let Some(day) = written_on {
             self.window.observe(route, day, &item);
         }
-        let now = epoch_seconds();
+        let now = self.clock.epoch_seconds();
         for (attribute, value) in &item {
             let Some(id) = marker_id(attribute) else {
                 continue;
@@ -247,13 +248,19 @@ impl DynamoStore {
     pub(super) async fn read_batch_record(&self, batch: &str) -> Result<u64, StoreError> {
         let name = format!("{BATCH_RECORD_PREFIX}{batch}");
         let item = self.read_item(&name).await?.ok_or_else(|| {
-            StoreError::Unavailable(format!("the batch record {name:?} is missing"))
+            StoreError::unavailable(
+                format!("the batch record {name:?} is missing"),
+                Fault::MissingItem,
+            )
         })?;
         let total = item
             .get(KEY_COUNT_ATTRIBUTE)
             .and_then(|v| v.as_n().ok())
             .ok_or_else(|| {
-                StoreError::Unavailable(format!("the batch record {name:?} is malformed"))
+                StoreError::unavailable(
+                    format!("the batch record {name:?} is malformed"),
+                    Fault::MalformedItem,
+                )
             })?;
         count_value(total, &name, self.table())
     }

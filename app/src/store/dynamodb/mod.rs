@@ -53,9 +53,10 @@ use aws_sdk_dynamodb::{
 use super::{ItemLimits, ItemStore, RouteOutcome, RouteWrite, StoreBase, StoreError};
 use crate::{
     calendar::{Day, Month},
+    clock::SharedClock,
     route::Route,
 };
-use errors::explain;
+use errors::{Fault, explain};
 use markers::PendingMarkers;
 use periods::WindowUpkeep;
 use retry::{CallCounter, WriteRetry};
@@ -115,6 +116,13 @@ pub struct DynamoSettings {
     pub idempotency_retention: Duration,
 }
 
+/// Why the store cannot be set up (before any call to DynamoDB).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("no AWS region configured for the dynamodb store: set AWS_REGION (e.g. us-east-1)")]
+    NoRegion,
+}
+
 pub struct DynamoStore {
     /// Reads, readiness and table creation: every failure the SDK deems transient is retried.
     client: Client,
@@ -137,6 +145,8 @@ pub struct DynamoStore {
     ttl_pending: AtomicBool,
     /// Keyed commits whose route item still holds their total, to be moved to batch records.
     pending: PendingMarkers,
+    /// What time it is: new batch ids carry it, and markers older than a day are abandoned.
+    clock: SharedClock,
     /// Days and months seen out of the window on route items, to be removed, and the routes
     /// whose window a keyless write swept today.
     window: WindowUpkeep,
@@ -145,9 +155,12 @@ pub struct DynamoStore {
 impl DynamoStore {
     /// Loads the AWS configuration (the standard chain) and prepares a client. Makes no call:
     /// the service starts whether or not DynamoDB is reachable, and readiness tells.
-    pub async fn connect(settings: DynamoSettings) -> anyhow::Result<Self> {
+    pub async fn connect(
+        settings: DynamoSettings,
+        clock: SharedClock,
+    ) -> Result<Self, ConnectError> {
         let loader = aws_config::defaults(BehaviorVersion::latest());
-        Self::connect_with(settings, loader).await
+        Self::connect_with(settings, loader, clock).await
     }
 
     /// As [`DynamoStore::connect`], from a configuration loader the caller has adjusted (tests
@@ -155,7 +168,8 @@ impl DynamoStore {
     pub async fn connect_with(
         settings: DynamoSettings,
         mut loader: aws_config::ConfigLoader,
-    ) -> anyhow::Result<Self> {
+        clock: SharedClock,
+    ) -> Result<Self, ConnectError> {
         if let Some(url) = &settings.endpoint_url {
             loader = loader.endpoint_url(url);
         }
@@ -176,9 +190,7 @@ impl DynamoStore {
             .load()
             .await;
         let Some(region) = sdk.region() else {
-            anyhow::bail!(
-                "no AWS region configured for the dynamodb store: set AWS_REGION (e.g. us-east-1)"
-            );
+            return Err(ConnectError::NoRegion);
         };
         tracing::info!(
             table = %settings.table,
@@ -207,6 +219,7 @@ impl DynamoStore {
             call_failed: AtomicBool::new(false),
             ttl_pending: AtomicBool::new(false),
             pending: PendingMarkers::default(),
+            clock,
             window: WindowUpkeep::default(),
         })
     }
@@ -228,10 +241,10 @@ impl DynamoStore {
     {
         let reason = explain(what, self.table(), &self.settings, &err);
         if errors::is_throttling(&err) {
-            return StoreError::Throttled(reason);
+            return StoreError::throttled(reason, err);
         }
         self.call_failed.store(true, Ordering::Relaxed);
-        StoreError::Unavailable(reason)
+        StoreError::unavailable(reason, err)
     }
 
     /// A call failed without an error of the SDK's to explain it: readiness asks again.
@@ -261,9 +274,10 @@ impl DynamoStore {
 /// Parses a stored count.
 fn count_value(value: &str, what: &str, table: &str) -> Result<u64, StoreError> {
     value.parse::<u64>().map_err(|_| {
-        StoreError::Unavailable(format!(
-            "DynamoDB table {table} holds {value:?} for {what}, not a count"
-        ))
+        StoreError::unavailable(
+            format!("DynamoDB table {table} holds {value:?} for {what}, not a count"),
+            Fault::NotACount(value.to_owned()),
+        )
     })
 }
 

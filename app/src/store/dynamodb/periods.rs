@@ -18,6 +18,7 @@ use std::{collections::HashMap, sync::Mutex};
 use aws_sdk_dynamodb::types::AttributeValue;
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::errors::Fault;
 use super::{DynamoStore, count_value};
 use crate::{
     calendar::{DAYS_KEPT, Day, MONTHS_KEPT, Month},
@@ -220,7 +221,10 @@ impl DynamoStore {
                 Some(value) => value
                     .as_n()
                     .map_err(|_| {
-                        StoreError::Unavailable(format!("route {route} holds a non-number {name}"))
+                        StoreError::unavailable(
+                            format!("route {route} holds a non-number {name}"),
+                            Fault::NotANumber,
+                        )
                     })
                     .and_then(|n| count_value(n, name, self.table())),
             })

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::{error::BuildError, types::AttributeValue};
 
+use super::errors::Fault;
 use super::{
     DynamoStore, KEY_ATTRIBUTE, KEY_COUNT_ATTRIBUTE, KEY_RECORD_PREFIX, KEY_ROUTE_ATTRIBUTE,
 };
@@ -17,8 +18,9 @@ use crate::{idempotency::KeyedOutcome, route::Route, store::StoreError};
 pub const KEY_BATCH_ATTRIBUTE: &str = "batch";
 pub const KEY_BACK_ATTRIBUTE: &str = "back";
 
+/// A request the SDK refused to build: a bug here, reported as the store being unavailable.
 pub(super) fn invalid(err: BuildError) -> StoreError {
-    StoreError::Unavailable(err.to_string())
+    StoreError::unavailable("building a DynamoDB request", err)
 }
 
 pub(super) fn num(value: u64) -> AttributeValue {
@@ -71,7 +73,13 @@ impl DynamoStore {
                     }
                 };
                 let count = total.checked_sub(back).ok_or_else(|| {
-                    StoreError::Unavailable(format!("batch {batch} holds a total below {back}"))
+                    StoreError::unavailable(
+                        format!("batch {batch} holds a total below {back}"),
+                        Fault::TotalTooLow {
+                            total,
+                            at_least: back,
+                        },
+                    )
                 })?;
                 Ok(KeyedOutcome::replay(route, count))
             }
@@ -116,9 +124,10 @@ impl DynamoStore {
         }
         let name = format!("{KEY_RECORD_PREFIX}{record_id}");
         self.read_item(&name).await?.ok_or_else(|| {
-            StoreError::Unavailable(format!(
-                "the idempotency record {name:?} was there and then gone"
-            ))
+            StoreError::unavailable(
+                format!("the idempotency record {name:?} was there and then gone"),
+                Fault::MissingItem,
+            )
         })
     }
 
@@ -128,10 +137,13 @@ impl DynamoStore {
         name: &str,
     ) -> Result<KeyRecord, StoreError> {
         let malformed = || {
-            StoreError::Unavailable(format!(
-                "DynamoDB table {} holds a malformed idempotency record {name:?}",
-                self.table()
-            ))
+            StoreError::unavailable(
+                format!(
+                    "DynamoDB table {} holds a malformed idempotency record {name:?}",
+                    self.table()
+                ),
+                Fault::MalformedItem,
+            )
         };
         let number = |attribute: &str| {
             item.get(attribute)

@@ -11,6 +11,7 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveSpecification,
 };
 
+use super::errors::Fault;
 use super::{
     DynamoStore, EXPIRES_AT_ATTRIBUTE, KEY_ATTRIBUTE, StoreError, TABLE_ACTIVE_WAIT,
     errors::error_chain,
@@ -56,11 +57,14 @@ impl DynamoStore {
                 a.attribute_name() == KEY_ATTRIBUTE && *a.attribute_type() == ScalarAttributeType::S
             });
         if key != [(KEY_ATTRIBUTE, KeyType::Hash)] || !key_is_string {
-            return Err(DescribeError::Failed(StoreError::Unavailable(format!(
-                "DynamoDB table {} does not have the expected key: it must have the partition \
-                 key {KEY_ATTRIBUTE} (String) and no sort key",
-                self.table()
-            ))));
+            return Err(DescribeError::Failed(StoreError::unavailable(
+                format!(
+                    "DynamoDB table {} does not have the expected key: it must have the \
+                     partition key {KEY_ATTRIBUTE} (String) and no sort key",
+                    self.table()
+                ),
+                Fault::KeySchema,
+            )));
         }
         match table.and_then(|t| t.table_status()) {
             // UPDATING (e.g. a capacity change) still takes reads and writes.
@@ -80,14 +84,14 @@ impl DynamoStore {
                     .attribute_name(KEY_ATTRIBUTE)
                     .attribute_type(ScalarAttributeType::S)
                     .build()
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+                    .map_err(|e| StoreError::unavailable("building a CreateTable request", e))?,
             )
             .key_schema(
                 KeySchemaElement::builder()
                     .attribute_name(KEY_ATTRIBUTE)
                     .key_type(KeyType::Hash)
                     .build()
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+                    .map_err(|e| StoreError::unavailable("building a CreateTable request", e))?,
             )
             .billing_mode(BillingMode::PayPerRequest)
             .send()
@@ -124,11 +128,14 @@ impl DynamoStore {
                 Err(DescribeError::Failed(err)) => return Err(err),
             };
             if started.elapsed() >= TABLE_ACTIVE_WAIT {
-                return Err(StoreError::Unavailable(format!(
-                    "DynamoDB table {} is {}, not yet ACTIVE",
-                    self.table(),
-                    status.as_str()
-                )));
+                return Err(StoreError::unavailable(
+                    format!(
+                        "DynamoDB table {} is {}, not yet ACTIVE",
+                        self.table(),
+                        status.as_str()
+                    ),
+                    Fault::TableStatus(status.as_str().to_owned()),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -142,20 +149,27 @@ impl DynamoStore {
         let result = match self.describe().await {
             Ok(None) => Ok(()),
             Ok(Some(TableStatus::Creating)) => self.wait_until_active().await,
-            Ok(Some(status)) => Err(StoreError::Unavailable(format!(
-                "DynamoDB table {} is {}, not ACTIVE",
-                self.table(),
-                status.as_str()
-            ))),
+            Ok(Some(status)) => Err(StoreError::unavailable(
+                format!(
+                    "DynamoDB table {} is {}, not ACTIVE",
+                    self.table(),
+                    status.as_str()
+                ),
+                Fault::TableStatus(status.as_str().to_owned()),
+            )),
             Err(DescribeError::Missing) if self.settings.create_table => {
                 self.create().await?;
                 self.wait_until_active().await
             }
-            Err(DescribeError::Missing) => Err(StoreError::Unavailable(format!(
-                "DynamoDB table {} does not exist in this account and region (create it with \
-                 the Terraform dynamodb root, or pass --create-table for local development)",
-                self.table()
-            ))),
+            Err(DescribeError::Missing) => Err(StoreError::unavailable(
+                format!(
+                    "DynamoDB table {} does not exist in this account and region (create it \
+                     with the Terraform dynamodb root, or pass --create-table for local \
+                     development)",
+                    self.table()
+                ),
+                Fault::NoTable,
+            )),
             Err(DescribeError::Failed(err)) => Err(err),
         };
         if result.is_ok() {

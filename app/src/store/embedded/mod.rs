@@ -10,14 +10,15 @@
 //! chunks. Memory does not grow with the keys or routes stored: the database holds at most its
 //! page cache in memory, and the journal none.
 //!
-//! [`tables`] holds the transactions; [`journal`] the journal's format; [`record`] a batch as the
-//! journal keeps it; [`file`] the commit path, checkpoints and recovery, and opening the files
-//! again after a failed write (a full disk), so that the store recovers without a restart.
+//! [`tables`] holds the database's tables and their rows; [`journal`] the journal's format;
+//! [`recovery`] opening the files and replaying the journal; [`file`] the commit path,
+//! checkpoints, and opening the files again after a failed write (a full disk), so that the
+//! store recovers without a restart. The commit rules themselves are shared with the memory
+//! store (`store::local`).
 
 mod file;
 mod journal;
-mod memtable;
-mod record;
+mod recovery;
 mod tables;
 
 use std::{
@@ -31,20 +32,68 @@ use std::{
 
 use redb::{ReadableDatabase, ReadableTableMetadata};
 
-use super::{BatchStore, RouteOutcome, RouteWrite, StoreBase, StoreError};
+use super::{
+    BatchStore, OrUnavailable as _, RouteOutcome, RouteWrite, StoreBase, StoreError,
+    local::{
+        record::BatchRecord,
+        rows::{Periods, Tables as _},
+        rules::read_range,
+    },
+};
 use crate::{
     calendar::{Day, Month},
+    clock::SharedClock,
     route::Route,
 };
 use file::DatabaseFile;
-pub use file::{CHECKPOINT_BYTES, EmbeddedSettings};
-use record::BatchRecord;
-use tables::{EXPIRY, KEYS, Periods, Tables, forget_old_periods, read_range, sweep, unavailable};
+pub use recovery::OpenError;
+use tables::{EXPIRY, KEYS, upkeep};
 
 /// The database file, inside the configured data directory.
 pub const DATABASE_FILE: &str = "flight-counter.redb";
 /// The journal, beside it: two segment files, this name with `.0` and `.1` after it.
 pub const JOURNAL_FILE: &str = "flight-counter.journal";
+
+/// A checkpoint is due once the active journal segment holds this much, whatever the interval:
+/// it bounds the replay after a crash.
+pub const CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
+/// Memory a memtable entry (a row or a key) costs, about, its map's spare room, its
+/// allocations and the allocator's own overhead included. Measured, not summed: a soak of
+/// keyed POSTs over a million routes held 400-480 bytes of resident memory per entry.
+const MEMTABLE_ENTRY_BYTES: usize = 512;
+
+/// How the store uses memory and the disk.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbeddedSettings {
+    /// The memory the store may hold: half for the database's page cache, half for the two
+    /// memtables (active and frozen) of commits not yet flushed to it.
+    pub cache_bytes: usize,
+    /// Longest time between checkpoints while commits come.
+    pub checkpoint_interval: Duration,
+}
+
+impl EmbeddedSettings {
+    pub(super) fn page_cache_bytes(&self) -> usize {
+        self.cache_bytes / 2
+    }
+
+    /// Entries past which the active memtable is frozen and flushed at once, and commits wait
+    /// for a flush under way: each of the two memtables gets a quarter of the memory.
+    pub(super) fn memtable_cap(&self) -> usize {
+        (self.cache_bytes / 4 / MEMTABLE_ENTRY_BYTES).max(1024)
+    }
+}
+
+/// Why the store takes no commit now, where no I/O error says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Closed {
+    #[error("a write failed, and the files are not open again yet")]
+    Broken,
+    #[error("the files are being reopened")]
+    Reopening,
+    #[error("reads still hold the database")]
+    InUse,
+}
 
 impl Default for EmbeddedSettings {
     fn default() -> Self {
@@ -56,6 +105,14 @@ impl Default for EmbeddedSettings {
     }
 }
 
+/// The key records and the expiry index disagree: a bug, or a file changed by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{keys} key records but {index} expiry index entries")]
+pub struct IndexMismatch {
+    keys: u64,
+    index: u64,
+}
+
 pub struct EmbeddedStore {
     file: Arc<DatabaseFile>,
     /// A checkpoint is queued or running: one at a time.
@@ -65,20 +122,25 @@ pub struct EmbeddedStore {
 impl EmbeddedStore {
     /// Opens (or creates) the store in `data_dir`, with the default settings. Fails if another
     /// process has it open.
-    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        Self::open_with(data_dir, EmbeddedSettings::default())
+    pub fn open(data_dir: &Path, clock: SharedClock) -> Result<Self, OpenError> {
+        Self::open_with(data_dir, EmbeddedSettings::default(), clock)
     }
 
     /// As [`EmbeddedStore::open`], with `settings`.
-    pub fn open_with(data_dir: &Path, settings: EmbeddedSettings) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    pub fn open_with(
+        data_dir: &Path,
+        settings: EmbeddedSettings,
+        clock: SharedClock,
+    ) -> Result<Self, OpenError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| OpenError::DataDirectory {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
         let file = DatabaseFile::open(
             data_dir.join(DATABASE_FILE),
             data_dir.join(JOURNAL_FILE),
             settings,
+            clock,
         )?;
         Ok(Self {
             file: Arc::new(file),
@@ -116,16 +178,21 @@ impl EmbeddedStore {
 
     /// How many idempotency key records the database holds, expired or not, after a checkpoint
     /// (so that it holds every one committed).
-    pub async fn key_records(&self) -> anyhow::Result<u64> {
+    pub async fn key_records(&self) -> Result<u64, StoreError> {
+        const COUNTING: &str = "counting the key records";
         self.checkpoint().await?;
         let db = self.file.get()?;
-        let txn = db.begin_read()?;
-        let keys = txn.open_table(KEYS)?.len()?;
-        let index = txn.open_table(EXPIRY)?.len()?;
-        anyhow::ensure!(
-            keys == index,
-            "{keys} key records but {index} expiry index entries"
-        );
+        let txn = db.begin_read().or_unavailable(COUNTING)?;
+        let keys = txn.open_table(KEYS).or_unavailable(COUNTING)?;
+        let index = txn.open_table(EXPIRY).or_unavailable(COUNTING)?;
+        let keys = keys.len().or_unavailable(COUNTING)?;
+        let index = index.len().or_unavailable(COUNTING)?;
+        if keys != index {
+            return Err(StoreError::unavailable(
+                COUNTING,
+                IndexMismatch { keys, index },
+            ));
+        }
         Ok(keys)
     }
 
@@ -136,15 +203,13 @@ impl EmbeddedStore {
         work: impl FnOnce(&DatabaseFile) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         if self.file.is_broken() {
-            return Err(StoreError::Unavailable(
-                "the store failed a write and is not open again yet".into(),
-            ));
+            return Err(StoreError::unavailable("writing", Closed::Broken));
         }
         let file = Arc::clone(&self.file);
         let result = tokio::task::spawn_blocking(move || work(&file))
             .await
-            .map_err(unavailable)?;
-        if let Err(err @ StoreError::Unavailable(_)) = &result {
+            .or_unavailable("running a write")?;
+        if let Err(err @ StoreError::Unavailable { .. }) = &result {
             self.file.mark_broken(err);
         }
         result
@@ -158,18 +223,13 @@ impl StoreBase for EmbeddedStore {
     }
 
     async fn housekeeping(&self, now: u64, today: Day, limit: usize) -> Result<usize, StoreError> {
-        self.write(move |file| {
-            file.upkeep(|db| {
-                let keys = sweep(db, now, limit)?;
-                Ok(keys + forget_old_periods(db, today, limit.saturating_sub(keys))?)
-            })
-        })
-        .await
+        self.write(move |file| file.upkeep(|db| upkeep(db, now, today, limit)))
+            .await
     }
 
     async fn get(&self, route: Route) -> Result<u64, StoreError> {
         // Memtable lookups and a read transaction in the page cache: cheap enough to run inline.
-        Ok(self.file.snapshot()?.layers().row(route.as_str())?.0)
+        Ok(self.file.snapshot()?.layers().row(route.as_str())?.total)
     }
 
     async fn get_many(&self, routes: &[Route]) -> Result<Vec<u64>, StoreError> {
@@ -177,7 +237,7 @@ impl StoreBase for EmbeddedStore {
         let layers = snapshot.layers();
         routes
             .iter()
-            .map(|route| Ok(layers.row(route.as_str())?.0))
+            .map(|route| Ok(layers.row(route.as_str())?.total))
             .collect()
     }
 
@@ -218,7 +278,7 @@ impl StoreBase for EmbeddedStore {
             probed
         })
         .await
-        .map_err(unavailable)?
+        .or_unavailable("checking readiness")?
     }
 
     /// A last checkpoint, so that the next start has no journal to replay.
@@ -245,6 +305,7 @@ impl BatchStore for EmbeddedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemClock;
 
     /// A file written by the layout before `routes` (route → total in `transactions`) opens
     /// with its totals, which then count on as before.
@@ -262,7 +323,7 @@ mod tests {
             }
             txn.commit().expect("commit");
         }
-        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let store = EmbeddedStore::open(dir.path(), SystemClock::shared()).expect("open");
         let route = Route::parse("AR1133").expect("route");
         assert_eq!(store.get(route).await.expect("read"), 41);
         let today = Day::parse("2026-11-21").expect("day");
@@ -282,7 +343,7 @@ mod tests {
     #[tokio::test]
     async fn days_move_to_history_and_reads_see_them_all() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let store = EmbeddedStore::open(dir.path(), SystemClock::shared()).expect("open");
         let route = Route::parse("LA1").expect("route");
         let day = |s: &str| Day::parse(s).expect("day");
         for (when, n) in [("2026-11-29", 3), ("2026-11-30", 2), ("2026-12-01", 5)] {

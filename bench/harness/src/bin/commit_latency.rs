@@ -18,6 +18,7 @@ use std::{
 
 use flight_counter::{
     calendar::Day,
+    clock::SystemClock,
     route::Route,
     store::{BatchStore, EmbeddedStore, RouteWrite},
 };
@@ -38,7 +39,7 @@ fn main() -> anyhow::Result<()> {
     let raw = raw_appends(&dir.path().join("raw-appends"), commits)?;
     report("raw append + fdatasync", &raw);
 
-    let store = EmbeddedStore::open(&dir.path().join("store"))?;
+    let store = EmbeddedStore::open(&dir.path().join("store"), SystemClock::shared())?;
     let today = Day::of(std::time::SystemTime::now());
     let hot = Route::parse("AR1133")?;
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;

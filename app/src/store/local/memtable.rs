@@ -1,5 +1,7 @@
-//! What the journal holds and the database does not yet: the rows, keys and history counts
-//! written since the last flush, in memory, read in front of the database.
+//! Writes held in memory in front of other tables. In the embedded store, a memtable holds
+//! what the journal holds and the database does not yet: the rows, keys and history counts
+//! written since the last flush, read in front of the database. In both local stores, an
+//! [`Overlay`] keeps one batch's writes apart until the whole batch is known to fit.
 //!
 //! Commits write here (after their journal record is durable), not to the database, so a commit
 //! costs no B-tree work. A checkpoint freezes the active memtable (a new one takes the commits
@@ -8,17 +10,17 @@
 //! memtable, then the frozen one, then the database.
 //!
 //! Memory is bounded: once the active memtable holds [`Memtable::entries`] past the cap the
-//! settings give, commits wait for the flush under way and freeze it (see `file`).
+//! settings give, commits wait for the flush under way and freeze it (see `embedded::file`).
 
 use rustc_hash::FxHashMap;
 
-use super::tables::{KeyRow, Periods, RouteRow, Tables, TablesMut, TxnTables};
+use super::rows::{KeyRow, Periods, RouteRow, Tables, TablesMut};
 use crate::store::StoreError;
 
 /// Rows, keys and history counts written since the last freeze, by value (not by increment):
 /// each entry is what the database is to hold once the memtable is flushed.
 #[derive(Default, Debug)]
-pub struct Memtable {
+pub(in crate::store) struct Memtable {
     routes: FxHashMap<Box<str>, RouteRow>,
     keys: FxHashMap<Box<str>, KeyRow>,
     /// Expiry index entries of expired keys used again, to remove when flushing.
@@ -73,8 +75,9 @@ impl Memtable {
         }
     }
 
-    /// Writes everything it holds to the database's tables, in key order.
-    pub fn flush_into(&self, tables: &mut TxnTables<'_>) -> Result<(), StoreError> {
+    /// Writes everything it holds to other tables (the database's, in a flush; the memory
+    /// store's, once a batch fits), in key order.
+    pub fn flush_into(&self, tables: &mut impl TablesMut) -> Result<(), StoreError> {
         let mut routes: Vec<_> = self.routes.iter().collect();
         routes.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (route, row) in routes {
@@ -100,7 +103,7 @@ impl Memtable {
 
 /// Everything a read sees, newest first: the active memtable, the frozen one being flushed,
 /// then the database.
-pub struct Layers<'a, D> {
+pub(in crate::store) struct Layers<'a, D> {
     pub active: &'a Memtable,
     pub frozen: Option<&'a Memtable>,
     pub db: &'a D,
@@ -142,7 +145,7 @@ impl<D: Tables> Tables for Layers<'_, D> {
 }
 
 /// One batch's writes, kept apart until its journal record is durable, over what it reads.
-pub struct Overlay<'a, T> {
+pub(in crate::store) struct Overlay<'a, T> {
     pub writes: Memtable,
     under: &'a T,
 }

@@ -1,5 +1,5 @@
-//! A batch as the journal keeps it: everything applying it needs, and nothing that depends on
-//! when it is applied. The clock is read once, when the batch is made (each key's `now`, the
+//! A batch as the local stores' commit rules take it and the embedded store's journal keeps
+//! it: everything applying it needs, and nothing that depends on when it is applied. The clock is read once, when the batch is made (each key's `now`, the
 //! batch's day), so that replaying a record after a crash gives the same counts, the same
 //! days and the same key outcomes as the commit that was acknowledged.
 
@@ -9,13 +9,13 @@ use crate::store::RouteWrite;
 
 /// One commit: its routes' writes, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BatchRecord {
+pub(in crate::store) struct BatchRecord {
     pub writes: Vec<WriteRecord>,
 }
 
 /// One route's share of a commit (see [`RouteWrite`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WriteRecord {
+pub(in crate::store) struct WriteRecord {
     /// The canonical route.
     pub route: String,
     pub keyless: u64,
@@ -26,7 +26,7 @@ pub struct WriteRecord {
 
 /// One keyed transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyRecord {
+pub(in crate::store) struct KeyRecord {
     /// The key's record id (its client's scope and the key).
     pub id: String,
     /// When it was sent (epoch seconds): a stored key that expired by then starts afresh.
