@@ -177,9 +177,9 @@ fn each_bad_field_is_named_with_its_line() {
             "line 4: count: a key's count is at least 1",
         ),
         (
-            4,
+            5,
             r#"{"type":"route","route":"ZZ0001","transactions":1,"days":{},"months":{}}"#,
-            "line 4: a route after the keys",
+            "line 5: a route after the keys",
         ),
         (
             6,
