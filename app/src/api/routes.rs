@@ -254,7 +254,7 @@ mod tests {
         let spec = runtime.block_on(async {
             let ledger = crate::ledger::Ledger::start(
                 store,
-                crate::config::Config::default().ledger.settings(),
+                crate::ledger::LedgerSettings::default(),
                 crate::clock::SystemClock::shared(),
             );
             let lifecycle = Arc::new(crate::lifecycle::Lifecycle::new(

@@ -116,6 +116,9 @@ impl Observed {
 }
 
 #[async_trait::async_trait]
+impl crate::store::SnapshotStore for Observed {}
+
+#[async_trait::async_trait]
 impl StoreBase for Observed {
     fn kind(&self) -> &'static str {
         "observed"

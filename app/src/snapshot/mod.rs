@@ -2,13 +2,15 @@
 //! record, read out of one store and into another, so that counts move between machines and
 //! stores, and a backup can be restored.
 //!
-//! Files: [`format`] (the JSON Lines file, written and read as it streams).
+//! Files: [`format`] (the JSON Lines file and its writer), [`reader`] (reading one back,
+//! checked as it streams).
 
 pub mod format;
+pub mod reader;
 #[cfg(test)]
 mod tests;
 
 pub use format::{
-    FORMAT, FormatError, Header, KeyRecord, Record, RouteRecord, SnapshotReader, SnapshotWriter,
-    VERSION,
+    FORMAT, FormatError, Header, KeyRecord, Record, RouteRecord, SnapshotWriter, VERSION,
 };
+pub use reader::SnapshotReader;

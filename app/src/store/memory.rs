@@ -246,6 +246,10 @@ impl BatchStore for MemoryStore {
     }
 }
 
+/// Snapshots of the memory store.
+#[async_trait::async_trait]
+impl crate::store::SnapshotStore for MemoryStore {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ mod dynamodb;
 mod embedded;
 mod local;
 mod memory;
+mod snapshot;
 
 use std::{borrow::Cow, sync::Arc};
 
@@ -26,6 +27,7 @@ pub use embedded::{
     CHECKPOINT_BYTES, DATABASE_FILE, EmbeddedSettings, EmbeddedStore, JOURNAL_FILE,
 };
 pub use memory::MemoryStore;
+pub use snapshot::{Consistency, ImportMark, RecordSink, SnapshotStore, Unsupported};
 
 use crate::{
     calendar::{Day, Month},
@@ -145,7 +147,7 @@ impl<T, E: std::error::Error + Send + Sync + 'static> OrUnavailable<T> for Resul
 
 /// What every store does besides committing: reads, readiness, upkeep.
 #[async_trait::async_trait]
-pub trait StoreBase: Send + Sync + 'static {
+pub trait StoreBase: SnapshotStore + Send + Sync + 'static {
     /// A short name for logs and metrics (`embedded`, `memory`, ...).
     fn kind(&self) -> &'static str;
 

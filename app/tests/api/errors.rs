@@ -12,7 +12,10 @@ use std::{
 use flight_counter::{
     calendar::{Day, Month},
     route::Route,
-    store::{BatchStore, MemoryStore, RouteOutcome, RouteWrite, Store, StoreBase, StoreError},
+    store::{
+        BatchStore, MemoryStore, RouteOutcome, RouteWrite, SnapshotStore, Store, StoreBase,
+        StoreError,
+    },
 };
 use serde_json::Value;
 
@@ -445,6 +448,9 @@ impl BatchStore for FlakyStore {
 }
 
 #[async_trait::async_trait]
+impl SnapshotStore for FlakyStore {}
+
+#[async_trait::async_trait]
 impl StoreBase for FlakyStore {
     fn kind(&self) -> &'static str {
         "flaky"
@@ -537,6 +543,9 @@ impl BatchStore for StuckStore {
         std::future::pending().await
     }
 }
+
+#[async_trait::async_trait]
+impl SnapshotStore for StuckStore {}
 
 #[async_trait::async_trait]
 impl StoreBase for StuckStore {

@@ -34,6 +34,7 @@ mod markers;
 mod periods;
 mod records;
 mod retry;
+mod snapshot;
 mod table;
 
 use std::{

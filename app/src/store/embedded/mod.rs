@@ -19,6 +19,7 @@
 mod file;
 mod journal;
 mod recovery;
+mod snapshot;
 mod tables;
 
 use std::{
