@@ -12,6 +12,7 @@ pub mod api;
 pub mod auth;
 pub mod calendar;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod connection;
 pub mod idempotency;

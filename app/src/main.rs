@@ -1,33 +1,12 @@
 use std::process::ExitCode;
 
 use flight_counter::{
-    auth,
-    config::{ApiKeyArgs, Cli, Config, Invocation},
+    commands,
+    config::{Cli, Config, Invocation},
     startup::{Application, CONFIG_ERROR, StartupError, shutdown_signal},
     telemetry,
 };
 use tracing_subscriber::EnvFilter;
-
-/// `flight-counter api-key`: the key on stdout, the keys file line on stderr, nothing else,
-/// so a script can keep each where it belongs.
-fn make_api_key(args: &ApiKeyArgs) -> ExitCode {
-    match auth::generate_key() {
-        Ok(key) => {
-            println!("{key}");
-            eprintln!(
-                "{} {} {}",
-                args.client,
-                args.scope.as_str(),
-                auth::digest_hex(&key)
-            );
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("flight-counter: cannot read the operating system's random source: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
 
 /// Caps glibc's malloc at two arenas (it makes up to eight per core, one per thread that
 /// allocates while another holds an arena). Commits fill memtables on blocking threads and
@@ -50,7 +29,9 @@ fn main() -> ExitCode {
     tune_malloc();
     let config = match Cli::from_args() {
         Ok(Invocation::Serve(config)) => *config,
-        Ok(Invocation::ApiKey(args)) => return make_api_key(&args),
+        Ok(Invocation::ApiKey(args)) => return commands::api_key::run(&args),
+        Ok(Invocation::Export(args)) => return commands::snapshot::export(&args),
+        Ok(Invocation::Import(args)) => return commands::snapshot::import(&args),
         Err(err) => {
             use clap::error::ErrorKind;
             if matches!(

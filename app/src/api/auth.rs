@@ -62,7 +62,7 @@ pub enum Refusal {
     /// A key that is not in the keys file.
     Unknown,
     /// A valid key without the scope the operation needs.
-    Forbidden,
+    Forbidden(Scope),
 }
 
 impl Refusal {
@@ -71,7 +71,7 @@ impl Refusal {
             Refusal::Missing => "missing",
             Refusal::Malformed => "malformed",
             Refusal::Unknown => "unknown",
-            Refusal::Forbidden => "forbidden",
+            Refusal::Forbidden(_) => "forbidden",
         }
     }
 
@@ -101,12 +101,20 @@ impl Refusal {
                     "the API key is not valid; check it, or ask for a new one if it was rotated",
                 ),
             ),
-            Refusal::Forbidden => (
+            Refusal::Forbidden(needed) => (
                 StatusCode::FORBIDDEN,
                 ErrorBody::new(
                     ErrorCode::Forbidden,
-                    "this API key may only read; recording a transaction needs a key with the \
-                     write scope",
+                    match needed {
+                        Scope::Admin => {
+                            "exporting the store needs a key with the admin scope; this key's \
+                             scope does not allow it"
+                        }
+                        _ => {
+                            "this API key may only read; recording a transaction needs a key \
+                             with the write scope"
+                        }
+                    },
                 ),
             ),
         };
@@ -167,8 +175,13 @@ pub fn authenticate(mode: &AuthMode, req: &Request, access: Access) -> Result<Ca
         Err(refusal) => return Err(refusal),
     };
     let client = keys.client(key).ok_or(Refusal::Unknown)?;
-    if access == Access::Write && client.scope != Scope::Write {
-        return Err(Refusal::Forbidden);
+    let needed = match access {
+        Access::Open | Access::Read => Scope::Read,
+        Access::Write => Scope::Write,
+        Access::Admin => Scope::Admin,
+    };
+    if client.scope < needed {
+        return Err(Refusal::Forbidden(needed));
     }
     Ok(Caller(Some(client)))
 }
@@ -241,9 +254,10 @@ mod tests {
         std::fs::write(
             &path,
             format!(
-                "writer write {}\nreader read {}\n",
+                "writer write {}\nreader read {}\nops admin {}\n",
                 digest_hex("w-key"),
-                digest_hex("r-key")
+                digest_hex("r-key"),
+                digest_hex("a-key")
             ),
         )
         .expect("write");
@@ -271,6 +285,24 @@ mod tests {
     }
 
     #[test]
+    fn only_an_admin_key_may_export_and_it_may_do_everything_else() {
+        let (_dir, keys) = mode(true);
+        for access in [Access::Read, Access::Write, Access::Admin] {
+            assert_eq!(verdict(&keys, &[b"Bearer a-key"], access), Ok("ops".into()));
+        }
+        for key in [&b"Bearer w-key"[..], b"Bearer r-key"] {
+            assert_eq!(
+                verdict(&keys, &[key], Access::Admin),
+                Err(Refusal::Forbidden(Scope::Admin))
+            );
+        }
+        // Public reads open reads, never the export.
+        assert_eq!(verdict(&keys, &[], Access::Admin), Err(Refusal::Missing));
+        let body = Refusal::Forbidden(Scope::Admin).response();
+        assert_eq!(body.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[test]
     fn keys_are_checked_against_the_access_an_operation_needs() {
         let (_dir, keys) = mode(false);
         assert_eq!(
@@ -287,7 +319,7 @@ mod tests {
         );
         assert_eq!(
             verdict(&keys, &[b"Bearer r-key"], Access::Write),
-            Err(Refusal::Forbidden)
+            Err(Refusal::Forbidden(Scope::Write))
         );
         assert_eq!(verdict(&keys, &[], Access::Read), Err(Refusal::Missing));
         assert_eq!(verdict(&keys, &[], Access::Open), Ok(ANONYMOUS.into()));

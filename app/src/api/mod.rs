@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod responses;
+pub mod admin;
 pub mod auth;
 pub mod cors;
 pub mod document;
@@ -44,12 +45,15 @@ pub enum ApiTags {
     Transactions,
     /// Health, readiness and version, for orchestrators and operators.
     Operations,
+    /// What operators do: export a snapshot of the store.
+    Admin,
 }
 
 pub type Apis = (
     transactions::TransactionsApi,
     reports::ReportsApi,
     operations::OperationsApi,
+    admin::AdminApi,
 );
 
 /// The OpenAPI service, with its document metadata.
@@ -63,8 +67,9 @@ pub fn openapi(
     OpenApiService::new(
         (
             transactions::TransactionsApi::new(Arc::clone(&ledger), Arc::clone(limits)),
-            reports::ReportsApi::new(ledger),
+            reports::ReportsApi::new(Arc::clone(&ledger)),
             operations::OperationsApi::new(lifecycle, store_kind, auth.as_str()),
+            admin::AdminApi::new(ledger),
         ),
         "Flight transaction counter",
         env!("CARGO_PKG_VERSION"),

@@ -15,8 +15,10 @@ pub enum Access {
     Open,
     /// A key with the `read` or `write` scope (or anyone, with `--public-reads`).
     Read,
-    /// A key with the `write` scope.
+    /// A key with the `write` (or `admin`) scope.
     Write,
+    /// A key with the `admin` scope.
+    Admin,
 }
 
 /// What answers a path.
@@ -98,6 +100,12 @@ pub const ROUTES: &[RouteEntry] = &[
             name: "route",
             repeatable: true,
         }]),
+        handler: Handler::Operation,
+    },
+    RouteEntry {
+        template: "/admin/export",
+        methods: &[method("GET", Access::Admin)],
+        query: Some(&[]),
         handler: Handler::Operation,
     },
     RouteEntry {

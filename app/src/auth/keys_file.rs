@@ -45,7 +45,8 @@ pub enum LineError {
     #[error("the first field is not a client name; {CLIENT_NAME_RULE}")]
     ClientName,
     #[error(
-        "the second field is not a scope; the scope is `write` (POST and GET) or `read` (GET only)"
+        "the second field is not a scope; the scope is `read` (GET only), `write` (POST and GET) \
+         or `admin` (also GET /admin/export)"
     )]
     Scope,
     #[error(
@@ -54,10 +55,15 @@ pub enum LineError {
     )]
     Digest,
     #[error(
-        "client {client} has scope write here but read on line {read_line}; a client has one \
-         scope, so its write lines grant nothing until the file agrees"
+        "client {client} has scope {scope} here but {lower} on line {lower_line}; a client has \
+         one scope, so its lines of a wider scope grant nothing until the file agrees"
     )]
-    ScopeConflict { client: String, read_line: usize },
+    ScopeConflict {
+        client: String,
+        scope: &'static str,
+        lower: &'static str,
+        lower_line: usize,
+    },
     #[error("this key is already listed on line {0}")]
     DuplicateKey(usize),
     #[error(
@@ -151,21 +157,28 @@ impl KeyTable {
                 Err(error) => errors.push((index + 1, error)),
             }
         }
-        // A client given both scopes keeps its read lines: the first one is named in the
-        // errors of its write lines.
-        let mut first_read: HashMap<ClientName, usize> = HashMap::new();
+        // A client given several scopes keeps the lines of its narrowest one (failing safe):
+        // the first of them is named in the errors of its other lines.
+        let mut narrowest: HashMap<ClientName, (Scope, usize)> = HashMap::new();
         for entry in &entries {
-            if entry.scope == Scope::Read {
-                first_read.entry(entry.client.clone()).or_insert(entry.line);
-            }
+            narrowest
+                .entry(entry.client.clone())
+                .and_modify(|(scope, line)| {
+                    if entry.scope < *scope {
+                        (*scope, *line) = (entry.scope, entry.line);
+                    }
+                })
+                .or_insert((entry.scope, entry.line));
         }
-        entries.retain(|entry| match first_read.get(&entry.client) {
-            Some(read_line) if entry.scope == Scope::Write => {
+        entries.retain(|entry| match narrowest.get(&entry.client) {
+            Some((lower, lower_line)) if entry.scope > *lower => {
                 errors.push((
                     entry.line,
                     LineError::ScopeConflict {
                         client: entry.client.to_string(),
-                        read_line: *read_line,
+                        scope: entry.scope.as_str(),
+                        lower: lower.as_str(),
+                        lower_line: *lower_line,
                     },
                 ));
                 false

@@ -62,13 +62,15 @@ impl fmt::Debug for ClientName {
     }
 }
 
-/// What a key allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// What a key allows. Each scope allows what the ones before it do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Scope {
     /// Read counts only.
     Read,
     /// Record transactions and read counts.
     Write,
+    /// Everything a write key may do, and export the whole store (GET /admin/export).
+    Admin,
 }
 
 impl Scope {
@@ -76,6 +78,7 @@ impl Scope {
         match self {
             Scope::Read => "read",
             Scope::Write => "write",
+            Scope::Admin => "admin",
         }
     }
 
@@ -83,6 +86,7 @@ impl Scope {
         match word {
             "read" => Some(Scope::Read),
             "write" => Some(Scope::Write),
+            "admin" => Some(Scope::Admin),
             _ => None,
         }
     }

@@ -5,9 +5,11 @@
 //! (`Config::default()` and its fields), not from argument strings.
 //!
 //! Files: [`server`] (listening, connections, logs), [`ledger`] (commits and keys),
-//! [`stores`] (which store, and each one's settings), [`access`] (keys and per-client limits).
+//! [`stores`] (which store, and each one's settings), [`access`] (keys and per-client limits),
+//! [`cli`] (the command line: serving, or a subcommand).
 
 mod access;
+mod cli;
 mod error;
 mod ledger;
 mod server;
@@ -17,78 +19,19 @@ mod tests;
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 
 pub use access::{AuthConfig, LimitsConfig};
+pub use cli::{ApiKeyArgs, Cli, Command, ExportArgs, ImportArgs, Invocation, StoreArgs};
 pub use error::ConfigError;
 pub use ledger::LedgerConfig;
 pub use server::{LogConfig, ServerConfig};
 pub use stores::{DynamoConfig, EmbeddedConfig, StoreKind};
 
-use crate::{
-    auth::{ClientName, Scope},
-    limits::ClientLimits,
-    store::DynamoSettings,
-};
+use crate::{limits::ClientLimits, store::DynamoSettings};
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 10s, 2m)"))
-}
-
-/// The command line: serve (no subcommand, the flags below), or a subcommand.
-#[derive(Debug, Clone, Parser)]
-#[command(name = "flight-counter", version, about, long_about = None, args_override_self = true)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-
-    #[command(flatten)]
-    pub config: Config,
-}
-
-#[derive(Debug, Clone, Subcommand)]
-pub enum Command {
-    /// Make a new API key. Prints the key once, on stdout, and the line to add to the API keys
-    /// file (its SHA-256, never the key) on stderr, so that
-    /// `flight-counter api-key --client NAME --scope write 2>>api-keys` appends the line.
-    ApiKey(ApiKeyArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ApiKeyArgs {
-    /// The client the key is for: 1 to 63 of a-z, 0-9 and '-', starting with a letter or digit.
-    #[arg(long, value_parser = ClientName::parse)]
-    pub client: ClientName,
-
-    /// What the key allows: write (record and read) or read (read only).
-    #[arg(long, value_enum)]
-    pub scope: Scope,
-}
-
-/// What the command line asks for.
-#[derive(Debug, Clone)]
-pub enum Invocation {
-    /// Run the service.
-    Serve(Box<Config>),
-    /// Make an API key.
-    ApiKey(ApiKeyArgs),
-}
-
-impl Cli {
-    /// Parses flags and environment. On a bad value, the error is one line saying which
-    /// setting and why.
-    pub fn from_args() -> Result<Invocation, clap::Error> {
-        let cli = Self::try_parse()?;
-        match cli.command {
-            Some(Command::ApiKey(args)) => Ok(Invocation::ApiKey(args)),
-            None => {
-                cli.config.validate().map_err(|err| {
-                    clap::Error::raw(clap::error::ErrorKind::ValueValidation, err)
-                })?;
-                Ok(Invocation::Serve(Box::new(cli.config)))
-            }
-        }
-    }
 }
 
 /// Counts confirmed booking transactions per flight route.

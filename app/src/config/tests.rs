@@ -3,6 +3,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use clap::{CommandFactory, Parser};
 
 use super::*;
+use crate::auth::Scope;
 
 fn parse(args: &[&str]) -> Result<Config, clap::Error> {
     Config::try_parse_from(std::iter::once("flight-counter").chain(args.iter().copied()))
@@ -217,12 +218,13 @@ fn the_api_key_subcommand_parses_apart_from_serving() {
             assert_eq!(args.client.as_str(), "booking-engine");
             assert_eq!(args.scope, Scope::Read);
         }
-        None => panic!("no subcommand"),
+        other => panic!("not api-key: {other:?}"),
     }
     assert!(
         Cli::try_parse_from(["x", "api-key", "--client", "Bad_Name", "--scope", "read"]).is_err()
     );
-    assert!(Cli::try_parse_from(["x", "api-key", "--client", "a", "--scope", "admin"]).is_err());
+    assert!(Cli::try_parse_from(["x", "api-key", "--client", "a", "--scope", "owner"]).is_err());
+    assert!(Cli::try_parse_from(["x", "api-key", "--client", "a", "--scope", "admin"]).is_ok());
     assert!(Cli::try_parse_from(["x", "api-key", "--scope", "write"]).is_err());
     let cli = Cli::parse_from(["x", "--api-keys-file", "/keys", "--public-reads"]);
     assert!(cli.command.is_none());
@@ -340,5 +342,43 @@ fn the_flag_table_in_the_docs_agrees_with_help() {
     assert!(
         stale.is_empty(),
         "documented flags the service lacks: {stale:?}"
+    );
+}
+
+#[test]
+fn export_and_import_take_the_store_flags_of_the_server() {
+    let cli = Cli::parse_from([
+        "x",
+        "export",
+        "--store",
+        "dynamodb",
+        "--table",
+        "counts.v2",
+        "--output",
+        "/tmp/snap.jsonl",
+    ]);
+    match cli.command {
+        Some(Command::Export(args)) => {
+            assert_eq!(args.output, Some(PathBuf::from("/tmp/snap.jsonl")));
+            let config = args.store.config();
+            assert_eq!(config.store, StoreKind::Dynamodb);
+            assert_eq!(config.dynamodb.table, "counts.v2");
+            assert_eq!(config.ledger, LedgerConfig::default());
+        }
+        other => panic!("not export: {other:?}"),
+    }
+    let cli = Cli::parse_from(["x", "import", "--input", "-", "--merge", "--data-dir", "/d"]);
+    match cli.command {
+        Some(Command::Import(args)) => {
+            assert!(args.merge);
+            assert_eq!(args.input, PathBuf::from("-"));
+            assert_eq!(args.store.embedded.data_dir, PathBuf::from("/d"));
+            assert_eq!(args.store.store, StoreKind::Embedded);
+        }
+        other => panic!("not import: {other:?}"),
+    }
+    assert!(
+        Cli::try_parse_from(["x", "import"]).is_err(),
+        "--input is needed"
     );
 }

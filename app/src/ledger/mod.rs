@@ -45,7 +45,7 @@ use crate::{
     clock::SharedClock,
     idempotency::{IdempotencyKey, KeyedIncrement, KeyedOutcome, expiry},
     route::Route,
-    store::{Store, StoreError},
+    store::{Consistency, RecordSink, Store, StoreError},
     telemetry::metrics as m,
 };
 use commit::CommitContext;
@@ -265,6 +265,17 @@ impl Ledger {
         to: Month,
     ) -> Result<Vec<u64>, LedgerError> {
         self.read(self.store.base().monthly(route, from, to)).await
+    }
+
+    /// Seconds since the Unix epoch, by the ledger's clock: the time a snapshot is taken at.
+    pub fn epoch_seconds(&self) -> u64 {
+        self.clock.epoch_seconds()
+    }
+
+    /// Streams a snapshot of the store as of `now` into `sink` (no deadline: an export takes
+    /// as long as the store is large; the caller stops it by dropping the receiver).
+    pub async fn export(&self, now: u64, sink: RecordSink) -> Result<Consistency, LedgerError> {
+        Ok(self.store.base().export(now, sink).await?)
     }
 
     /// A read from the store, within the commit timeout.

@@ -153,6 +153,19 @@ impl<W: Write> SnapshotWriter<W> {
         writeln!(self.out, "{line}")
     }
 
+    /// What has been written so far (a caller streaming the snapshot drains a `Vec<u8>` here).
+    pub fn output(&mut self) -> &mut W {
+        &mut self.out
+    }
+
+    /// Writes one record, in its place in the file's order.
+    pub fn record(&mut self, record: &Record) -> io::Result<()> {
+        match record {
+            Record::Route(route) => self.route(route),
+            Record::Key(key) => self.key(key),
+        }
+    }
+
     /// Writes the end line and returns the output, flushed, with the number of routes and keys.
     pub fn finish(mut self) -> io::Result<(W, u64, u64)> {
         let line = json!({"type": "end", "routes": self.routes, "keys": self.keys});

@@ -3,14 +3,16 @@
 //! stores, and a backup can be restored.
 //!
 //! Files: [`format`] (the JSON Lines file and its writer), [`reader`] (reading one back,
-//! checked as it streams).
+//! checked as it streams), [`transfer`] (between a store and a file).
 
 pub mod format;
 pub mod reader;
 #[cfg(test)]
 mod tests;
+pub mod transfer;
 
 pub use format::{
     FORMAT, FormatError, Header, KeyRecord, Record, RouteRecord, SnapshotWriter, VERSION,
 };
 pub use reader::SnapshotReader;
+pub use transfer::{Exported, Imported, TransferError};

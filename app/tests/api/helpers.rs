@@ -285,16 +285,19 @@ pub async fn read_item(
 }
 
 /// The sum of a metric's samples (from `/metrics` at `base`) whose line contains every one of
-/// `labels`.
+/// `labels`. A scrape the service cut off (a test that fills its connection places) is made
+/// again, for up to five seconds.
 pub async fn metric_sum(base: &str, name: &str, labels: &[&str]) -> f64 {
-    let text = client()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let started = std::time::Instant::now();
+    let text = loop {
+        match client().get(format!("{base}/metrics")).send().await {
+            Ok(resp) => break resp.text().await.expect("text"),
+            Err(err) => {
+                assert!(started.elapsed() < Duration::from_secs(5), "metrics: {err}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
     text.lines()
         .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())

@@ -52,7 +52,7 @@ fn a_broken_line_grants_nothing_and_the_others_stand() {
          alice write {good} extra\n\
          alice write\n\
          Alice write {}\n\
-         alice admin {}\n\
+         alice owner {}\n\
          alice write {}\n\
          alice write {}\n\
          alice write fck_not-a-digest-but-a-key\n\
@@ -116,7 +116,9 @@ fn contradicting_lines_grant_the_least() {
     let (table, errors) = parse(&text);
     let conflict = |line| LineError::ScopeConflict {
         client: "alice".into(),
-        read_line: line,
+        scope: "write",
+        lower: "read",
+        lower_line: line,
     };
     assert_eq!(
         errors,

@@ -1,0 +1,173 @@
+//! `flight-counter export` and `flight-counter import`: a store's snapshot to a file, and a
+//! file into a store, with the server's store flags. Progress goes to stderr when it is a
+//! terminal; the outcome, one line, always.
+
+use std::{
+    fs::File,
+    io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write},
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    clock::{Clock, SystemClock},
+    config::{ExportArgs, ImportArgs, StoreArgs},
+    snapshot::{Header, Imported, TransferError, transfer},
+    startup::{self, StartupError},
+    store::Store,
+    telemetry::logging::error_chain,
+};
+
+/// Why a subcommand failed.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Open(#[from] StartupError),
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+    #[error("cannot open {path}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot make a snapshot id: the operating system's random source failed")]
+    Random(#[source] getrandom::Error),
+}
+
+fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+/// Runs `job` on a runtime, prints its failure as one line, and says how it went.
+fn finish(job: impl FnOnce(&tokio::runtime::Runtime) -> Result<String, Failure>) -> ExitCode {
+    let outcome = runtime()
+        .map_err(|err| Failure::Open(StartupError::Runtime(err)))
+        .and_then(|runtime| job(&runtime));
+    match outcome {
+        Ok(line) => {
+            eprintln!("flight-counter: {line}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("flight-counter: {}", error_chain(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reports progress on a terminal, at most four times a second.
+fn progress(verb: &'static str) -> impl FnMut(u64, u64) + Send {
+    let terminal = io::stderr().is_terminal();
+    let mut last = Instant::now();
+    move |routes, keys| {
+        if terminal && last.elapsed() >= Duration::from_millis(250) {
+            last = Instant::now();
+            eprint!("\r{verb} {routes} routes, {keys} keys");
+        }
+    }
+}
+
+async fn open(args: &StoreArgs) -> Result<Store, Failure> {
+    Ok(startup::open_store(&args.config(), SystemClock::shared()).await?)
+}
+
+fn new_snapshot_id() -> Result<String, Failure> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(Failure::Random)?;
+    Ok(hex::encode(bytes))
+}
+
+pub fn export(args: &ExportArgs) -> ExitCode {
+    finish(|runtime| {
+        runtime.block_on(async {
+            let store = open(&args.store).await?;
+            let header = Header {
+                id: new_snapshot_id()?,
+                source: store.kind().to_owned(),
+                taken_at: SystemClock.epoch_seconds(),
+            };
+            // Written aside and renamed into place: a file at --output is always whole.
+            let (out, partial): (Box<dyn Write + Send>, Option<PathBuf>) = match &args.output {
+                Some(path) => {
+                    let partial = path.with_extension("partial");
+                    let file = File::create(&partial).map_err(|source| Failure::File {
+                        path: partial.clone(),
+                        source,
+                    })?;
+                    (Box::new(BufWriter::new(file)), Some(partial))
+                }
+                None => (Box::new(BufWriter::new(io::stdout())), None),
+            };
+            let mut report = progress("exported");
+            let exported = transfer::export(store.base(), &header, out, &mut report).await;
+            store.base().close().await;
+            let (out, exported) = exported?;
+            drop(out);
+            if let (Some(partial), Some(path)) = (partial, &args.output) {
+                rename(&partial, path)?;
+            }
+            Ok(format!(
+                "exported snapshot {} of the {} store: {} routes, {} keys ({:?})",
+                header.id, header.source, exported.routes, exported.keys, exported.consistency
+            ))
+        })
+    })
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), Failure> {
+    std::fs::rename(from, to).map_err(|source| Failure::File {
+        path: to.to_owned(),
+        source,
+    })
+}
+
+pub fn import(args: &ImportArgs) -> ExitCode {
+    finish(|runtime| {
+        let input: Box<dyn BufRead + Send> = if args.input == Path::new("-") {
+            Box::new(BufReader::new(io::stdin()))
+        } else {
+            let file = File::open(&args.input).map_err(|source| Failure::File {
+                path: args.input.clone(),
+                source,
+            })?;
+            Box::new(BufReader::new(file))
+        };
+        runtime.block_on(async {
+            let store = open(&args.store).await?;
+            let mut report = progress("imported");
+            let now = SystemClock.epoch_seconds();
+            let imported =
+                transfer::import(store.base(), input, args.merge, now, &mut report).await;
+            store.base().close().await;
+            Ok(match imported? {
+                Imported::AlreadyImported => {
+                    "this snapshot was imported into the store before: nothing changed".into()
+                }
+                Imported::Applied {
+                    routes,
+                    keys,
+                    expired_keys,
+                    resumed,
+                } => format!(
+                    "imported {routes} routes and {keys} keys into the {} store{}{}",
+                    store.kind(),
+                    if expired_keys > 0 {
+                        format!(" ({expired_keys} expired keys left out)")
+                    } else {
+                        String::new()
+                    },
+                    if resumed {
+                        ", resuming an earlier run"
+                    } else {
+                        ""
+                    }
+                ),
+            })
+        })
+    })
+}
