@@ -115,7 +115,13 @@ pub(in crate::store) fn route_record(
     let (first_day, this_month) = (today.window_start().number(), today.month());
     let first_month = this_month.window_start().number();
     let days = read_range(tables, Periods::Days, route, first_day, today.number())?;
-    let months = read_range(tables, Periods::Months, route, first_month, this_month.number())?;
+    let months = read_range(
+        tables,
+        Periods::Months,
+        route,
+        first_month,
+        this_month.number(),
+    )?;
     Ok(Some(RouteRecord {
         route,
         total,
@@ -246,11 +252,7 @@ fn add_period(
     tables.set_history(periods, earlier, name, n)
 }
 
-fn import_key(
-    tables: &mut impl TablesMut,
-    record: &KeyRecord,
-    now: u64,
-) -> Result<(), StoreError> {
+fn import_key(tables: &mut impl TablesMut, record: &KeyRecord, now: u64) -> Result<(), StoreError> {
     let id = record.key.record_id();
     if let Some(stored) = tables.key(&id)? {
         if stored.expires_at > now {
@@ -351,5 +353,7 @@ fn merge_sorted(
     names
 }
 
+#[cfg(test)]
+pub(in crate::store) mod contract;
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,9 @@ use std::ops::Bound;
 use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
 
 use super::{OPENING, READING, ReadTables, WRITING};
-use crate::store::{OrUnavailable as _, StoreError, local::snapshot::Listing, snapshot::ImportMark};
+use crate::store::{
+    OrUnavailable as _, StoreError, local::snapshot::Listing, snapshot::ImportMark,
+};
 
 /// Snapshot id → (lines of its file applied, whether its end line was reached): how far the
 /// import of each snapshot has come, written in the transaction of the chunk it marks. Created
