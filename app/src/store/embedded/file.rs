@@ -380,5 +380,6 @@ impl DatabaseFile {
     }
 }
 
+mod snapshot;
 #[cfg(test)]
 mod tests;

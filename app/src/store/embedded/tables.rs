@@ -3,9 +3,14 @@
 //! was), and the [`Tables`] traits over a read or a write transaction, through which the shared
 //! commit rules (`store::local::rules`) read and write them.
 
+mod listing;
+
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
+
+use listing::IMPORTS;
+pub(super) use listing::{read_mark, write_mark};
 
 use crate::{
     calendar::Day,
@@ -100,6 +105,7 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(DAILY).or_unavailable(CREATING)?;
     txn.open_table(MONTHLY).or_unavailable(CREATING)?;
     txn.open_table(JOURNAL).or_unavailable(CREATING)?;
+    txn.open_table(IMPORTS).or_unavailable(CREATING)?;
     Ok(())
 }
 

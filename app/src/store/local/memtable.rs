@@ -19,7 +19,7 @@ use crate::store::StoreError;
 
 /// Rows, keys and history counts written since the last freeze, by value (not by increment):
 /// each entry is what the database is to hold once the memtable is flushed.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub(in crate::store) struct Memtable {
     routes: FxHashMap<Box<str>, RouteRow>,
     keys: FxHashMap<Box<str>, KeyRow>,
@@ -33,6 +33,16 @@ impl Memtable {
     /// Rows and keys held: what its memory grows with.
     pub fn entries(&self) -> usize {
         self.routes.len() + self.keys.len()
+    }
+
+    /// The routes it holds a row of, in no order.
+    pub fn route_names(&self) -> impl Iterator<Item = &str> {
+        self.routes.keys().map(|route| &**route)
+    }
+
+    /// The key ids it holds a record of, in no order.
+    pub fn key_names(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(|id| &**id)
     }
 
     fn row(&self, route: &str) -> Option<RouteRow> {
