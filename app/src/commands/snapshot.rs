@@ -60,14 +60,25 @@ fn finish(job: impl FnOnce(&tokio::runtime::Runtime) -> Result<String, Failure>)
     }
 }
 
-/// Reports progress on a terminal, at most four times a second.
+/// Reports progress on stderr: on a terminal, one line rewritten at most four times a second;
+/// elsewhere (a log), a line at the first progress and then every ten seconds.
 fn progress(verb: &'static str) -> impl FnMut(u64, u64) + Send {
     let terminal = io::stderr().is_terminal();
-    let mut last = Instant::now();
+    let mut last: Option<Instant> = None;
     move |routes, keys| {
-        if terminal && last.elapsed() >= Duration::from_millis(250) {
-            last = Instant::now();
-            eprint!("\r{verb} {routes} routes, {keys} keys");
+        let every = if terminal {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_secs(10)
+        };
+        if last.is_some_and(|at| at.elapsed() < every) {
+            return;
+        }
+        last = Some(Instant::now());
+        if terminal {
+            eprint!("\r{verb} {routes} routes, {keys} keys so far");
+        } else {
+            eprintln!("flight-counter: {verb} {routes} routes, {keys} keys so far");
         }
     }
 }

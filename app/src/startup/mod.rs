@@ -157,7 +157,7 @@ pub async fn open_store(config: &Config, clock: SharedClock) -> Result<Store, St
             tracing::info!(path = %store.path().display(), "opened embedded store");
             Store::batch(store)
         }
-        StoreKind::Memory => Store::batch(MemoryStore::new()),
+        StoreKind::Memory => Store::batch(MemoryStore::with_clock(clock)),
         // Makes no call: DynamoDB may come up after the service; readiness tells.
         StoreKind::Dynamodb => Store::item(
             DynamoStore::connect(config.dynamo_settings(), clock)

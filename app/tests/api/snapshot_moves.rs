@@ -84,7 +84,9 @@ async fn fill(store: &EmbeddedStore, clock: &ManualClock) {
                 day: today,
             })
             .collect();
-        BatchStore::commit(store, &writes).await.expect("keyed commit");
+        BatchStore::commit(store, &writes)
+            .await
+            .expect("keyed commit");
     }
 }
 
@@ -99,7 +101,10 @@ async fn view(store: &dyn StoreBase, today: Day) -> (Vec<u64>, Vec<(Vec<u64>, Ve
     let month = today.month();
     let mut series = Vec::new();
     for r in (0..ROUTES).step_by(97) {
-        let days = store.daily(routes[r], first_day, today).await.expect("daily");
+        let days = store
+            .daily(routes[r], first_day, today)
+            .await
+            .expect("daily");
         let months = store
             .monthly(routes[r], month.plus(-23), month)
             .await
@@ -145,8 +150,17 @@ async fn counts_move_from_embedded_to_dynamodb_and_back_exactly() {
 
     // Embedded to a file.
     let first = work.path().join("first.jsonl");
-    let said = run(&["export", "--data-dir", path_arg(&source_dir), "--output", path_arg(&first)]);
-    assert!(said.contains(&format!("{ROUTES} routes, {KEYS} keys")), "{said}");
+    let said = run(&[
+        "export",
+        "--data-dir",
+        path_arg(&source_dir),
+        "--output",
+        path_arg(&first),
+    ]);
+    assert!(
+        said.contains(&format!("{ROUTES} routes, {KEYS} keys")),
+        "{said}"
+    );
 
     // The file into DynamoDB.
     let server = emulators::shared(Kind::Moto);
@@ -166,10 +180,17 @@ async fn counts_move_from_embedded_to_dynamodb_and_back_exactly() {
         .chain(dynamo_flags)
         .collect();
     let said = run(&import);
-    assert!(said.contains(&format!("imported {ROUTES} routes and {KEYS} keys")), "{said}");
+    assert!(
+        said.contains(&format!("imported {ROUTES} routes and {KEYS} keys")),
+        "{said}"
+    );
     let config = dynamodb_config(&table, &endpoint, |_| {});
     let dynamo = dynamodb_store_on(&config, shared.clone()).await;
-    assert_eq!(view(dynamo.as_ref(), today).await, expected, "embedded to DynamoDB");
+    assert_eq!(
+        view(dynamo.as_ref(), today).await,
+        expected,
+        "embedded to DynamoDB"
+    );
     // The same file again changes nothing.
     let said = run(&import);
     assert!(said.contains("nothing changed"), "{said}");
@@ -182,9 +203,19 @@ async fn counts_move_from_embedded_to_dynamodb_and_back_exactly() {
         .collect();
     run(&export);
     let restored_dir = work.path().join("restored");
-    run(&["import", "--input", path_arg(&second), "--data-dir", path_arg(&restored_dir)]);
+    run(&[
+        "import",
+        "--input",
+        path_arg(&second),
+        "--data-dir",
+        path_arg(&restored_dir),
+    ]);
     let restored = EmbeddedStore::open(&restored_dir, shared.clone()).expect("open");
-    assert_eq!(view(&restored, today).await, expected, "DynamoDB to embedded");
+    assert_eq!(
+        view(&restored, today).await,
+        expected,
+        "DynamoDB to embedded"
+    );
 
     // Every key replays the count it first answered, on both new stores.
     let now = clock.epoch_seconds();
@@ -200,7 +231,9 @@ async fn counts_move_from_embedded_to_dynamodb_and_back_exactly() {
             }],
             day: today,
         };
-        let on_dynamo = ItemStore::commit(dynamo.as_ref(), &write).await.expect("commit");
+        let on_dynamo = ItemStore::commit(dynamo.as_ref(), &write)
+            .await
+            .expect("commit");
         let on_embedded = BatchStore::commit(&restored, std::slice::from_ref(&write))
             .await
             .expect("commit");
@@ -208,7 +241,10 @@ async fn counts_move_from_embedded_to_dynamodb_and_back_exactly() {
             assert!(outcome.replayed, "key {k} counted again");
             assert_eq!(outcome.route, route(key_route(k)));
         }
-        assert_eq!(on_dynamo.keyed[0].count, on_embedded[0].keyed[0].count, "key {k}");
+        assert_eq!(
+            on_dynamo.keyed[0].count, on_embedded[0].keyed[0].count,
+            "key {k}"
+        );
     }
     restored.close().await;
 }
@@ -234,32 +270,54 @@ async fn an_import_killed_half_way_and_run_again_ends_exact() {
         view
     };
     let file = work.path().join("snapshot.jsonl");
-    run(&["export", "--data-dir", path_arg(&source_dir), "--output", path_arg(&file)]);
+    run(&[
+        "export",
+        "--data-dir",
+        path_arg(&source_dir),
+        "--output",
+        path_arg(&file),
+    ]);
 
     let target_dir = work.path().join("target");
     let mut import = Command::new(env!("CARGO_BIN_EXE_flight-counter"))
-        .args(["import", "--input", path_arg(&file), "--data-dir", path_arg(&target_dir)])
-        .stderr(Stdio::null())
+        .args([
+            "import",
+            "--input",
+            path_arg(&file),
+            "--data-dir",
+            path_arg(&target_dir),
+        ])
+        .stderr(Stdio::piped())
         .spawn()
         .expect("import starts");
-    // Killed once some chunks are in: the database file exists and has grown.
-    let database = target_dir.join(flight_counter::store::DATABASE_FILE);
-    let started = std::time::Instant::now();
-    while std::fs::metadata(&database).map(|m| m.len()).unwrap_or(0) < 512 * 1024 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the import never wrote");
-        if import.try_wait().expect("wait").is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let _ = import.kill();
+    // Killed as soon as it says its first chunk is in.
+    let stderr = import.stderr.take().expect("stderr");
+    let first = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut line).map(|_| line)
+    })
+    .await
+    .expect("reader")
+    .expect("a progress line");
+    assert!(first.contains("so far"), "{first}");
+    import.kill().expect("SIGKILL");
     let _ = import.wait();
-    let said = run(&["import", "--input", path_arg(&file), "--data-dir", path_arg(&target_dir)]);
-    assert!(
-        said.contains("resuming") || said.contains("nothing changed"),
-        "{said}"
-    );
-    let said = run(&["import", "--input", path_arg(&file), "--data-dir", path_arg(&target_dir)]);
+    let said = run(&[
+        "import",
+        "--input",
+        path_arg(&file),
+        "--data-dir",
+        path_arg(&target_dir),
+    ]);
+    assert!(said.contains("resuming an earlier run"), "{said}");
+    assert!(said.contains("imported"), "{said}");
+    let said = run(&[
+        "import",
+        "--input",
+        path_arg(&file),
+        "--data-dir",
+        path_arg(&target_dir),
+    ]);
     assert!(said.contains("nothing changed"), "{said}");
     let target = EmbeddedStore::open(&target_dir, shared).expect("open");
     assert_eq!(view(&target, today).await, expected);
