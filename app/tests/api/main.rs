@@ -14,6 +14,7 @@ mod lifecycle;
 mod limits;
 mod reports;
 mod resources;
+mod snapshot_dynamodb;
 mod store_contract;
 mod stores;
 mod throttle_proxy;
