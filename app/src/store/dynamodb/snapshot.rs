@@ -6,13 +6,14 @@
 //! - [`import`]: chunks of records written with `BatchWriteItem` (routes, set whole) or
 //!   `UpdateItem` (routes merged, once per snapshot), key records with a conditional `PutItem`
 //!   each, then the import's mark; every write is idempotent, so a resumed run may repeat a
-//!   chunk.
+//!   chunk; [`mark`]: the mark itself, and `is_empty`.
 //!
 //! Throttled calls are sent again after a pause rather than failing the whole export or
 //! import ([`DynamoStore::paced`]).
 
 mod export;
 mod import;
+mod mark;
 mod sort;
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,10 @@ use std::{collections::HashMap, time::Instant};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use futures_util::future::try_join_all;
 
-use super::{IMPORT_MARK_PREFIX, PACE_INITIAL, PACE_MAX, export::Item, export::item_kind};
+use super::{
+    IMPORT_MARK_PREFIX, PACE_INITIAL, PACE_MAX,
+    mark::{MARK_FINISHED_ATTRIBUTE, MARK_LINES_ATTRIBUTE},
+};
 use crate::{
     calendar::Day,
     snapshot::{KeyRecord, Record, RouteRecord},
@@ -37,101 +40,12 @@ use crate::{
 const BATCH_WRITE_ITEMS: usize = 25;
 /// `BatchWriteItem`s, or single writes, of one chunk in flight at once.
 const WRITES_IN_FLIGHT: usize = 8;
-/// Items `is_empty` asks for per page.
-const EMPTY_CHECK_PAGE: i32 = 25;
 /// Prefix of the attribute a merge sets on each route it added to, with the snapshot's id.
 pub const IMPORTED_PREFIX: &str = "imported_";
-/// The mark's attributes.
-pub const MARK_LINES_ATTRIBUTE: &str = "lines_done";
-pub const MARK_FINISHED_ATTRIBUTE: &str = "finished";
 /// Reads of a route after a merge's condition failed, before giving up on telling why.
 const MERGE_ATTEMPTS: u32 = 4;
 
 impl DynamoStore {
-    /// Whether the table holds no route item and no unexpired key record: a consistent scan, a
-    /// few keys a page, that stops at the first such item (import marks and batch records do
-    /// not count).
-    pub(super) async fn holds_nothing(&self) -> Result<bool, StoreError> {
-        let now = self.clock.epoch_seconds();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .paced(|| {
-                    let start = start.clone();
-                    async move {
-                        self.client
-                            .scan()
-                            .table_name(self.table())
-                            .consistent_read(true)
-                            .limit(EMPTY_CHECK_PAGE)
-                            .projection_expression("#key, #expires")
-                            .expression_attribute_names("#key", KEY_ATTRIBUTE)
-                            .expression_attribute_names("#expires", EXPIRES_AT_ATTRIBUTE)
-                            .set_exclusive_start_key(start)
-                            .send()
-                            .await
-                            .map_err(|err| self.failed("Scan", err))
-                    }
-                })
-                .await?;
-            for item in page.items() {
-                let Some(name) = item.get(KEY_ATTRIBUTE).and_then(|v| v.as_s().ok()) else {
-                    continue;
-                };
-                match item_kind(name) {
-                    Ok(Item::Other) => {}
-                    Ok(Item::Key(_)) => {
-                        let expires_at = item
-                            .get(EXPIRES_AT_ATTRIBUTE)
-                            .and_then(|v| v.as_n().ok())
-                            .and_then(|n| n.parse::<u64>().ok());
-                        // A record with no readable expiry is something the store holds.
-                        if expires_at.is_none_or(|at| at > now) {
-                            return Ok(false);
-                        }
-                    }
-                    // A route, or an item the store does not know: not empty.
-                    Ok(Item::Route(_)) | Err(_) => return Ok(false),
-                }
-            }
-            match page.last_evaluated_key {
-                Some(last) if !last.is_empty() => start = Some(last),
-                _ => return Ok(true),
-            }
-        }
-    }
-
-    pub(super) async fn read_import_mark(
-        &self,
-        snapshot: &str,
-    ) -> Result<Option<ImportMark>, StoreError> {
-        let name = format!("{IMPORT_MARK_PREFIX}{snapshot}");
-        let Some(item) = self.paced(|| self.read_item(&name)).await? else {
-            return Ok(None);
-        };
-        let lines_done = item
-            .get(MARK_LINES_ATTRIBUTE)
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse::<u64>().ok());
-        let finished = item
-            .get(MARK_FINISHED_ATTRIBUTE)
-            .and_then(|v| v.as_bool().ok());
-        match (lines_done, finished) {
-            (Some(lines_done), Some(&finished)) => Ok(Some(ImportMark {
-                snapshot: snapshot.to_owned(),
-                lines_done,
-                finished,
-            })),
-            _ => Err(StoreError::unavailable(
-                format!(
-                    "DynamoDB table {} holds a malformed import mark {name:?}",
-                    self.table()
-                ),
-                Fault::MalformedItem,
-            )),
-        }
-    }
-
     pub(super) async fn import_records(
         &self,
         records: &[Record],
