@@ -593,3 +593,34 @@ async fn a_throttled_import_paces_itself_and_ends_exact() {
     assert!(throttled("BatchWriteItem") > 0, "{}", stats["operations"]);
     assert!(throttled("UpdateItem") > 0, "{}", stats["operations"]);
 }
+
+/// A merge that would take a route past u64::MAX is refused, as a commit would be, and leaves
+/// the route as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_past_u64_max_is_refused_and_changes_nothing() {
+    let clock = ManualClock::starting_now();
+    let today = day(LAST_DAY);
+    clock.set(UNIX_EPOCH + Duration::from_secs(noon(today)));
+    let (_, store) = fresh_store(Kind::Dynalite, "snap-overflow", &clock, None).await;
+    ItemStore::commit(&*store, &RouteWrite::keyless(route(0), u64::MAX - 1, today))
+        .await
+        .expect("commit");
+    let record = Record::Route(RouteRecord {
+        route: route(0),
+        total: 2,
+        days: vec![(today, 2)],
+        months: vec![(today.month(), 2)],
+    });
+    let mark = ImportMark {
+        snapshot: "snap-big".into(),
+        lines_done: 3,
+        finished: true,
+    };
+    let refused = store.import_chunk(&[record], &mark, true).await;
+    assert!(
+        matches!(refused, Err(flight_counter::store::StoreError::Overflow(r)) if r == route(0)),
+        "{refused:?}"
+    );
+    assert_eq!(store.get(route(0)).await.expect("get"), u64::MAX - 1);
+    assert_eq!(store.import_mark("snap-big").await.expect("mark"), None);
+}
