@@ -14,6 +14,7 @@ mod lifecycle;
 mod limits;
 mod reports;
 mod resources;
+mod snapshot_dynamodb;
 mod snapshot_moves;
 mod store_contract;
 mod stores;

@@ -24,7 +24,9 @@
 //! IAM actions used, all on the one table: `dynamodb:UpdateItem` (commits), `dynamodb:GetItem`
 //! (reads), `dynamodb:PutItem` and `dynamodb:UpdateItem` inside `TransactWriteItems` (keyed
 //! commits), `dynamodb:DescribeTable` (readiness) and, only with `--create-table`,
-//! `dynamodb:CreateTable` and `dynamodb:UpdateTimeToLive`.
+//! `dynamodb:CreateTable` and `dynamodb:UpdateTimeToLive`. Snapshots ([`snapshot`]) also use
+//! `dynamodb:Scan` (export), and `dynamodb:BatchWriteItem` and `dynamodb:PutItem` on route items
+//! (import, with a role of its own: see `docs/dynamodb.md`).
 
 mod attempt;
 mod counter;

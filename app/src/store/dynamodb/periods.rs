@@ -187,6 +187,49 @@ fn stale_periods(day: Day, item: &HashMap<String, AttributeValue>) -> Vec<String
         .collect()
 }
 
+/// The days and months on a route's item that the window of `today` keeps (those a write on
+/// `today` would not remove as stale), in order, with their counts: what a snapshot of the
+/// item holds. A later day (another instance's clock ahead) is kept, as the writes keep it.
+pub(super) type KeptPeriods = (Vec<(Day, u64)>, Vec<(Month, u64)>);
+
+pub(super) fn kept_periods(
+    today: Day,
+    item: &HashMap<String, AttributeValue>,
+    table: &str,
+) -> Result<KeptPeriods, StoreError> {
+    let first_day = today.window_start().number();
+    let first_month = today.month().window_start().number();
+    let count = |name: &str, value: &AttributeValue| {
+        value
+            .as_n()
+            .map_err(|_| {
+                StoreError::unavailable(
+                    format!("DynamoDB table {table} holds a non-number {name}"),
+                    Fault::NotANumber,
+                )
+            })
+            .and_then(|n| count_value(n, name, table))
+    };
+    let mut days = Vec::new();
+    let mut months = Vec::new();
+    for (name, value) in item {
+        match period(name) {
+            Some(Period::Day(n)) if n >= first_day => {
+                if let Some(day) = Day::from_number(n) {
+                    days.push((day, count(name, value)?));
+                }
+            }
+            Some(Period::Month(n)) if n >= first_month => {
+                months.push((Month::from_number(n), count(name, value)?));
+            }
+            _ => {}
+        }
+    }
+    days.sort_unstable();
+    months.sort_unstable();
+    Ok((days, months))
+}
+
 impl DynamoStore {
     /// The counts of the periods `names` on the route's item, in order (0 where absent).
     pub(super) async fn read_periods(

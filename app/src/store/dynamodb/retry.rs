@@ -185,6 +185,8 @@ fn operation_label(name: &str) -> &'static str {
         "TransactWriteItems" => "TransactWriteItems",
         "UpdateTimeToLive" => "UpdateTimeToLive",
         "PutItem" => "PutItem",
+        "Scan" => "Scan",
+        "BatchWriteItem" => "BatchWriteItem",
         _ => "other",
     }
 }
