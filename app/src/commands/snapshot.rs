@@ -83,8 +83,16 @@ fn progress(verb: &'static str) -> impl FnMut(u64, u64) + Send {
     }
 }
 
+/// Opens the store and checks that it can be used (on DynamoDB: that the table exists, or is
+/// created with --create-table), so that a wrong table fails before anything is read.
 async fn open(args: &StoreArgs) -> Result<Store, Failure> {
-    Ok(startup::open_store(&args.config(), SystemClock::shared()).await?)
+    let store = startup::open_store(&args.config(), SystemClock::shared()).await?;
+    store
+        .base()
+        .check_ready()
+        .await
+        .map_err(|err| Failure::Transfer(err.into()))?;
+    Ok(store)
 }
 
 fn new_snapshot_id() -> Result<String, Failure> {

@@ -1,12 +1,16 @@
 //! The command line: serve (no subcommand: the flags of [`Config`]), or a subcommand that does
 //! one job and exits.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
 use super::{Config, ConfigError, DynamoConfig, EmbeddedConfig, StoreKind};
 use crate::auth::{ClientName, Scope};
+
+/// Least time for one attempt, and for one call, of a snapshot's DynamoDB calls.
+const BULK_ATTEMPT: Duration = Duration::from_secs(10);
+const BULK_CALL: Duration = Duration::from_secs(60);
 
 fn invalid(err: ConfigError) -> clap::Error {
     clap::Error::raw(clap::error::ErrorKind::ValueValidation, err)
@@ -55,14 +59,19 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    /// A configuration that opens this store, with every other setting at its default.
+    /// A configuration that opens this store, with every other setting at its default. A
+    /// snapshot's calls are bulk reads and writes (a Scan page is up to 1 MB), not a POST's
+    /// commit: each DynamoDB attempt gets at least 10 s, and each call at least 60 s.
     pub fn config(&self) -> Config {
-        Config {
+        let mut config = Config {
             store: self.store,
             embedded: self.embedded.clone(),
             dynamodb: self.dynamodb.clone(),
             ..Config::default()
-        }
+        };
+        config.dynamodb.attempt_timeout = config.dynamodb.attempt_timeout.max(BULK_ATTEMPT);
+        config.ledger.commit_timeout = config.ledger.commit_timeout.max(BULK_CALL);
+        config
     }
 }
 

@@ -197,10 +197,18 @@ async fn counts_move_from_embedded_to_dynamodb_and_back_exactly() {
 
     // DynamoDB to a file, and into a new embedded store.
     let second = work.path().join("second.jsonl");
-    let export: Vec<&str> = ["export", "--output", path_arg(&second)]
-        .into_iter()
-        .chain(dynamo_flags)
-        .collect();
+    // moto serves one request at a time and walks the whole table for every Scan page, so the
+    // four segments' pages queue behind each other: give an attempt a minute.
+    let export: Vec<&str> = [
+        "export",
+        "--output",
+        path_arg(&second),
+        "--dynamodb-attempt-timeout",
+        "60s",
+    ]
+    .into_iter()
+    .chain(dynamo_flags)
+    .collect();
     run(&export);
     let restored_dir = work.path().join("restored");
     run(&[
