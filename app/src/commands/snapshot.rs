@@ -145,23 +145,32 @@ fn rename(from: &Path, to: &Path) -> Result<(), Failure> {
     })
 }
 
+/// A snapshot file to read, or stdin for `-`.
+fn input(path: &Path) -> Result<Box<dyn BufRead + Send>, Failure> {
+    if path == Path::new("-") {
+        return Ok(Box::new(BufReader::new(io::stdin())));
+    }
+    let file = File::open(path).map_err(|source| Failure::File {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(Box::new(BufReader::new(file)))
+}
+
 pub fn import(args: &ImportArgs) -> ExitCode {
     finish(|runtime| {
-        let input: Box<dyn BufRead + Send> = if args.input == Path::new("-") {
-            Box::new(BufReader::new(io::stdin()))
-        } else {
-            let file = File::open(&args.input).map_err(|source| Failure::File {
-                path: args.input.clone(),
-                source,
-            })?;
-            Box::new(BufReader::new(file))
-        };
+        let input = input(&args.input)?;
+        let since = args.since.as_deref().map(self::input).transpose()?;
         runtime.block_on(async {
             let store = open(&args.store).await?;
             let mut report = progress("imported");
             let now = SystemClock.epoch_seconds();
-            let imported =
-                transfer::import(store.base(), input, args.merge, now, &mut report).await;
+            let imported = match since {
+                Some(since) => {
+                    transfer::import_since(store.base(), input, since, now, &mut report).await
+                }
+                None => transfer::import(store.base(), input, args.merge, now, &mut report).await,
+            };
             store.base().close().await;
             Ok(match imported? {
                 Imported::AlreadyImported => {

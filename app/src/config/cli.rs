@@ -96,6 +96,12 @@ pub struct ImportArgs {
     #[arg(long)]
     pub merge: bool,
 
+    /// An earlier snapshot of the same store: import only what --input holds beyond it (the
+    /// transactions and keys recorded between the two), added to what the store holds. Implies
+    /// --merge. The last step of moving a running service to another store.
+    #[arg(long, value_name = "EARLIER_FILE")]
+    pub since: Option<PathBuf>,
+
     #[command(flatten)]
     pub store: StoreArgs,
 }

@@ -3,8 +3,10 @@
 //! stores, and a backup can be restored.
 //!
 //! Files: [`format`] (the JSON Lines file and its writer), [`reader`] (reading one back,
-//! checked as it streams), [`transfer`] (between a store and a file).
+//! checked as it streams), [`transfer`] (between a store and a file), [`delta`] (what a later
+//! snapshot holds beyond an earlier one).
 
+pub mod delta;
 pub mod format;
 pub mod reader;
 #[cfg(test)]

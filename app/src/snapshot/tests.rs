@@ -207,3 +207,114 @@ fn nothing_may_follow_the_end_line() {
         "line 7: a line after the end line"
     );
 }
+
+mod delta {
+    use std::io::Cursor;
+
+    use super::*;
+    use crate::snapshot::{
+        delta::{Delta, RecordSource},
+        transfer::TransferError,
+    };
+
+    fn day(s: &str) -> Day {
+        Day::parse(s).expect("day")
+    }
+
+    fn file(taken_at: u64, routes: &[(&str, u64, &[(&str, u64)])], keys: &[&str]) -> Vec<u8> {
+        let header = Header {
+            id: format!("snap{taken_at}"),
+            source: "embedded".into(),
+            taken_at,
+        };
+        let mut writer = SnapshotWriter::new(Vec::new(), &header).expect("header");
+        for (name, total, days) in routes {
+            writer
+                .route(&RouteRecord {
+                    route: route(name),
+                    total: *total,
+                    days: days.iter().map(|(d, n)| (day(d), *n)).collect(),
+                    months: vec![],
+                })
+                .expect("route");
+        }
+        for key in keys {
+            writer
+                .key(&KeyRecord {
+                    key: IdempotencyKey::parse(key.as_bytes()).expect("key"),
+                    route: route("AR1133"),
+                    count: 1,
+                    expires_at: 2_000_000_000,
+                })
+                .expect("key");
+        }
+        writer.finish().expect("end").0
+    }
+
+    fn delta(later: &[u8], earlier: &[u8]) -> Result<Vec<Record>, TransferError> {
+        let reader =
+            |bytes: &[u8]| SnapshotReader::new(Cursor::new(bytes.to_vec())).expect("reads");
+        let mut delta = Delta::new(reader(later), reader(earlier))?;
+        let mut out = Vec::new();
+        while let Some(record) = delta.next_record()? {
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn only_what_was_recorded_in_between_is_left() {
+        let earlier = file(
+            100,
+            &[("AR1133", 5, &[("2026-12-01", 5)]), ("LA0001", 3, &[])],
+            &["k1", "k3"],
+        );
+        let later = file(
+            200,
+            &[
+                ("AR1133", 9, &[("2026-12-01", 5), ("2026-12-02", 4)]),
+                ("LA0001", 3, &[]),
+                ("UX0001", 2, &[("2026-12-02", 2)]),
+            ],
+            &["k1", "k2"],
+        );
+        let records = delta(&later, &earlier).expect("a delta");
+        let summary: Vec<String> = records
+            .iter()
+            .map(|r| match r {
+                Record::Route(r) => format!("{} {} {:?}", r.route, r.total, r.days.len()),
+                Record::Key(k) => format!("key {}", k.key),
+            })
+            .collect();
+        assert_eq!(summary, ["AR1133 4 1", "UX0001 2 1", "key k2"]);
+        let Record::Route(ar) = &records[0] else {
+            panic!("a route first");
+        };
+        assert_eq!(ar.days, vec![(day("2026-12-02"), 4)]);
+    }
+
+    #[test]
+    fn snapshots_out_of_order_or_of_other_stores_are_refused() {
+        let a = file(100, &[("AR1133", 5, &[]), ("LA0001", 3, &[])], &[]);
+        let b = file(200, &[("AR1133", 4, &[]), ("LA0001", 3, &[])], &[]);
+        let err = delta(&b, &a).expect_err("shrank").to_string();
+        assert!(
+            err.starts_with("route AR1133: the later snapshot (line 2) holds less"),
+            "{err}"
+        );
+        let c = file(200, &[("LA0001", 3, &[])], &[]);
+        let err = delta(&c, &a).expect_err("vanished").to_string();
+        assert!(
+            err.starts_with("route AR1133 is in the earlier snapshot but not"),
+            "{err}"
+        );
+        let d = file(300, &[("AR1133", 5, &[])], &[]);
+        let err = delta(&d, &a).expect_err("vanished at the end").to_string();
+        assert!(err.starts_with("route LA0001 is in the earlier"), "{err}");
+        let err = delta(&a, &b).expect_err("order").to_string();
+        assert_eq!(
+            err,
+            "the earlier snapshot was taken after the later one (200 > 100)"
+        );
+    }
+}

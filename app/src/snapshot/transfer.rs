@@ -6,7 +6,7 @@ use std::io::{self, BufRead, Write};
 
 use tokio::sync::mpsc;
 
-use super::{FormatError, Header, Record, SnapshotReader, SnapshotWriter};
+use super::{FormatError, Header, Record, SnapshotReader, SnapshotWriter, delta::RecordSource};
 use crate::store::{Consistency, ImportMark, SnapshotStore, StoreError};
 
 /// Records in flight between the store and the file.
@@ -21,6 +21,8 @@ pub enum TransferError {
     Format(#[from] FormatError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Delta(#[from] super::delta::DeltaError),
     #[error("cannot write the snapshot")]
     Write(#[source] io::Error),
     #[error(
@@ -52,14 +54,14 @@ pub async fn export<W: Write + Send>(
     let mut writer = SnapshotWriter::new(out, header).map_err(TransferError::Write)?;
     let reading = store.export(header.taken_at, sink);
     let writing = async {
-        let (mut routes, mut keys) = (0, 0);
+        let (mut routes, mut keys) = (0u64, 0u64);
         while let Some(record) = records.recv().await {
             match &record {
                 Record::Route(_) => routes += 1,
                 Record::Key(_) => keys += 1,
             }
             writer.record(&record).map_err(TransferError::Write)?;
-            if (routes + keys) % 1000 == 0 {
+            if (routes + keys).is_multiple_of(1000) {
                 progress(routes, keys);
             }
         }
@@ -107,6 +109,31 @@ pub async fn import<R: BufRead>(
     progress: Progress<'_>,
 ) -> Result<Imported, TransferError> {
     let mut reader = SnapshotReader::new(input)?;
+    import_from(store, &mut reader, merge, now, progress).await
+}
+
+/// Imports what `since` lacks of `input` (two snapshots of one store, `since` the earlier),
+/// adding it to what `store` holds: see [`Delta`](super::delta::Delta).
+pub async fn import_since<R: BufRead, E: BufRead>(
+    store: &dyn SnapshotStore,
+    input: R,
+    since: E,
+    now: u64,
+    progress: Progress<'_>,
+) -> Result<Imported, TransferError> {
+    let mut delta =
+        super::delta::Delta::new(SnapshotReader::new(input)?, SnapshotReader::new(since)?)?;
+    import_from(store, &mut delta, true, now, progress).await
+}
+
+/// Applies `source` to `store` in marked chunks (see [`import`]).
+async fn import_from(
+    store: &dyn SnapshotStore,
+    reader: &mut impl RecordSource,
+    merge: bool,
+    now: u64,
+    progress: Progress<'_>,
+) -> Result<Imported, TransferError> {
     let snapshot = reader.header().id.clone();
     let earlier = store.import_mark(&snapshot).await?;
     let skip_through = match &earlier {

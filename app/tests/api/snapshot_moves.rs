@@ -2,8 +2,9 @@
 //! written over 70 days (a clock moved day by day) and 1,000 live idempotency keys go from the
 //! embedded store to DynamoDB (moto) and back to a new embedded store. On every side every
 //! total, every day and month series and multi-route reads agree, and every key replays the
-//! count it first answered. Then the same file imported again changes nothing, and an import
-//! killed half-way and run again ends exact.
+//! count it first answered. Then the same file imported again changes nothing, an import
+//! killed half-way and run again ends exact, and a second snapshot imported `--since` the first
+//! adds exactly what the source recorded in between to a target that took writes of its own.
 
 use std::{
     path::Path,
@@ -59,7 +60,7 @@ async fn fill(store: &EmbeddedStore, clock: &ManualClock) {
         clock.set(noon(DAYS - 1 - d));
         let today = clock.today();
         let writes: Vec<RouteWrite> = (0..ROUTES)
-            .filter(|r| (r + d as usize) % 5 == 0)
+            .filter(|r| (r + d as usize).is_multiple_of(5))
             .map(|r| RouteWrite::keyless(route(r), 1 + ((r * 7 + d as usize) % 4) as u64, today))
             .collect();
         for batch in writes.chunks(2_000) {
@@ -330,4 +331,116 @@ async fn an_import_killed_half_way_and_run_again_ends_exact() {
     let target = EmbeddedStore::open(&target_dir, shared).expect("open");
     assert_eq!(view(&target, today).await, expected);
     target.close().await;
+}
+
+/// Adds `n` to each of `routes` on the clock's day.
+async fn commit(
+    store: &EmbeddedStore,
+    clock: &ManualClock,
+    routes: std::ops::Range<usize>,
+    n: u64,
+) {
+    let today = clock.today();
+    let writes: Vec<RouteWrite> = routes
+        .map(|r| RouteWrite::keyless(route(r), n, today))
+        .collect();
+    BatchStore::commit(store, &writes).await.expect("commit");
+}
+
+/// A move with writes on both sides: the target takes a first snapshot and then new writes of
+/// its own, while the source goes on recording; importing the source's final snapshot `--since`
+/// the first adds exactly what the source recorded in between, and its new keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_since_the_first_snapshot_completes_a_move_exactly() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let (source_dir, target_dir) = (work.path().join("source"), work.path().join("target"));
+    let clock = ManualClock::at(noon(1));
+    let shared: SharedClock = clock.clone();
+    let source = EmbeddedStore::open(&source_dir, shared.clone()).expect("open");
+    commit(&source, &clock, 0..300, 2).await;
+    source.close().await;
+    drop(source);
+    let first = work.path().join("first.jsonl");
+    run(&[
+        "export",
+        "--data-dir",
+        path_arg(&source_dir),
+        "--output",
+        path_arg(&first),
+    ]);
+    run(&[
+        "import",
+        "--input",
+        path_arg(&first),
+        "--data-dir",
+        path_arg(&target_dir),
+    ]);
+
+    // The source records more, on a new day and on new routes; the target takes writes too.
+    clock.set(noon(0));
+    let source = EmbeddedStore::open(&source_dir, shared.clone()).expect("open");
+    commit(&source, &clock, 200..400, 3).await;
+    source.close().await;
+    drop(source);
+    let target = EmbeddedStore::open(&target_dir, shared.clone()).expect("open");
+    commit(&target, &clock, 0..50, 5).await;
+    target.close().await;
+    drop(target);
+
+    let second = work.path().join("second.jsonl");
+    run(&[
+        "export",
+        "--data-dir",
+        path_arg(&source_dir),
+        "--output",
+        path_arg(&second),
+    ]);
+    let said = run(&[
+        "import",
+        "--input",
+        path_arg(&second),
+        "--since",
+        path_arg(&first),
+        "--data-dir",
+        path_arg(&target_dir),
+    ]);
+    // Routes 200..400 changed in between; the others are left out.
+    assert!(said.contains("imported 200 routes"), "{said}");
+
+    let target = EmbeddedStore::open(&target_dir, shared.clone()).expect("open");
+    let today = clock.today();
+    for r in 0..400 {
+        let from_source = if r < 200 {
+            2
+        } else if r < 300 {
+            5
+        } else {
+            3
+        };
+        let own = if r < 50 { 5 } else { 0 };
+        assert_eq!(
+            target.get(route(r)).await.expect("get"),
+            from_source + own,
+            "route {r}"
+        );
+        let today_count = target.daily(route(r), today, today).await.expect("daily")[0];
+        assert_eq!(
+            today_count,
+            if r >= 200 { 3 } else { 0 } + own,
+            "route {r} today"
+        );
+    }
+    target.close().await;
+    drop(target);
+    // Run again: nothing changes.
+    let said = run(&[
+        "import",
+        "--input",
+        path_arg(&second),
+        "--since",
+        path_arg(&first),
+        "--data-dir",
+        path_arg(&target_dir),
+    ]);
+    assert!(said.contains("nothing changed"), "{said}");
 }

@@ -118,6 +118,10 @@ pub struct EmbeddedStore {
     file: Arc<DatabaseFile>,
     /// A checkpoint is queued or running: one at a time.
     checkpointing: Arc<AtomicBool>,
+    /// The last checkpoint started in the background: `close` waits for it, so that once
+    /// `close` returns and the store is dropped, nothing holds the file any more and it can be
+    /// opened again at once (by this process or another).
+    background: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl EmbeddedStore {
@@ -146,6 +150,7 @@ impl EmbeddedStore {
         Ok(Self {
             file: Arc::new(file),
             checkpointing: Arc::new(AtomicBool::new(false)),
+            background: std::sync::Mutex::new(None),
         })
     }
 
@@ -163,7 +168,7 @@ impl EmbeddedStore {
         }
         let file = Arc::clone(&self.file);
         let checkpointing = Arc::clone(&self.checkpointing);
-        tokio::task::spawn_blocking(move || {
+        let handle = tokio::task::spawn_blocking(move || {
             if !file.is_broken()
                 && let Err(err) = file.checkpoint()
             {
@@ -171,6 +176,10 @@ impl EmbeddedStore {
             }
             checkpointing.store(false, Ordering::Release);
         });
+        *self
+            .background
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(handle);
     }
 
     pub fn path(&self) -> &Path {
@@ -284,6 +293,15 @@ impl StoreBase for EmbeddedStore {
 
     /// A last checkpoint, so that the next start has no journal to replay.
     async fn close(&self) {
+        let background = self
+            .background
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(checkpoint) = background {
+            // It holds the file until it returns; its failure marks the file broken.
+            let _ = checkpoint.await;
+        }
         if let Err(err) = self.checkpoint().await {
             tracing::warn!(error = %err, "the last checkpoint failed; the next start replays the journal");
         }
