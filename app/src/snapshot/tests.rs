@@ -318,3 +318,157 @@ mod delta {
         );
     }
 }
+
+/// Importing a bad file: the error names the line; what was applied before it is marked, so
+/// the store is either unchanged (a bad line in the first chunk) or finished exactly by running
+/// the import again on the mended file.
+mod bad_files {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::{
+        clock::{Clock, ManualClock},
+        snapshot::transfer::{self, IMPORT_CHUNK, TransferError},
+        store::{MemoryStore, SnapshotStore, StoreBase},
+    };
+
+    /// 2026-11-26 12:00 UTC.
+    const NOW: u64 = 1_795_694_400;
+    const ROUTES: usize = 2_500;
+
+    fn store() -> MemoryStore {
+        MemoryStore::with_clock(ManualClock::at(UNIX_EPOCH + Duration::from_secs(NOW)))
+    }
+
+    /// A snapshot of `ROUTES` routes, as lines.
+    fn lines() -> Vec<String> {
+        let clock = ManualClock::at(UNIX_EPOCH + Duration::from_secs(NOW));
+        let mut writer = SnapshotWriter::new(Vec::new(), &header()).expect("header");
+        for r in 0..ROUTES {
+            let total = 1 + r as u64 % 7;
+            writer
+                .route(&RouteRecord {
+                    route: route(&format!("UX{}", 1000 + r)),
+                    total: total + 10,
+                    days: vec![(clock.today(), total)],
+                    months: vec![(clock.this_month(), total)],
+                })
+                .expect("route");
+        }
+        let (out, _, _) = writer.finish().expect("end");
+        String::from_utf8(out)
+            .expect("utf-8")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn text(lines: &[String]) -> String {
+        lines.join("\n") + "\n"
+    }
+
+    async fn import(store: &MemoryStore, text: &str) -> Result<transfer::Imported, TransferError> {
+        transfer::import(
+            store,
+            Cursor::new(text.as_bytes()),
+            false,
+            NOW,
+            &mut |_, _| {},
+        )
+        .await
+    }
+
+    async fn exported(store: &MemoryStore) -> Vec<Record> {
+        let header = Header {
+            taken_at: NOW,
+            ..header()
+        };
+        let (out, _) = transfer::export(store, &header, Vec::new(), &mut |_, _| {})
+            .await
+            .expect("export");
+        read_all(&String::from_utf8(out).expect("utf-8"))
+            .expect("reads")
+            .1
+    }
+
+    /// The two lists are equal; the first difference is shown, not both lists.
+    fn assert_same(got: &[Record], expected: &[Record]) {
+        if let Some(i) = (0..got.len().min(expected.len())).find(|&i| got[i] != expected[i]) {
+            panic!("record {i}: {:?}, not {:?}", got[i], expected[i]);
+        }
+        assert_eq!(got.len(), expected.len());
+    }
+
+    /// `good` with line `n` (1-based) replaced by `line`.
+    fn with(good: &[String], n: usize, line: &str) -> String {
+        let mut lines = good.to_vec();
+        lines[n - 1] = line.to_owned();
+        text(&lines)
+    }
+
+    #[tokio::test]
+    async fn a_bad_line_in_the_first_chunk_changes_nothing() {
+        let good = lines();
+        let store = store();
+        let bad_total = good[9].replace("\"transactions\":", "\"transactions\":-");
+        let err = import(&store, &with(&good, 10, &bad_total))
+            .await
+            .expect_err("refused")
+            .to_string();
+        assert!(err.starts_with("line 10: "), "{err}");
+        assert!(store.is_empty().await.expect("is_empty"));
+        assert_eq!(store.import_mark(&header().id).await.expect("mark"), None);
+        // The mended file imports whole.
+        import(&store, &text(&good)).await.expect("import");
+        assert_eq!(
+            exported(&store).await,
+            read_all(&text(&good)).expect("reads").1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_line_later_leaves_an_import_a_rerun_finishes() {
+        let good = lines();
+        let expected = read_all(&text(&good)).expect("reads").1;
+        // Past the first chunk: an invalid route, a route out of order (a duplicate), a line
+        // cut in half, and the file cut short.
+        let at = IMPORT_CHUNK + 300;
+        let cut_line = &good[at - 1][..good[at - 1].len() / 2];
+        let cases = [
+            with(&good, at, &good[at - 1].replace("\"UX", "\"#X")),
+            with(&good, at, &good[at - 2]),
+            with(&good, at, cut_line),
+            text(&good[..at]),
+        ];
+        for bad in cases {
+            let store = store();
+            let err = import(&store, &bad).await.expect_err("refused").to_string();
+            assert!(
+                err.starts_with(&format!("line {at}: "))
+                    || err.contains(&format!("ends at line {at}")),
+                "{err}"
+            );
+            // The first chunk went in, and is marked.
+            let mark = store.import_mark(&header().id).await.expect("mark");
+            let mark = mark.expect("a mark after the first chunk");
+            assert!(!mark.finished && mark.lines_done > 1, "{mark:?}");
+            assert_eq!(store.get(route("UX1000")).await.expect("get"), 11);
+            // Run again on the mended file: it resumes, and ends exact.
+            let again = import(&store, &text(&good)).await.expect("resumed");
+            let transfer::Imported::Applied {
+                resumed, routes, ..
+            } = again
+            else {
+                panic!("applied, not {again:?}");
+            };
+            assert!(resumed);
+            assert_eq!(routes, ROUTES as u64 + 1 - mark.lines_done);
+            assert_same(&exported(&store).await, &expected);
+            // And a third time changes nothing.
+            assert_eq!(
+                import(&store, &text(&good)).await.expect("again"),
+                transfer::Imported::AlreadyImported
+            );
+        }
+    }
+}

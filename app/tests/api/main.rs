@@ -16,6 +16,7 @@ mod reports;
 mod resources;
 mod snapshot_dynamodb;
 mod snapshot_moves;
+mod snapshot_online;
 mod store_contract;
 mod stores;
 mod throttle_proxy;
