@@ -112,7 +112,7 @@ pub struct ApiKeyArgs {
     #[arg(long, value_parser = ClientName::parse)]
     pub client: ClientName,
 
-    /// What the key allows: write (record and read) or read (read only).
+    /// What the key allows: read (read only), write (record and read) or admin (also export).
     #[arg(long, value_enum)]
     pub scope: Scope,
 }
