@@ -104,10 +104,9 @@ impl<L: BufRead, E: BufRead> Delta<L, E> {
     /// The route's record less the earlier snapshot's, if it changed.
     fn route(&mut self, later: RouteRecord) -> Result<Option<RouteRecord>, TransferError> {
         // Routes the later snapshot skipped over cannot have vanished from a store.
-        while let Some(Record::Route(earlier)) = &self.ahead {
-            if earlier.route.as_str() >= later.route.as_str() {
-                break;
-            }
+        if let Some(Record::Route(earlier)) = &self.ahead
+            && earlier.route.as_str() < later.route.as_str()
+        {
             return Err(DeltaError::Vanished(earlier.route.to_string()).into());
         }
         let earlier = match &self.ahead {

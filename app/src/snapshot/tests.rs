@@ -221,7 +221,10 @@ mod delta {
         Day::parse(s).expect("day")
     }
 
-    fn file(taken_at: u64, routes: &[(&str, u64, &[(&str, u64)])], keys: &[&str]) -> Vec<u8> {
+    /// A route's name, total and days.
+    type RouteLine<'a> = (&'a str, u64, &'a [(&'a str, u64)]);
+
+    fn file(taken_at: u64, routes: &[RouteLine], keys: &[&str]) -> Vec<u8> {
         let header = Header {
             id: format!("snap{taken_at}"),
             source: "embedded".into(),
