@@ -10,7 +10,12 @@ use std::{
     time::Instant,
 };
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{
+    Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+    middleware::NoOpMiddleware,
+    state::{InMemoryState, NotKeyed},
+};
 
 use poem::http::Method;
 
@@ -84,20 +89,27 @@ impl RequestTelemetry {
 /// Log lines per second, per refusal status, at most.
 pub const REFUSALS_LOGGED_PER_SECOND: u32 = 10;
 
-/// The sample of one refusal status's log lines.
-struct RefusalSampler {
+/// The sample of one refusal status's log lines (on the system's clock; tests hand in one
+/// they move).
+struct RefusalSampler<C: Clock = DefaultClock> {
     status: u16,
-    lines: DefaultDirectRateLimiter,
+    lines: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
     /// Refusals left out of the log since its last line of this status.
     suppressed: AtomicU64,
 }
 
 impl RefusalSampler {
     fn new(status: u16) -> Self {
+        Self::with_clock(status, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> RefusalSampler<C> {
+    fn with_clock(status: u16, clock: C) -> Self {
         let per_second = NonZeroU32::new(REFUSALS_LOGGED_PER_SECOND).unwrap_or(NonZeroU32::MIN);
         Self {
             status,
-            lines: RateLimiter::direct(Quota::per_second(per_second)),
+            lines: RateLimiter::direct_with_clock(Quota::per_second(per_second), clock),
             suppressed: AtomicU64::new(0),
         }
     }
@@ -127,12 +139,14 @@ mod tests {
 
     #[test]
     fn refusals_are_logged_at_a_sampled_rate_with_the_count_left_out() {
-        let sampler = RefusalSampler::new(429);
+        let clock = governor::clock::FakeRelativeClock::default();
+        let sampler = RefusalSampler::with_clock(429, clock.clone());
         let burst = REFUSALS_LOGGED_PER_SECOND as usize;
         let logged: Vec<Option<u64>> = (0..burst + 25).map(|_| sampler.admit()).collect();
         assert!(logged[..burst].iter().all(|l| *l == Some(0)), "{logged:?}");
         assert!(logged[burst..].iter().all(Option::is_none), "{logged:?}");
-        std::thread::sleep(std::time::Duration::from_millis(150));
+        // One line a tenth of a second comes back.
+        clock.advance(std::time::Duration::from_millis(100));
         assert_eq!(
             sampler.admit(),
             Some(25),
