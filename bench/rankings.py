@@ -38,7 +38,8 @@ from snapshot import free_port, write_snapshot  # noqa: E402
 def get(url: str, headers: dict | None = None) -> tuple:
     request = urllib.request.Request(url, headers=headers or {})
     with urllib.request.urlopen(request, timeout=120) as resp:
-        return resp.status, dict(resp.headers), resp.read()
+        # The headers as a message: their names are matched in any case.
+        return resp.status, resp.headers, resp.read()
 
 
 def wait_ready(base: str) -> None:
@@ -88,7 +89,7 @@ def main() -> None:
     parser.add_argument("--binary", default=str(ROOT / "target/release/flight-counter"))
     opts = parser.parse_args()
     if not shutil.which("wrk"):
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True)
     rows = []
     with tempfile.TemporaryDirectory() as work_dir:
         work = Path(work_dir)
@@ -121,7 +122,9 @@ def main() -> None:
             rows.append(("the pass over 100,000 routes, as the service timed it", f"{pass_seconds:.2f} s"))
             rows.append(("GET /top-routes from the cached ranking", f"{wrk(url, None):,.0f} req/s"))
             etag = headers["ETag"]
-            rows.append(("the same with If-None-Match (304)", f"{wrk(url, f'If-None-Match: {etag}'):,.0f} req/s"))
+            rows.append(
+                ("the same with If-None-Match (304)", f"{wrk(url, f'If-None-Match: {etag}'):,.0f} req/s")
+            )
             for limit in (100, 1000):
                 seconds, routes, pages = list_all(base, limit)
                 assert routes == opts.routes, (routes, opts.routes)
