@@ -19,6 +19,7 @@ pub mod idempotency;
 pub mod ledger;
 pub mod lifecycle;
 pub mod limits;
+pub mod rankings;
 pub mod route;
 pub mod snapshot;
 pub mod startup;

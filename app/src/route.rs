@@ -118,6 +118,68 @@ impl Route {
         // Only ASCII bytes are ever written by `parse`.
         std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
     }
+
+    /// The airline code: what comes before the four digits of the canonical form.
+    pub fn airline(&self) -> &str {
+        let text = self.as_str();
+        let suffix = usize::from(text.ends_with(|c: char| c.is_ascii_alphabetic()));
+        &text[..text.len().saturating_sub(4 + suffix)]
+    }
+}
+
+/// An airline code, as routes begin with: two letters or digits (not both digits) or three
+/// letters, in upper case. Every route of one airline starts with its code and a digit, so
+/// they sit together in route order (`AR` before `ARG`: a digit sorts before a letter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Airline {
+    bytes: [u8; 3],
+    len: u8,
+}
+
+/// What a caller is told when an airline code is rejected.
+pub const AIRLINE_RULE: &str =
+    "an airline code is 2 letters or digits (not both digits) or 3 letters, e.g. AR, U2 or ARG";
+
+impl Airline {
+    /// Parses an airline code in any letter case.
+    pub fn parse(input: &str) -> Option<Self> {
+        let raw = input.as_bytes();
+        let valid = match raw {
+            [a, b] => {
+                a.is_ascii_alphanumeric()
+                    && b.is_ascii_alphanumeric()
+                    && !(a.is_ascii_digit() && b.is_ascii_digit())
+            }
+            [a, b, c] => [a, b, c].iter().all(|x| x.is_ascii_alphabetic()),
+            _ => false,
+        };
+        if !valid {
+            return None;
+        }
+        let mut bytes = [0u8; 3];
+        for (to, from) in bytes.iter_mut().zip(raw) {
+            *to = from.to_ascii_uppercase();
+        }
+        Some(Self {
+            bytes,
+            len: raw.len() as u8,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
+    }
+
+    /// Whether `route` is one of this airline's.
+    pub fn flies(&self, route: &Route) -> bool {
+        route.airline() == self.as_str()
+    }
+}
+
+impl fmt::Display for Airline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 // Routes key the ledger's queues on every request. The canonical bytes (zero-padded) identify a
@@ -175,6 +237,32 @@ mod tests {
         for (input, canonical) in cases {
             let route = Route::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
             assert_eq!(route.as_str(), canonical, "input {input}");
+        }
+    }
+
+    #[test]
+    fn a_route_knows_its_airline_and_airlines_parse_as_routes_begin() {
+        for (route, airline) in [
+            ("AR1133", "AR"),
+            ("ar1", "AR"),
+            ("U24567", "U2"),
+            ("3u1", "3U"),
+            ("ARG1133", "ARG"),
+            ("AA100A", "AA"),
+            ("ARG1A", "ARG"),
+        ] {
+            let route = Route::parse(route).expect("route");
+            assert_eq!(route.airline(), airline, "{route}");
+            let code = Airline::parse(&airline.to_lowercase()).expect("airline");
+            assert!(code.flies(&route), "{code} flies {route}");
+        }
+        assert!(
+            !Airline::parse("AR")
+                .expect("AR")
+                .flies(&Route::parse("ARG1").expect("r"))
+        );
+        for bad in ["", "A", "12", "ABCD", "A1B", "AR1", "Ä1"] {
+            assert_eq!(Airline::parse(bad), None, "{bad:?}");
         }
     }
 

@@ -30,6 +30,16 @@ const CODES_NOT_ANSWERED: [&str; 1] = ["http_version_not_supported"];
 const OPEN_OPERATIONS: [&str; 3] = ["healthz", "readyz", "version"];
 /// The one operation `--public-reads` never opens: it reads the whole store.
 const ADMIN_EXPORT: &str = "exportSnapshot";
+/// The reads answered with an `ETag`, `Cache-Control`, and `304` for `If-None-Match`.
+const CONDITIONAL_READS: [&str; 5] = [
+    "getTransactions",
+    "getDailyTransactions",
+    "getMonthlyTransactions",
+    "getManyTransactions",
+    "getTopRoutes",
+];
+/// An airline code, as a route begins.
+pub const AIRLINE_PATTERN: &str = "^(?:[A-Za-z][A-Za-z0-9]|[0-9][A-Za-z]|[A-Za-z]{3})$";
 
 /// The document for `spec` (poem-openapi's rendering) under `auth`. Falls back to `spec` as it
 /// is if it is not the JSON poem-openapi writes, which a test rules out.
@@ -189,6 +199,21 @@ fn finish_operation(method: &str, operation: &mut Value, auth: &AuthMode) {
     };
     op.insert("security".into(), security);
     finish_parameters(&id, op);
+    if CONDITIONAL_READS.contains(&id.as_str())
+        && let Some(parameters) = op
+            .entry("parameters")
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+    {
+        parameters.push(json!({
+            "name": "If-None-Match",
+            "in": "header",
+            "required": false,
+            "description": "The `ETag` of an earlier answer to the same read: if the answer \
+                would be the same, it is `304 Not Modified` with no body.",
+            "schema": {"type": "string"},
+        }));
+    }
     let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
         return;
     };
@@ -213,6 +238,9 @@ fn finish_operation(method: &str, operation: &mut Value, auth: &AuthMode) {
             }),
         );
     }
+    if CONDITIONAL_READS.contains(&id.as_str()) {
+        conditional(&id, responses);
+    }
     if id == "recordTransaction"
         && let Some(ok) = responses.get_mut("200").and_then(Value::as_object_mut)
     {
@@ -228,19 +256,75 @@ fn finish_operation(method: &str, operation: &mut Value, auth: &AuthMode) {
     }
 }
 
+/// A read's `ETag` and `Cache-Control` on its `200`, and its `304`.
+fn conditional(id: &str, responses: &mut Map<String, Value>) {
+    let cache_control = if id == "getTopRoutes" {
+        "`private, max-age=<seconds>`: the ranking may be kept until the next one is due."
+    } else {
+        "`private, no-cache`: counts change at any time; keep the answer, but ask again with \
+         `If-None-Match`."
+    };
+    let headers = json!({
+        "ETag": {
+            "description": "A digest of the body: the same on every instance for the same \
+                answer. Send it back as `If-None-Match`.",
+            "schema": {"type": "string"},
+        },
+        "Cache-Control": {"description": cache_control, "schema": {"type": "string"}},
+    });
+    if let Some(ok) = responses.get_mut("200").and_then(Value::as_object_mut) {
+        let existing = ok.entry("headers").or_insert_with(|| json!({}));
+        if let (Some(existing), Some(new)) = (existing.as_object_mut(), headers.as_object()) {
+            existing.extend(new.clone());
+        }
+    }
+    responses.insert(
+        "304".into(),
+        json!({
+            "description": "Not Modified: `If-None-Match` named this answer's `ETag`; no body.",
+            "headers": headers,
+        }),
+    );
+}
+
 /// Days are dates and months carry their pattern, in the query as in the answers.
 fn finish_parameters(id: &str, op: &mut Map<String, Value>) {
     let Some(parameters) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
         return;
     };
     for parameter in parameters {
-        let name = parameter.get("name").and_then(Value::as_str).unwrap_or("");
+        let name = parameter
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let name = name.as_str();
         if name == "route" && id == "getManyTransactions" {
             if let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut) {
                 schema.insert(
                     "items".into(),
                     json!({"$ref": "#/components/schemas/Route"}),
                 );
+            }
+            continue;
+        }
+        if name == "airline" {
+            if let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut) {
+                schema.insert("pattern".into(), json!(AIRLINE_PATTERN));
+            }
+            continue;
+        }
+        if id == "getTopRoutes" {
+            if let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut) {
+                match name {
+                    "day" => {
+                        schema.insert("format".into(), json!("date"));
+                    }
+                    "month" => {
+                        schema.insert("pattern".into(), json!(MONTH_PATTERN));
+                    }
+                    _ => {}
+                }
             }
             continue;
         }

@@ -6,7 +6,9 @@
 mod responses;
 pub mod admin;
 pub mod auth;
+mod conditional;
 pub mod cors;
+mod cursor;
 mod dashboard;
 pub mod document;
 pub mod error;
@@ -14,13 +16,14 @@ mod json;
 pub mod limits;
 pub mod operations;
 pub mod parameter;
+pub mod rankings;
 pub mod reports;
 mod request_target;
 pub mod routes;
 mod security_headers;
 pub mod transactions;
 
-use std::{panic::AssertUnwindSafe, sync::Arc};
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures_util::FutureExt as _;
@@ -28,7 +31,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use poem::{
     Endpoint, IntoEndpoint, Request, Response,
     endpoint::BoxEndpoint,
-    http::{StatusCode, header},
+    http::{Method, StatusCode, header},
 };
 use poem_openapi::{OpenApiService, Tags};
 
@@ -37,7 +40,7 @@ use self::{
     routes::{Access, Handler, RouteEntry},
 };
 use crate::{
-    auth::AuthMode, ledger::Ledger, lifecycle::Lifecycle, limits::ClientLimits,
+    auth::AuthMode, ledger::Ledger, lifecycle::Lifecycle, limits::ClientLimits, rankings::Rankings,
     telemetry::request::RequestTelemetry,
 };
 
@@ -54,6 +57,7 @@ pub enum ApiTags {
 pub type Apis = (
     transactions::TransactionsApi,
     reports::ReportsApi,
+    rankings::RankingsApi,
     operations::OperationsApi,
     admin::AdminApi,
 );
@@ -64,12 +68,15 @@ pub fn openapi(
     lifecycle: Arc<Lifecycle>,
     auth: &AuthMode,
     limits: &Arc<ClientLimits>,
+    rankings: Arc<Rankings>,
 ) -> OpenApiService<Apis, ()> {
     let store_kind = ledger.store_kind();
+    let clock = Arc::clone(ledger.clock());
     OpenApiService::new(
         (
             transactions::TransactionsApi::new(Arc::clone(&ledger), Arc::clone(limits)),
-            reports::ReportsApi::new(Arc::clone(&ledger)),
+            reports::ReportsApi::new(Arc::clone(&ledger), Arc::clone(&rankings)),
+            rankings::RankingsApi::new(rankings, move || clock.today()),
             operations::OperationsApi::new(lifecycle, store_kind, auth.as_str()),
             admin::AdminApi::new(ledger),
         ),
@@ -109,6 +116,8 @@ pub struct ServiceEndpoint {
     /// Per-client limits: the request rate is checked here, the idempotency-key cap by the
     /// operation that records.
     limits: Arc<ClientLimits>,
+    /// How long the rankings answered now stay fresh, for their `Cache-Control`.
+    rankings: Arc<Rankings>,
 }
 
 /// Builds the service's whole HTTP endpoint; `metrics` is served at `/metrics` when given.
@@ -118,9 +127,11 @@ pub fn app(
     metrics: Option<PrometheusHandle>,
     auth: AuthMode,
     limits: ClientLimits,
+    rankings_refresh: Duration,
 ) -> ServiceEndpoint {
     let limits = Arc::new(limits);
-    let service = openapi(ledger, lifecycle, &auth, &limits);
+    let rankings = Arc::new(Rankings::new(Arc::clone(&ledger), rankings_refresh));
+    let service = openapi(ledger, lifecycle, &auth, &limits, Arc::clone(&rankings));
     // Rendered once; `Bytes` clones are reference counted, so serving them copies nothing.
     let rendered = service.spec();
     let finished = document::finish(&rendered, &auth);
@@ -138,6 +149,7 @@ pub fn app(
         spec,
         metrics,
         limits,
+        rankings,
     }
 }
 
@@ -211,15 +223,31 @@ impl ServiceEndpoint {
                 Some(metrics) => metrics_document(metrics),
                 None => error::json_error(StatusCode::NOT_FOUND, None),
             },
-            Some(Handler::Operation) | None => match self.api.call(req).await {
-                Ok(resp) => error::into_json_error(resp, entry),
-                Err(err) => {
-                    if err.status().is_server_error() {
-                        tracing::error!(error = %err, "request failed");
+            Some(Handler::Operation) | None => {
+                // Reads are tagged for conditional requests (see `conditional`).
+                let read = (access == Access::Read && req.method() == Method::GET)
+                    .then(|| conditional::requested_tags(req.headers()));
+                let resp = match self.api.call(req).await {
+                    Ok(resp) => error::into_json_error(resp, entry),
+                    Err(err) => {
+                        if err.status().is_server_error() {
+                            tracing::error!(error = %err, "request failed");
+                        }
+                        error::into_json_error(err.into_response(), entry)
                     }
-                    error::into_json_error(err.into_response(), entry)
+                };
+                match read {
+                    Some(tags) => {
+                        let fresh = if entry.is_some_and(|e| e.template == rankings::PATH) {
+                            conditional::Freshness::For(self.rankings.fresh_for())
+                        } else {
+                            conditional::Freshness::Revalidate
+                        };
+                        conditional::finish_read(resp, tags.as_deref(), fresh).await
+                    }
+                    None => resp,
                 }
-            },
+            }
         }
     }
 }

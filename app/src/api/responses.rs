@@ -31,7 +31,8 @@ macro_rules! read_response {
             #[allow(dead_code)]
             PayloadTooLarge($crate::api::json::JsonBody<$crate::api::error::ErrorBody>),
             /// Too many requests from this client to this instance (`rate_limited`): only
-            /// with `--client-rate-limit`. A multi-route read costs one token per route; one
+            /// with `--client-rate-limit`. A multi-route read costs one token per route, a page
+            /// of the list one per hundred routes it may hold; one
             /// that costs more than the client's burst is refused without `Retry-After`, as
             /// waiting never lets it through. Produced before the operation runs.
             #[oai(status = 429)]

@@ -98,10 +98,26 @@ pub const ROUTES: &[RouteEntry] = &[
     RouteEntry {
         template: "/transactions",
         methods: &[method("GET", Access::Read)],
-        query: Some(&[QueryParameter {
-            name: "route",
-            repeatable: true,
-        }]),
+        query: Some(&[
+            QueryParameter {
+                name: "route",
+                repeatable: true,
+            },
+            single("airline"),
+            single("limit"),
+            single("cursor"),
+        ]),
+        handler: Handler::Operation,
+    },
+    RouteEntry {
+        template: "/top-routes",
+        methods: &[method("GET", Access::Read)],
+        query: Some(&[
+            single("day"),
+            single("month"),
+            single("limit"),
+            single("airline"),
+        ]),
         handler: Handler::Operation,
     },
     RouteEntry {
@@ -278,11 +294,16 @@ mod tests {
                 Arc::clone(ledger.health()),
                 false,
             ));
+            let rankings = Arc::new(crate::rankings::Rankings::new(
+                Arc::clone(&ledger),
+                std::time::Duration::from_secs(60),
+            ));
             super::super::openapi(
                 ledger,
                 lifecycle,
                 &crate::auth::AuthMode::Off,
                 &Arc::new(crate::limits::ClientLimits::default()),
+                rankings,
             )
             .spec()
         });

@@ -9,6 +9,8 @@ use humantime::format_duration;
 pub enum ConfigError {
     #[error("{flag} must be greater than zero")]
     Zero { flag: &'static str },
+    #[error("{flag} must be at least one second")]
+    UnderASecond { flag: &'static str },
     #[error(
         "--metrics-bind ({0}) must differ from --bind; leave it unset to serve /metrics on --bind"
     )]

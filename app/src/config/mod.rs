@@ -5,13 +5,15 @@
 //! (`Config::default()` and its fields), not from argument strings.
 //!
 //! Files: [`server`] (listening, connections, logs), [`ledger`] (commits and keys),
-//! [`stores`] (which store, and each one's settings), [`access`] (keys and per-client limits),
+//! [`stores`] (which store, and each one's settings), [`reads`] (rankings), [`access`] (keys
+//! and per-client limits),
 //! [`cli`] (the command line: serving, or a subcommand).
 
 mod access;
 mod cli;
 mod error;
 mod ledger;
+mod reads;
 mod server;
 mod stores;
 #[cfg(test)]
@@ -25,6 +27,7 @@ pub use access::{AuthConfig, LimitsConfig};
 pub use cli::{ApiKeyArgs, Cli, Command, ExportArgs, ImportArgs, Invocation, StoreArgs};
 pub use error::ConfigError;
 pub use ledger::LedgerConfig;
+pub use reads::ReadsConfig;
 pub use server::{LogConfig, ServerConfig};
 pub use stores::{DynamoConfig, EmbeddedConfig, StoreKind};
 
@@ -59,6 +62,9 @@ pub struct Config {
     pub ledger: LedgerConfig,
 
     #[command(flatten)]
+    pub reads: ReadsConfig,
+
+    #[command(flatten)]
     pub auth: AuthConfig,
 
     #[command(flatten)]
@@ -73,6 +79,7 @@ impl Config {
         self.server.validate(self.ledger.commit_timeout)?;
         self.dynamodb.validate()?;
         self.auth.validate()?;
+        self.reads.validate()?;
         Ok(())
     }
 

@@ -44,7 +44,7 @@ use crate::{
     calendar::{Day, Month},
     clock::SharedClock,
     idempotency::{IdempotencyKey, KeyedIncrement, KeyedOutcome, expiry},
-    route::Route,
+    route::{Airline, Route},
     store::{Consistency, RecordSink, Store, StoreError},
     telemetry::metrics as m,
 };
@@ -265,6 +265,30 @@ impl Ledger {
         to: Month,
     ) -> Result<Vec<u64>, LedgerError> {
         self.read(self.store.base().monthly(route, from, to)).await
+    }
+
+    /// Up to `limit` routes after `after` in route order, with their totals (see
+    /// [`StoreBase::list_routes`](crate::store::StoreBase::list_routes); `None`: the store
+    /// cannot list in order).
+    pub async fn list_routes(
+        &self,
+        after: Option<Route>,
+        airline: Option<Airline>,
+        limit: usize,
+    ) -> Result<Option<Vec<(Route, u64)>>, LedgerError> {
+        self.read(self.store.base().list_routes(after, airline, limit))
+            .await
+    }
+
+    /// Whether the store is shared by every instance of the service (see
+    /// [`StoreBase::shared`](crate::store::StoreBase::shared)).
+    pub fn store_shared(&self) -> bool {
+        self.store.shared()
+    }
+
+    /// The ledger's clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// Seconds since the Unix epoch, by the ledger's clock: the time a snapshot is taken at.

@@ -282,6 +282,7 @@ impl Application {
             api_metrics,
             auth,
             config.client_limits(),
+            config.reads.rankings_refresh,
         );
         let started_draining = tokio::time::Instant::now();
         let server = Server::new_with_acceptor(ServiceAcceptor::new(

@@ -15,6 +15,7 @@ use rustc_hash::FxHashMap as HashMap;
 use super::{
     BatchStore, ImportMark, RouteOutcome, RouteWrite, StoreBase, StoreError,
     local::{
+        catalog::list_routes,
         memtable::Overlay,
         record::BatchRecord,
         rows::{KeyRow, Periods, RouteRow, Tables, TablesMut, UpkeepTables},
@@ -24,7 +25,7 @@ use super::{
 use crate::{
     calendar::{Day, Month},
     clock::{SharedClock, SystemClock},
-    route::Route,
+    route::{Airline, Route},
 };
 
 /// The tables, as maps: canonical route → row, key id → record, the expiry index, and per
@@ -216,6 +217,15 @@ impl StoreBase for MemoryStore {
             .iter()
             .map(|route| Ok(state.row(route.as_str())?.total))
             .collect()
+    }
+
+    async fn list_routes(
+        &self,
+        after: Option<Route>,
+        airline: Option<Airline>,
+        limit: usize,
+    ) -> Result<Option<Vec<(Route, u64)>>, StoreError> {
+        list_routes(&*self.lock(), after, airline, limit).map(Some)
     }
 
     async fn daily(&self, route: Route, from: Day, to: Day) -> Result<Vec<u64>, StoreError> {

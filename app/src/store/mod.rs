@@ -32,7 +32,7 @@ pub use snapshot::{Consistency, ImportMark, RecordSink, SnapshotStore, Unsupport
 use crate::{
     calendar::{Day, Month},
     idempotency::{KeyedIncrement, KeyedOutcome},
-    route::Route,
+    route::{Airline, Route},
 };
 
 /// One route's share of a commit: `keyless` transactions without a key, then the keyed ones,
@@ -179,6 +179,20 @@ pub trait StoreBase: SnapshotStore + Send + Sync + 'static {
 
     /// A route's count in each month from `from` to `to` inclusive, oldest first.
     async fn monthly(&self, route: Route, from: Month, to: Month) -> Result<Vec<u64>, StoreError>;
+
+    /// Up to `limit` routes after `after` in route order (only `airline`'s, if given), each
+    /// with its total, routes that count nothing left out. `None` from a store that cannot
+    /// read its routes in order (DynamoDB spreads them by hash): the caller lists them from a
+    /// scan instead.
+    async fn list_routes(
+        &self,
+        after: Option<Route>,
+        airline: Option<Airline>,
+        limit: usize,
+    ) -> Result<Option<Vec<(Route, u64)>>, StoreError> {
+        let _ = (after, airline, limit);
+        Ok(None)
+    }
 
     /// Whether the store can take commits now (cheap; called by readiness checks).
     async fn check_ready(&self) -> Result<(), StoreError>;

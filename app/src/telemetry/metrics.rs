@@ -33,6 +33,7 @@ pub const ACCEPT_FAILURES: &str = "flight_counter_http_accept_failures_total";
 pub const CHECKPOINT_DURATION: &str = "flight_counter_store_checkpoint_duration_seconds";
 pub const PACED_ROUTES: &str = "flight_counter_store_paced_routes";
 pub const SLOWEST_PACE: &str = "flight_counter_store_slowest_route_pace";
+pub const RANKING_PASS_SECONDS: &str = "flight_counter_ranking_pass_duration_seconds";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -66,6 +67,7 @@ pub fn install() -> Result<PrometheusHandle, RecorderError> {
         .set_buckets_for_metric(Matcher::Full(COMMIT_DURATION.into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), BATCH_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(CHECKPOINT_DURATION.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(RANKING_PASS_SECONDS.into()), LATENCY_BUCKETS)?
         .build_recorder();
     let handle = recorder.handle();
     if metrics::set_global_recorder(recorder).is_err() {
@@ -134,6 +136,12 @@ fn describe() {
         "Commits per second allowed to the most throttled route (0 when none is paced)"
     );
     describe_histogram!(COMMIT_DURATION, Unit::Seconds, "Time a store commit took");
+    describe_histogram!(
+        RANKING_PASS_SECONDS,
+        Unit::Seconds,
+        "Time one pass over the whole store took to build the rankings of GET /top-routes \
+         (and, on DynamoDB, the list of routes): at most one per --rankings-refresh."
+    );
     describe_histogram!(
         CHECKPOINT_DURATION,
         Unit::Seconds,

@@ -28,7 +28,7 @@ use crate::{
 };
 
 /// Arguments that put a service process on `table` of `server`.
-fn dynamodb_args<'a>(table: &'a str, endpoint: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+pub fn dynamodb_args<'a>(table: &'a str, endpoint: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "--store",
         "dynamodb",
@@ -49,7 +49,7 @@ async fn readiness(base: &str) -> u16 {
 }
 
 /// Polls `/readyz` until it answers `status`, for at most `limit`.
-async fn wait_for_readiness(base: &str, status: u16, limit: Duration) {
+pub async fn wait_for_readiness(base: &str, status: u16, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
         let got = readiness(base).await;

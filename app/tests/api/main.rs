@@ -1,6 +1,7 @@
 //! Black-box tests of the service over HTTP, on a random loopback port.
 
 mod auth;
+mod catalog;
 mod cors;
 mod document;
 mod dynamodb;

@@ -3,6 +3,7 @@
 use flight_counter::{clock::ManualClock, config::Config, startup::Application, store::Store};
 
 use crate::{
+    catalog_tests,
     emulators::{self, Kind},
     helpers::{dynamodb_config, dynamodb_store_on, embedded_config, secs, test_config},
     store_contract::Fixture,
@@ -72,3 +73,11 @@ store_contract_tests!(
 // moto is served single-threaded (scripts/moto-server.py): its threaded server can lose
 // concurrent ADDs, which would make exact counts unassertable.
 store_contract_tests!(dynamodb_on_moto, dynamodb(Kind::Moto, |_| {}));
+
+// Listing, rankings and conditional reads on each store.
+catalog_tests!(memory_catalog, memory());
+catalog_tests!(embedded_catalog, embedded());
+catalog_tests!(
+    dynamodb_catalog_on_dynalite,
+    dynamodb(Kind::Dynalite, |_| {})
+);

@@ -81,6 +81,11 @@ impl Example for MonthlyCounts {
 #[oai(example)]
 pub struct RouteCounts {
     pub routes: Vec<TransactionCount>,
+    /// Listing only: where the next page starts (pass it as `cursor`); absent on the last
+    /// page, and with `route` parameters.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next_cursor: Option<String>,
 }
 
 impl Example for RouteCounts {
@@ -96,6 +101,7 @@ impl Example for RouteCounts {
                     transactions: 0,
                 },
             ],
+            next_cursor: None,
         }
     }
 }

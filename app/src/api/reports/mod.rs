@@ -16,6 +16,7 @@ use poem_openapi::{
 use super::{
     ApiTags,
     auth::Caller,
+    cursor,
     error::ErrorCode,
     json::JsonBody as Json,
     transactions::{TransactionCount, invalid_route},
@@ -23,11 +24,15 @@ use super::{
 use crate::{
     calendar::Period,
     ledger::{Ledger, LedgerError},
-    route::Route,
+    rankings::Rankings,
+    route::{AIRLINE_RULE, Airline, Route},
 };
 
 /// Most routes in one multi-route read.
 pub const MAX_ROUTES_PER_READ: usize = 100;
+/// Routes in a page of the list when `limit` is not given, and at most.
+const DEFAULT_LISTED: usize = 100;
+const MAX_LISTED: usize = 1000;
 /// The path of the multi-route read, as the route table spells it.
 pub const MANY_ROUTES_PATH: &str = "/transactions";
 use bodies::{DailyCounts, DayCount, MonthCount, MonthlyCounts, RouteCounts};
@@ -54,9 +59,10 @@ read_response!(
 read_response!(
     ManyResponse,
     RouteCounts,
-    "Each route's count.",
-    "No `route` parameter, or more than 100 (`invalid_query`), or one that is not a flight \
-     designator (`invalid_route`, naming it).",
+    "Each route's count (with `route`), or a page of routes in route order (without).",
+    "More than 100 `route` parameters, `route` with a listing parameter, a `limit` outside 1 \
+     to 1000, a malformed `airline`, or a cursor this service did not give (`invalid_query`); \
+     a `route` that is not a flight designator (`invalid_route`, naming it).",
     "many_bad_request"
 );
 
@@ -75,13 +81,15 @@ fn many_bad_request(_: poem::Error) -> ManyResponse {
 fn query_rule() -> String {
     format!(
         "give 1 to {MAX_ROUTES_PER_READ} routes as repeated parameters, e.g. \
-         /transactions?route=AR1133&route=LA1"
+         /transactions?route=AR1133&route=LA1, or list routes with limit (1 to 1000), airline \
+         and cursor, e.g. /transactions?airline=AR&limit=100"
     )
 }
 
 /// The routes a multi-route read will read, known before any store is touched: the distinct
-/// routes of its `route` parameters, parsed as the operation parses them; 1 for a request the
-/// operation refuses without reading (no route, too many, one that is not a route).
+/// routes of its `route` parameters, parsed as the operation parses them; for a page of the
+/// list, its `limit` in hundreds; 1 for a request the operation refuses without reading (too
+/// many routes, one that is not a route).
 pub fn routes_read(req: &poem::Request) -> u32 {
     let params: Vec<(String, String)> = req.params().unwrap_or_default();
     let named: Vec<&str> = params
@@ -89,7 +97,17 @@ pub fn routes_read(req: &poem::Request) -> u32 {
         .filter(|(name, _)| name == "route")
         .map(|(_, value)| value.as_str())
         .collect();
-    if named.is_empty() || named.len() > MAX_ROUTES_PER_READ {
+    if named.is_empty() {
+        // A page of the list: one token per hundred routes it may hold.
+        let limit = params
+            .iter()
+            .find(|(name, _)| name == "limit")
+            .and_then(|(_, value)| value.parse::<usize>().ok())
+            .filter(|n| (1..=MAX_LISTED).contains(n))
+            .unwrap_or(DEFAULT_LISTED);
+        return limit.div_ceil(MAX_ROUTES_PER_READ) as u32;
+    }
+    if named.len() > MAX_ROUTES_PER_READ {
         return 1;
     }
     let mut routes: Vec<Route> = Vec::with_capacity(named.len());
@@ -111,11 +129,12 @@ enum PeriodsFailure {
 
 pub struct ReportsApi {
     ledger: Arc<Ledger>,
+    rankings: Arc<Rankings>,
 }
 
 impl ReportsApi {
-    pub fn new(ledger: Arc<Ledger>) -> Self {
-        Self { ledger }
+    pub fn new(ledger: Arc<Ledger>, rankings: Arc<Rankings>) -> Self {
+        Self { ledger, rankings }
     }
 
     /// A route's counts for every period of the range asked, oldest first, by `read`.
@@ -227,10 +246,16 @@ impl ReportsApi {
         }
     }
 
-    /// Read several routes' counts at once.
+    /// Read several routes' counts at once, or list routes.
     ///
-    /// 1 to 100 `route` parameters (`?route=AR1133&route=la1`); the answer lists each route
-    /// once, in canonical form, in the order first asked. Read consistently, as a GET of each.
+    /// With `route` parameters (1 to 100, `?route=AR1133&route=la1`): the answer lists each
+    /// route once, in canonical form, in the order first asked, read consistently, as a GET of
+    /// each. Without: every route with a count, in route order, a page at a time (`limit`, 1
+    /// to 1000, default 100), that airline's only with `airline`; the next page starts at the
+    /// answer's `next_cursor`, absent on the last page. Paging while routes are created never
+    /// repeats or skips a route that existed when paging began; a new one may or may not
+    /// appear. On DynamoDB the names come from the last pass over the table (at most
+    /// `--rankings-refresh` old) and the totals are read when the page is.
     #[oai(
         path = "/transactions",
         method = "get",
@@ -240,10 +265,23 @@ impl ReportsApi {
         &self,
         _caller: Caller,
         /// A flight route, e.g. `AR1133`; repeat the parameter for each route.
-        #[oai(validator(min_items = 1, max_items = 100))]
+        #[oai(validator(max_items = 100))]
         route: Query<Vec<String>>,
+        /// Listing: an airline code (2 letters or digits, or 3 letters), e.g. `AR`.
+        airline: Query<Option<String>>,
+        /// Listing: routes in one page, 1 to 1000 (default 100).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+        limit: Query<Option<u32>>,
+        /// Listing: the `next_cursor` of the previous page, as it was given.
+        cursor: Query<Option<String>>,
     ) -> ManyResponse {
-        if route.0.is_empty() || route.0.len() > MAX_ROUTES_PER_READ {
+        if route.0.is_empty() {
+            return self.list(airline.0, limit.0, cursor.0).await;
+        }
+        if airline.0.is_some() || limit.0.is_some() || cursor.0.is_some() {
+            return ManyResponse::bad(ErrorCode::InvalidQuery, query_rule());
+        }
+        if route.0.len() > MAX_ROUTES_PER_READ {
             return ManyResponse::bad(ErrorCode::InvalidQuery, query_rule());
         }
         let mut routes: Vec<Route> = Vec::with_capacity(route.0.len());
@@ -270,7 +308,59 @@ impl ReportsApi {
                         transactions,
                     })
                     .collect(),
+                next_cursor: None,
             })),
+            Err(err) => ManyResponse::failed(err),
+        }
+    }
+}
+
+impl ReportsApi {
+    /// One page of the list of routes.
+    async fn list(
+        &self,
+        airline: Option<String>,
+        limit: Option<u32>,
+        cursor: Option<String>,
+    ) -> ManyResponse {
+        let airline = match airline.as_deref().map(Airline::parse) {
+            None => None,
+            Some(Some(code)) => Some(code),
+            Some(None) => {
+                return ManyResponse::bad(
+                    ErrorCode::InvalidQuery,
+                    format!("airline: {AIRLINE_RULE}"),
+                );
+            }
+        };
+        let after = match cursor.as_deref().map(cursor::parse) {
+            None => None,
+            Some(Some(route)) => Some(route),
+            Some(None) => {
+                return ManyResponse::bad(
+                    ErrorCode::InvalidQuery,
+                    "cursor: not a cursor this service gave; pass next_cursor as it came, or \
+                     leave it out to start from the first route",
+                );
+            }
+        };
+        let limit = limit.map_or(DEFAULT_LISTED, |n| n as usize);
+        match self.rankings.list(after, airline, limit).await {
+            Ok(page) => {
+                let next_cursor = (page.len() == limit)
+                    .then(|| page.last().map(|(route, _)| cursor::after(*route)))
+                    .flatten();
+                ManyResponse::Ok(Json(RouteCounts {
+                    routes: page
+                        .into_iter()
+                        .map(|(route, transactions)| TransactionCount {
+                            route: route.to_string(),
+                            transactions,
+                        })
+                        .collect(),
+                    next_cursor,
+                }))
+            }
             Err(err) => ManyResponse::failed(err),
         }
     }

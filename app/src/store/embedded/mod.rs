@@ -36,6 +36,7 @@ use redb::{ReadableDatabase, ReadableTableMetadata};
 use super::{
     BatchStore, OrUnavailable as _, RouteOutcome, RouteWrite, StoreBase, StoreError,
     local::{
+        catalog::list_routes,
         record::BatchRecord,
         rows::{Periods, Tables as _},
         rules::read_range,
@@ -44,7 +45,7 @@ use super::{
 use crate::{
     calendar::{Day, Month},
     clock::SharedClock,
-    route::Route,
+    route::{Airline, Route},
 };
 use file::DatabaseFile;
 pub use recovery::OpenError;
@@ -240,6 +241,22 @@ impl StoreBase for EmbeddedStore {
     async fn get(&self, route: Route) -> Result<u64, StoreError> {
         // Memtable lookups and a read transaction in the page cache: cheap enough to run inline.
         Ok(self.file.snapshot()?.layers().row(route.as_str())?.total)
+    }
+
+    /// From the view an export reads (a copy of the active memtable's names, sorted, and the
+    /// database under it), in a blocking task: one page is one ranged read.
+    async fn list_routes(
+        &self,
+        after: Option<Route>,
+        airline: Option<Airline>,
+        limit: usize,
+    ) -> Result<Option<Vec<(Route, u64)>>, StoreError> {
+        let file = Arc::clone(&self.file);
+        tokio::task::spawn_blocking(move || {
+            list_routes(&file.export_view()?, after, airline, limit).map(Some)
+        })
+        .await
+        .or_unavailable("listing routes")?
     }
 
     async fn get_many(&self, routes: &[Route]) -> Result<Vec<u64>, StoreError> {
