@@ -87,7 +87,9 @@
     if (withKey && state.key) headers.Authorization = `Bearer ${state.key}`;
     let resp;
     try {
-      resp = await fetch(path, { headers, cache: 'no-store', credentials: 'omit' });
+      // 'no-cache': the browser asks every time, naming the answer it holds (If-None-Match),
+      // and the service answers 304 without a body when nothing changed.
+      resp = await fetch(path, { headers, cache: 'no-cache', credentials: 'omit' });
     } catch (err) {
       throw new ApiError(0, 'network', `could not reach the service (${err.message})`, path);
     }
@@ -469,7 +471,7 @@
         meta(id, 'Ranking time not given.');
       } else {
         const age = Math.max(0, Math.round((serverNow() - asOf) / 1000));
-        meta(id, `Ranking as of ${shortTime(new Date(asOf))} (${age} s old); the service refreshes rankings about once a minute.`);
+        meta(id, `Ranking as of ${shortTime(new Date(asOf))} (${age} s old): the service rebuilds rankings periodically, so the latest transactions may not show yet.`);
       }
       suggest(routes.map((r) => r.route));
       report(part, null);
