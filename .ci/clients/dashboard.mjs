@@ -3,7 +3,8 @@
 //
 //   node dashboard.mjs history
 //     prints a snapshot (JSON Lines, for `flight-counter import`) of seven routes with counts
-//     on each of the last 61 days (not today) and each of the last 24 months;
+//     on each of the last 61 days (not today) and each of the last 24 months, and one with
+//     counts only months ago;
 //   node dashboard.mjs keys <base-url> <screenshot-dir> <read-key> <write-key>
 //     the service runs on that history with API keys: records today's transactions (distinct
 //     counts per route, so the ranking is known), then in the page: the key form, a refused key,
@@ -12,7 +13,8 @@
 //     route added to the comparison, pause, resume and the live refresh, all through the
 //     keyboard; each table against the API's own answer (read here with the key), the charts'
 //     and the controls' accessible names, and a Content Security Policy that blocked nothing.
-//     Screenshots: dashboard.png (1280x900, the charts) and dashboard-tables.png (whole page);
+//     Screenshots: dashboard.png (1280x900, the charts; docs/images/dashboard.png is a copy)
+//     and dashboard-tables.png (the whole page, tables open);
 //   node dashboard.mjs open <base-url> <screenshot-dir>
 //     the service runs on the same store without keys: the page asks for none and shows the
 //     same ranking.
@@ -33,6 +35,8 @@ const ROUTES = [
   ['AR1500', 2, 3],
   ['AV0042', 1, 5],
 ];
+// A route with transactions only months ago: in no ranking, but listed by GET /transactions.
+const QUIET = 'ZZ0999';
 
 const pad = (n) => String(n).padStart(2, '0');
 const dayText = (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
@@ -89,7 +93,14 @@ function history(now) {
       months: Object.fromEntries(months),
     }));
   }
-  lines.push(JSON.stringify({ type: 'end', routes: ROUTES.length, keys: 0 }));
+  lines.push(JSON.stringify({
+    type: 'route',
+    route: QUIET,
+    transactions: 50,
+    days: {},
+    months: { [monthText(utcMonth(now, -6))]: 50 },
+  }));
+  lines.push(JSON.stringify({ type: 'end', routes: ROUTES.length + 1, keys: 0 }));
   return lines.join('\n') + '\n';
 }
 
@@ -376,6 +387,12 @@ try {
     await page.keyboard.type('g31234');
     await page.keyboard.press('Enter');
     await checkCompared(page, [...defaults, 'G31234']);
+
+    // The route pickers suggest the routes GET /transactions lists, not only those ranked.
+    const suggested = await page.locator('#route-list option').evaluateAll((os) => os.map((o) => o.value));
+    const missing = [...ROUTES.map((r) => r[0]), QUIET].filter((r) => !suggested.includes(r));
+    if (missing.length) fail(`the route pickers do not suggest ${missing.join(', ')}`);
+    console.log(`ok   the route pickers suggest the ${suggested.length} routes listed`);
 
     await checkAccessibility(page);
 
