@@ -7,8 +7,8 @@
 //!   `Idempotency-Key`.
 //! - `*`: any page may read; none may record (the preflight of a POST is refused).
 //!
-//! Answers expose `Retry-After`, `Idempotent-Replayed` and the rate-limit headers, so that a
-//! page can back off and tell a replay. No cookies are involved, so credentials are never
+//! Answers expose `ETag`, `Retry-After`, `Idempotent-Replayed` and the rate-limit headers, so
+//! that a page can poll cheaply (`If-None-Match` is allowed), back off and tell a replay. No cookies are involved, so credentials are never
 //! allowed.
 
 use poem::{
@@ -76,8 +76,10 @@ pub fn middleware(policy: &CorsPolicy) -> Option<Cors> {
             header::AUTHORIZATION.as_str(),
             parameter::IDEMPOTENCY_KEY_HEADER,
             header::CONTENT_TYPE.as_str(),
+            header::IF_NONE_MATCH.as_str(),
         ])
         .expose_headers([
+            header::ETAG.as_str(),
             header::RETRY_AFTER.as_str(),
             parameter::REPLAYED_HEADER,
             "ratelimit",

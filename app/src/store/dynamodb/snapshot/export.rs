@@ -30,12 +30,13 @@ use crate::{
 
 /// Segments of the parallel scan: each its own sequence of pages, read at once.
 const SCAN_SEGMENTS: i32 = 4;
-/// Items per page of each segment. DynamoDB's own cap is 1 MB a page, a few thousand routes,
-/// which the SDK holds parsed (every attribute a string and a value) while the page is sorted
-/// out: four segments of such pages took the export's peak memory past 64 MiB on 100,000
-/// routes. Smaller pages cost more requests, not more read units (a page's units are its
-/// bytes, rounded up to 4 KB once).
-const SCAN_PAGE_ITEMS: i32 = 500;
+/// Items per page of each segment. DynamoDB's own cap is 1 MB a page, a few thousand short
+/// routes, which the SDK holds parsed (every attribute a string and a value) while the page is
+/// sorted out: four segments of such pages took the export's peak memory past 64 MiB on
+/// 100,000 routes. Smaller pages cost more requests, not more read units (a page's units are
+/// its bytes, rounded up to 4 KB once); much smaller ones slow down emulators that walk the
+/// table from its start for every page.
+const SCAN_PAGE_ITEMS: i32 = 1000;
 /// Records on their way from the scanning segments to the sort.
 const SORT_QUEUE: usize = 1024;
 /// Batch totals remembered between pages of a segment (a batch's keys usually sit on one
