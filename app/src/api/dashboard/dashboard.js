@@ -71,6 +71,12 @@
     }
   }
 
+  // What went wrong, for people: the service's status, code and message, or the script's own
+  // error (a body of an unexpected shape) as it is.
+  function describe(err) {
+    return err instanceof ApiError ? err.describe() : String((err && err.message) || err);
+  }
+
   // The service's clock decides what "today" is: its Date header keeps an offset from this
   // browser's clock, so a browser a few minutes off still asks for the service's day.
   function noteClock(resp) {
@@ -321,7 +327,16 @@
     }
     t.append(body);
     view.replaceChildren(t);
+    toggleOf(view).hidden = false;
   }
+
+  // A panel with nothing to show has no table, and no button for one.
+  function clearTable(view) {
+    view.replaceChildren();
+    toggleOf(view).hidden = true;
+  }
+
+  const toggleOf = (view) => $(view.id.replace('view-', 'toggle-'));
 
   // Each panel gets a button that shows and hides its table.
   function addTableToggles() {
@@ -333,6 +348,7 @@
         'aria-controls': view.id,
         id: view.id.replace('view-', 'toggle-'),
       }, 'Show table');
+      button.hidden = true;
       // Every panel has one: the name says which table, the visible text stays short.
       const name = view.dataset.name;
       button.setAttribute('aria-label', `Show table: ${name}`);
@@ -369,7 +385,7 @@
   }
 
   function showProblems() {
-    const lines = [...problems].map(([part, err]) => `${part}: ${err.describe()} (GET ${err.path})`);
+    const lines = [...problems].map(([part, err]) => `${part}: ${describe(err)}${err.path ? ` (GET ${err.path})` : ''}`);
     const list = $('error-list');
     const current = [...list.children].map((li) => li.textContent);
     // Rewritten only when it changes, so that a screen reader hears each problem once.
@@ -381,10 +397,10 @@
 
   function refusalMessage(err) {
     if (err.status === 403) {
-      return `This key may not read counts (${err.describe()}). Enter a read key.`;
+      return `This key may not read counts (${describe(err)}). Enter a read key.`;
     }
     if (state.key) {
-      return `The service did not accept this key (${err.describe()}). Enter a valid read key.`;
+      return `The service did not accept this key (${describe(err)}). Enter a valid read key.`;
     }
     return 'This service needs an API key to read counts. Enter a read key.';
   }
@@ -477,7 +493,7 @@
       report(part, null);
       return routes;
     } catch (err) {
-      meta(id, `Not refreshed: ${err.describe()}`, true);
+      meta(id, `Not refreshed: ${describe(err)}`, true);
       report(part, err);
       throw err;
     }
@@ -497,7 +513,7 @@
     if (!route) {
       for (const id of ['daily', 'monthly']) {
         showEmpty($(`chart-${id}`), 'Choose a route above, or a route in the top routes.');
-        $(`view-${id}`).replaceChildren();
+        clearTable($(`view-${id}`));
         meta(id, '');
       }
       return;
@@ -519,7 +535,7 @@
       meta('daily', `${number.format(total)} transactions in ${DAYS} days; ${number.format(values.at(-1) || 0)} today.`);
       report(`Route ${route}, days`, null);
     } else {
-      meta('daily', `Not refreshed: ${days.reason.describe()}`, true);
+      meta('daily', `Not refreshed: ${describe(days.reason)}`, true);
       report(`Route ${route}, days`, days.reason);
     }
     if (months.status === 'fulfilled') {
@@ -535,7 +551,7 @@
       meta('monthly', `${number.format(total)} transactions in ${MONTHS} months; ${number.format(values.at(-1) || 0)} this month.`);
       report(`Route ${route}, months`, null);
     } else {
-      meta('monthly', `Not refreshed: ${months.reason.describe()}`, true);
+      meta('monthly', `Not refreshed: ${describe(months.reason)}`, true);
       report(`Route ${route}, months`, months.reason);
     }
     if (days.status === 'rejected') throw days.reason;
@@ -565,7 +581,7 @@
     if (!routes.length) {
       for (const id of ['compare', 'totals']) {
         showEmpty($(`chart-${id}`), 'Add routes to compare above.');
-        $(`view-${id}`).replaceChildren();
+        clearTable($(`view-${id}`));
         meta(id, '');
       }
       $('legend-compare').replaceChildren();
@@ -590,7 +606,7 @@
       meta('compare', `${names.length} route${names.length > 1 ? 's' : ''}, one line each (colour and dash pattern).`);
       report('Compared routes, days', null);
     } else {
-      meta('compare', `Not refreshed: ${series.reason.describe()}`, true);
+      meta('compare', `Not refreshed: ${describe(series.reason)}`, true);
       report('Compared routes, days', series.reason);
     }
     if (totals.status === 'fulfilled') {
@@ -602,7 +618,7 @@
       meta('totals', 'Every transaction recorded, not only the days kept.');
       report('Compared routes, totals', null);
     } else {
-      meta('totals', `Not refreshed: ${totals.reason.describe()}`, true);
+      meta('totals', `Not refreshed: ${describe(totals.reason)}`, true);
       report('Compared routes, totals', totals.reason);
     }
     if (series.status === 'rejected') throw series.reason;
@@ -631,7 +647,7 @@
       const v = await api('/version', { withKey: false });
       $('version').textContent = `${v.name} ${v.version}, ${v.store} store`;
     } catch (err) {
-      $('version').textContent = `version not known: ${err.describe()}`;
+      $('version').textContent = `version not known: ${describe(err)}`;
     }
   }
 
@@ -739,7 +755,7 @@
         askForKey(refusalMessage(err));
         return null;
       }
-      message.textContent = `${route}: ${err.describe()}`;
+      message.textContent = `${route}: ${describe(err)}`;
       return null;
     }
   }
