@@ -339,7 +339,7 @@ try {
   // Stop the live refresh, from the keyboard, so that what is read next stands still.
   await page.locator('#pause').focus();
   await page.keyboard.press('Enter');
-  if ((await page.locator('#pause').getAttribute('aria-pressed')) !== 'true') fail('pause did not press');
+  if ((await page.locator('#pause').innerText()) !== 'Resume live refresh') fail('pause did not pause');
   await until(page, () => document.getElementById('live').textContent === 'live refresh paused');
   const asOf = await page.locator('#meta-top-day').innerText();
   if (!/^Ranking as of \d\d:\d\d:\d\d UTC/.test(asOf)) fail(`the ranking's age is not shown: ${asOf}`);

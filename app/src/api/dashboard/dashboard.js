@@ -569,7 +569,7 @@
         saveAddress();
         showCompared();
         $('compare-input').focus();
-        refreshSoon();
+        refresh();
       });
       item.append(remove);
       return item;
@@ -715,10 +715,6 @@
     }, wait);
   }
 
-  function refreshSoon() {
-    refresh();
-  }
-
   function showLive() {
     const live = $('live');
     if (state.needsKey) live.textContent = 'waiting for an API key';
@@ -726,10 +722,12 @@
     else live.textContent = `refreshing every ${REFRESH_SECONDS} s`;
   }
 
+  // The button says what it will do; the state is in the status line beside it (a label that
+  // changes and aria-pressed together would be read as "Resume, pressed").
   function setPaused(paused) {
     state.paused = paused;
     const button = $('pause');
-    button.setAttribute('aria-pressed', String(paused));
+    button.classList.toggle('active', paused);
     button.textContent = paused ? 'Resume live refresh' : 'Pause live refresh';
     showLive();
     if (paused) clearTimeout(state.timer);
@@ -766,7 +764,7 @@
     $('route-input').value = route;
     $('route-message').textContent = '';
     saveAddress();
-    refreshSoon();
+    refresh();
     $('route-title').scrollIntoView({ block: 'start' });
   }
 
