@@ -3,6 +3,12 @@
 #   - swagger-ui: a headless Chromium (Debian's chromium, driven by playwright-core) uses the
 #     Swagger UI at / with API keys on: a GET without a key shows the 401, then "Authorize"
 #     with a write key, POST and GET a route, and read the counts the page renders;
+#   - dashboard: the page at /dashboard in the same Chromium, on a known data set (a history
+#     imported with `flight-counter import`, then today's POSTs): the key form, a refused key, a
+#     read key, and every number of its tables (top routes today and this month, a route's days
+#     and months, routes compared) equal to the API's answers; errors shown, keyboard use,
+#     accessible names, live refresh, nothing blocked by its Content Security Policy; then
+#     without API keys, no key asked (.ci/clients/dashboard.mjs);
 #   - openapi-spec: the served /openapi.json is a valid OpenAPI 3 document
 #     (openapi-spec-validator) and passes a small Spectral ruleset (.ci/clients/spectral.yaml);
 #   - schemathesis: every documented operation fuzzed with all checks, with valid and with
@@ -194,6 +200,21 @@ check_swagger_ui() {
   CLIENTS_NODE_MODULES="$TOOLS/node_modules" timeout 120 node "$CLIENTS/swagger-ui.mjs" "$BASE" "ua2024" "$ARTIFACTS" "$WRITE_KEY"
 }
 
+check_dashboard() {
+  # Runs in run's subshell: it stops the services it started itself.
+  trap stop_service EXIT
+  mkdir -p "$ARTIFACTS"
+  local data="$WORK/dashboard-data"
+  node "$CLIENTS/dashboard.mjs" history >"$WORK/dashboard-history.jsonl"
+  "$BIN" import --input "$WORK/dashboard-history.jsonl" --data-dir "$data"
+  start_service --store embedded --data-dir "$data" --api-keys-file "$KEYS_FILE"
+  CLIENTS_NODE_MODULES="$TOOLS/node_modules" timeout 240 node "$CLIENTS/dashboard.mjs" keys "$BASE" \
+    "$ARTIFACTS" "$READ_KEY" "$WRITE_KEY"
+  stop_service
+  start_service --store embedded --data-dir "$data"
+  CLIENTS_NODE_MODULES="$TOOLS/node_modules" timeout 180 node "$CLIENTS/dashboard.mjs" open "$BASE" "$ARTIFACTS"
+}
+
 check_openapi_spec() {
   "$VENV/bin/python" "$CLIENTS/spec.py" "$BASE" "$WORK/openapi.json"
   "$TOOLS/node_modules/.bin/spectral" lint --quiet --fail-severity warn \
@@ -365,12 +386,14 @@ log "PASS  setup ($((SECONDS - started))s)"
 # API keys made the way an operator makes them: the key on stdout, the file's line on stderr.
 KEYS_FILE="$WORK/api-keys"
 WRITE_KEY="$("$BIN" api-key --client ci-writer --scope write 2>>"$KEYS_FILE")"
-"$BIN" api-key --client ci-reader --scope read >/dev/null 2>>"$KEYS_FILE"
+READ_KEY="$("$BIN" api-key --client ci-reader --scope read 2>>"$KEYS_FILE")"
 
 start_service --store memory --api-keys-file "$KEYS_FILE"
 run swagger-ui check_swagger_ui
 run openapi-spec check_openapi_spec
 stop_service
+
+run dashboard check_dashboard
 
 start_service --store memory --api-keys-file "$KEYS_FILE"
 run schemathesis check_schemathesis

@@ -81,6 +81,9 @@ try {
   await page.locator('.swagger-ui .info .title').waitFor();
   const title = await page.locator('.swagger-ui .info .title').innerText();
   if (!/flight/i.test(title)) fail(`unexpected API title rendered: ${title}`);
+  if (!(await page.locator('.swagger-ui .info a[href="/dashboard"]').count())) {
+    fail('the description has no link to the dashboard');
+  }
   const refused = await execute(page, 'GET');
   if (refused.status !== '401' || refused.parsed.error !== 'unauthorized') {
     fail(`GET without a key: page shows ${refused.status} ${refused.body}, expected 401 unauthorized`);

@@ -1,5 +1,6 @@
-//! The HTTP surface: the OpenAPI operations, Swagger UI, the OpenAPI document and `/metrics`,
-//! assembled into one endpoint with the JSON error shape and request telemetry around it.
+//! The HTTP surface: the OpenAPI operations, Swagger UI, the dashboard, the OpenAPI document
+//! and `/metrics`, assembled into one endpoint with the JSON error shape and request telemetry
+//! around it.
 
 #[macro_use]
 mod responses;
@@ -8,6 +9,7 @@ pub mod auth;
 mod conditional;
 pub mod cors;
 mod cursor;
+mod dashboard;
 pub mod document;
 pub mod error;
 mod json;
@@ -86,7 +88,8 @@ pub fn openapi(
          per confirmed transaction; dashboards GET the count. When the service runs with API \
          keys, the transactions API needs `Authorization: Bearer <key>`: a `write` key to \
          record, a `read` or `write` key to read (use \"Authorize\"). Every error is JSON: \
-         `{\"error\": \"<stable_code>\", \"message\": \"...\"}`.",
+         `{\"error\": \"<stable_code>\", \"message\": \"...\"}`.\n\n\
+         Dashboard: [/dashboard](/dashboard).",
     )
 }
 
@@ -96,7 +99,7 @@ pub fn openapi(
 /// middleware: every layer of poem's router and middleware moves the request into a future of
 /// its own, and on a request that does little else those copies were a large share of the CPU.
 /// It looks the path up in the route table once, authenticates the request against the access
-/// the table gives it, serves the three fixed documents itself, hands everything else to the
+/// the table gives it, serves the fixed documents itself, hands everything else to the
 /// OpenAPI service, and wraps every answer the same way: body-size limit, JSON errors, panic
 /// guard, telemetry.
 pub struct ServiceEndpoint {
@@ -105,6 +108,7 @@ pub struct ServiceEndpoint {
     swagger_ui: Bytes,
     /// The Swagger UI page's Content Security Policy, made from the page.
     swagger_ui_headers: security_headers::PageHeaders,
+    dashboard: dashboard::Dashboard,
     spec: Bytes,
     /// `None` when `/metrics` has a listener of its own (`--metrics-bind`): the API port then
     /// answers `404` for it, so that whoever reaches the API sees no client names or traffic.
@@ -141,6 +145,7 @@ pub fn app(
         auth,
         swagger_ui,
         swagger_ui_headers,
+        dashboard: dashboard::Dashboard::default(),
         spec,
         metrics,
         limits,
@@ -212,6 +217,7 @@ impl ServiceEndpoint {
                 self.swagger_ui_headers.apply(&mut page);
                 page
             }
+            Some(Handler::Dashboard) => self.dashboard.response(),
             Some(Handler::OpenApiDocument) => document(json::JSON_CONTENT_TYPE, self.spec.clone()),
             Some(Handler::Metrics) => match &self.metrics {
                 Some(metrics) => metrics_document(metrics),

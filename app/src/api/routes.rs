@@ -26,6 +26,8 @@ pub enum Access {
 pub enum Handler {
     /// Swagger UI's page, rendered once at start.
     SwaggerUi,
+    /// The dashboard page, bundled in the binary.
+    Dashboard,
     /// The OpenAPI document, rendered once at start.
     OpenApiDocument,
     /// The Prometheus text format.
@@ -147,6 +149,13 @@ pub const ROUTES: &[RouteEntry] = &[
         methods: &[method("GET", Access::Open)],
         query: None,
         handler: Handler::SwaggerUi,
+    },
+    // The page is open; the API calls it makes carry the key a person enters in it.
+    RouteEntry {
+        template: "/dashboard",
+        methods: &[method("GET", Access::Open)],
+        query: None,
+        handler: Handler::Dashboard,
     },
     RouteEntry {
         template: "/openapi.json",

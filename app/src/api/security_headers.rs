@@ -1,10 +1,10 @@
-//! Headers that tell a browser how little the service's pages may do: the Swagger UI page is
-//! the one HTML page, and it runs only the scripts the service put in it.
+//! Headers that tell a browser how little the service's pages may do: the Swagger UI page and
+//! the dashboard run only the scripts the service put in them.
 //!
-//! Swagger UI's page carries its script and style inline, so the Content Security Policy
-//! allows exactly those inline blocks by their SHA-256 (computed once, when the page is
-//! rendered) rather than any inline script. Everything else the page loads comes from the
-//! service itself: the OpenAPI document and the API, which the page calls.
+//! Both pages carry their script and style inline, so the Content Security Policy allows
+//! exactly those inline blocks by their SHA-256 (computed once, when the page is rendered)
+//! rather than any inline script. Everything else a page loads comes from the service itself:
+//! the OpenAPI document and the API, which the pages call.
 
 use base64::Engine as _;
 use poem::{
@@ -59,6 +59,28 @@ impl PageHeaders {
             content_security_policy: HeaderValue::from_str(&policy)
                 .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'")),
         }
+    }
+
+    /// The policy of a page of the service's own (the dashboard): like [`Self::for_page`], but
+    /// its scripts never set `style` attributes, so no inline style is allowed beyond its own
+    /// `<style>` blocks, and it loads no images or fonts (its charts are inline SVG).
+    pub fn for_own_page(html: &str) -> Self {
+        let scripts = inline_hashes(html, "script").join(" ");
+        let styles = inline_hashes(html, "style").join(" ");
+        let policy = format!(
+            "default-src 'none'; script-src {scripts}; style-src {styles}; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        );
+        Self {
+            content_security_policy: HeaderValue::from_str(&policy)
+                .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'")),
+        }
+    }
+
+    /// The policy, as sent.
+    #[cfg(test)]
+    pub fn policy(&self) -> &str {
+        self.content_security_policy.to_str().unwrap_or_default()
     }
 
     /// Adds the page's headers to `resp`.

@@ -218,8 +218,15 @@ async fn refused_requests_are_json_401_or_403_and_change_nothing(f: Fixture) {
         call(&base, "GET", "/version", None, None).await.body["auth"],
         "api-keys"
     );
-    let page = client().get(format!("{base}/")).send().await.expect("sent");
-    assert_eq!(page.status(), 200);
+    // The pages need no key; the dashboard's reads send one.
+    for page in ["/", "/dashboard"] {
+        let page = client()
+            .get(format!("{base}{page}"))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(page.status(), 200);
+    }
     let metrics = client()
         .get(format!("{base}/metrics"))
         .send()

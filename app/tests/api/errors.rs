@@ -72,6 +72,8 @@ async fn wrong_methods_are_json_405_with_allow() {
         ("DELETE", "/readyz", "GET"),
         ("POST", "/metrics", "GET"),
         ("POST", "/openapi.json", "GET"),
+        ("POST", "/dashboard", "GET"),
+        ("DELETE", "/dashboard", "GET"),
     ];
     for (method, path, allow) in cases {
         let resp = app
@@ -346,6 +348,54 @@ async fn swagger_ui_is_served_at_the_root() {
     assert!(
         html.contains("/transactions/{route}"),
         "the document is embedded"
+    );
+    app.stop().await;
+}
+
+/// The dashboard is one HTML page, not cached stale, whose policy runs its own script and style
+/// and nothing else; the description Swagger UI shows links to it.
+#[tokio::test]
+async fn the_dashboard_is_served_with_a_strict_policy() {
+    let app = memory_app().await;
+    let resp = app
+        .client
+        .get(app.url("/dashboard"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), 200);
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .map(|v| v.to_str().expect("ascii").to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(header("content-type"), "text/html; charset=utf-8");
+    assert_eq!(header("cache-control"), "no-cache");
+    assert_eq!(header("x-frame-options"), "DENY");
+    let policy = header("content-security-policy");
+    assert!(
+        policy.starts_with("default-src 'none'; script-src 'sha256-"),
+        "{policy}"
+    );
+    assert!(policy.contains("connect-src 'self'"), "{policy}");
+    assert!(!policy.contains("unsafe"), "{policy}");
+    let html = resp.text().await.expect("html");
+    assert!(html.contains("<title>Flight counter dashboard</title>"));
+    assert!(!html.contains("{{"), "a placeholder left in the page");
+    // HEAD is answered as GET; the query is not looked at (a bookmarked page may carry one).
+    let head = app
+        .client
+        .head(app.url("/dashboard?x=1"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(head.status(), 200);
+    let doc: Value = send_json(app.client.get(app.url("/openapi.json"))).await;
+    let description = doc["info"]["description"].as_str().expect("description");
+    assert!(
+        description.contains("[/dashboard](/dashboard)"),
+        "{description}"
     );
     app.stop().await;
 }

@@ -165,6 +165,7 @@ async fn a_client_bursting_past_its_limit_gets_429s_and_another_client_does_not(
         "/readyz",
         "/version",
         "/openapi.json",
+        "/dashboard",
         "/metrics",
     ] {
         let answer = send(
