@@ -14,9 +14,16 @@
 //!   layer's `408`, `414`, `431` among them), `Retry-After` on every `503` and `429`, an example
 //!   on every error answer, and links from a POST to the reads of the route it counted.
 //!
+//! - **Conditional reads.** Every read takes `If-None-Match` and documents its `ETag`,
+//!   `Cache-Control` and `304` ([`parameters`], with the parameters' formats and patterns).
+//!
 //! The document is rendered once, at start, so none of this costs anything per request.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+
+mod parameters;
+
+pub use parameters::{AIRLINE_PATTERN, MONTH_PATTERN};
 
 use super::error::ErrorCode;
 use crate::{auth::AuthMode, config::StoreKind, lifecycle::NotReady};
@@ -30,17 +37,6 @@ const CODES_NOT_ANSWERED: [&str; 1] = ["http_version_not_supported"];
 const OPEN_OPERATIONS: [&str; 3] = ["healthz", "readyz", "version"];
 /// The one operation `--public-reads` never opens: it reads the whole store.
 const ADMIN_EXPORT: &str = "exportSnapshot";
-/// The reads answered with an `ETag`, `Cache-Control`, and `304` for `If-None-Match`.
-const CONDITIONAL_READS: [&str; 5] = [
-    "getTransactions",
-    "getDailyTransactions",
-    "getMonthlyTransactions",
-    "getManyTransactions",
-    "getTopRoutes",
-];
-/// An airline code, as a route begins.
-pub const AIRLINE_PATTERN: &str = "^(?:[A-Za-z][A-Za-z0-9]|[0-9][A-Za-z]|[A-Za-z]{3})$";
-
 /// The document for `spec` (poem-openapi's rendering) under `auth`. Falls back to `spec` as it
 /// is if it is not the JSON poem-openapi writes, which a test rules out.
 pub fn finish(spec: &str, auth: &AuthMode) -> String {
@@ -171,9 +167,6 @@ fn finish_schemas(schemas: &mut Value) {
     );
 }
 
-/// A month as the API writes it: `YYYY-MM`, years from 0001.
-pub const MONTH_PATTERN: &str = r"^([1-9]\d{3}|0[1-9]\d{2}|00[1-9]\d|000[1-9])-(0[1-9]|1[0-2])$";
-
 /// Whether an operation reads (any key, or none with `--public-reads`) rather than writes.
 fn is_read(method: &str) -> bool {
     method.eq_ignore_ascii_case("get")
@@ -198,22 +191,8 @@ fn finish_operation(method: &str, operation: &mut Value, auth: &AuthMode) {
         AuthMode::ApiKeys { .. } => json!([{"ApiKey": []}]),
     };
     op.insert("security".into(), security);
-    finish_parameters(&id, op);
-    if CONDITIONAL_READS.contains(&id.as_str())
-        && let Some(parameters) = op
-            .entry("parameters")
-            .or_insert_with(|| json!([]))
-            .as_array_mut()
-    {
-        parameters.push(json!({
-            "name": "If-None-Match",
-            "in": "header",
-            "required": false,
-            "description": "The `ETag` of an earlier answer to the same read: if the answer \
-                would be the same, it is `304 Not Modified` with no body.",
-            "schema": {"type": "string"},
-        }));
-    }
+    parameters::finish_parameters(&id, op);
+    parameters::if_none_match(&id, op);
     let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
         return;
     };
@@ -238,9 +217,7 @@ fn finish_operation(method: &str, operation: &mut Value, auth: &AuthMode) {
             }),
         );
     }
-    if CONDITIONAL_READS.contains(&id.as_str()) {
-        conditional(&id, responses);
-    }
+    parameters::conditional_answers(&id, responses);
     if id == "recordTransaction"
         && let Some(ok) = responses.get_mut("200").and_then(Value::as_object_mut)
     {
@@ -253,96 +230,6 @@ fn finish_operation(method: &str, operation: &mut Value, auth: &AuthMode) {
                 "GetMonthly": {"operationId": "getMonthlyTransactions", "parameters": route, "description": "The route's counts per month."},
             }),
         );
-    }
-}
-
-/// A read's `ETag` and `Cache-Control` on its `200`, and its `304`.
-fn conditional(id: &str, responses: &mut Map<String, Value>) {
-    let cache_control = if id == "getTopRoutes" {
-        "`private, max-age=<seconds>`: the ranking may be kept until the next one is due."
-    } else {
-        "`private, no-cache`: counts change at any time; keep the answer, but ask again with \
-         `If-None-Match`."
-    };
-    let headers = json!({
-        "ETag": {
-            "description": "A digest of the body: the same on every instance for the same \
-                answer. Send it back as `If-None-Match`.",
-            "schema": {"type": "string"},
-        },
-        "Cache-Control": {"description": cache_control, "schema": {"type": "string"}},
-    });
-    if let Some(ok) = responses.get_mut("200").and_then(Value::as_object_mut) {
-        let existing = ok.entry("headers").or_insert_with(|| json!({}));
-        if let (Some(existing), Some(new)) = (existing.as_object_mut(), headers.as_object()) {
-            existing.extend(new.clone());
-        }
-    }
-    responses.insert(
-        "304".into(),
-        json!({
-            "description": "Not Modified: `If-None-Match` named this answer's `ETag`; no body.",
-            "headers": headers,
-        }),
-    );
-}
-
-/// Days are dates and months carry their pattern, in the query as in the answers.
-fn finish_parameters(id: &str, op: &mut Map<String, Value>) {
-    let Some(parameters) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
-        return;
-    };
-    for parameter in parameters {
-        let name = parameter
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let name = name.as_str();
-        if name == "route" && id == "getManyTransactions" {
-            if let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut) {
-                schema.insert(
-                    "items".into(),
-                    json!({"$ref": "#/components/schemas/Route"}),
-                );
-            }
-            continue;
-        }
-        if name == "airline" {
-            if let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut) {
-                schema.insert("pattern".into(), json!(AIRLINE_PATTERN));
-            }
-            continue;
-        }
-        if id == "getTopRoutes" {
-            if let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut) {
-                match name {
-                    "day" => {
-                        schema.insert("format".into(), json!("date"));
-                    }
-                    "month" => {
-                        schema.insert("pattern".into(), json!(MONTH_PATTERN));
-                    }
-                    _ => {}
-                }
-            }
-            continue;
-        }
-        if !matches!(name, "from" | "to") {
-            continue;
-        }
-        let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut) else {
-            continue;
-        };
-        match id {
-            "getDailyTransactions" => {
-                schema.insert("format".into(), json!("date"));
-            }
-            "getMonthlyTransactions" => {
-                schema.insert("pattern".into(), json!(MONTH_PATTERN));
-            }
-            _ => {}
-        }
     }
 }
 
