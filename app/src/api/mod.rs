@@ -71,12 +71,11 @@ pub fn openapi(
     rankings: Arc<Rankings>,
 ) -> OpenApiService<Apis, ()> {
     let store_kind = ledger.store_kind();
-    let clock = Arc::clone(ledger.clock());
     OpenApiService::new(
         (
             transactions::TransactionsApi::new(Arc::clone(&ledger), Arc::clone(limits)),
             reports::ReportsApi::new(Arc::clone(&ledger), Arc::clone(&rankings)),
-            rankings::RankingsApi::new(rankings, move || clock.today()),
+            rankings::RankingsApi::new(rankings),
             operations::OperationsApi::new(lifecycle, store_kind, auth.as_str()),
             admin::AdminApi::new(ledger),
         ),

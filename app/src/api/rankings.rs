@@ -90,15 +90,11 @@ fn kept<P: Period>(period: P, current: P) -> Result<(), String> {
 
 pub struct RankingsApi {
     rankings: Arc<Rankings>,
-    today: Box<dyn Fn() -> Day + Send + Sync>,
 }
 
 impl RankingsApi {
-    pub fn new(rankings: Arc<Rankings>, today: impl Fn() -> Day + Send + Sync + 'static) -> Self {
-        Self {
-            rankings,
-            today: Box::new(today),
-        }
+    pub fn new(rankings: Arc<Rankings>) -> Self {
+        Self { rankings }
     }
 }
 
@@ -131,7 +127,7 @@ impl RankingsApi {
         /// An airline code (2 letters or digits, or 3 letters), e.g. `AR`: its routes only.
         airline: Query<Option<String>>,
     ) -> TopRoutesResponse {
-        let today = (self.today)();
+        let today = self.rankings.today();
         let period = match (day.0.as_deref(), month.0.as_deref()) {
             (Some(_), Some(_)) => {
                 return TopRoutesResponse::bad(ErrorCode::InvalidQuery, query_rule());

@@ -286,11 +286,6 @@ impl Ledger {
         self.store.shared()
     }
 
-    /// The ledger's clock.
-    pub fn clock(&self) -> &SharedClock {
-        &self.clock
-    }
-
     /// Seconds since the Unix epoch, by the ledger's clock: the time a snapshot is taken at.
     pub fn epoch_seconds(&self) -> u64 {
         self.clock.epoch_seconds()

@@ -116,6 +116,11 @@ impl Rankings {
         })
     }
 
+    /// Today, UTC, by the service's clock: the day a ranking defaults to.
+    pub fn today(&self) -> Day {
+        self.ledger.today()
+    }
+
     /// How long the rankings of the last pass stay fresh (zero: the next reader takes a pass).
     pub fn fresh_for(&self) -> Duration {
         self.cache().taken.map_or(Duration::ZERO, |(began, _)| {
