@@ -19,9 +19,10 @@ if (($#)); then
   # A chosen subset, as asked.
   cargo test --workspace --locked "$@"
 else
-  # The DynamoDB fault tests measure exactness and batching under load on this machine's cores:
-  # they run last, one at a time, with no other test taking their CPU (alongside the rest, a
-  # loaded two-core machine stretched slow transactions past the commit timeout).
-  cargo test --workspace --locked -- --skip dynamodb_faults::
-  cargo test --locked --test api -- dynamodb_faults:: --test-threads 1
+  # The DynamoDB scale and fault tests measure exactness and batching under load on this
+  # machine's cores: they run last, one at a time, with no other test taking their CPU
+  # (alongside the rest, a loaded two-core machine stretched slow transactions past the commit
+  # timeout), and none of them waits for its turn in a slot another test could use.
+  cargo test --workspace --locked -- --skip dynamodb_faults:: --skip dynamodb_scale::
+  cargo test --locked --test api -- dynamodb_scale:: dynamodb_faults:: --test-threads 1
 fi

@@ -3,7 +3,9 @@
 //!
 //! Each test has an emulator of its own: moto is served single-threaded (exact counts), and
 //! nothing else should queue behind these loads. The tests take turns (one load at a time on a
-//! two-core machine), so that what they measure is the service, not each other.
+//! two-core machine), so that what they measure is the service, not each other; and
+//! `scripts/test.sh` runs them after the rest of the suite, one at a time with the fault tests,
+//! so that a test waiting for its turn holds up no other test.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -22,12 +24,13 @@ use crate::{
 /// Held by the test whose load is running (the fault tests in `dynamodb_faults` take it too).
 pub static ONE_LOAD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// How long the long keyed load runs (at least a minute in CI; shorter runs for development).
+/// How long the long keyed load runs: 20 s by default, some 5,000 keys on this machine, each
+/// replayed afterwards; `FLIGHT_COUNTER_SCALE_TEST_SECONDS` runs it longer.
 fn keyed_load_seconds() -> u64 {
     std::env::var("FLIGHT_COUNTER_SCALE_TEST_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(60)
+        .unwrap_or(20)
 }
 
 fn service_args<'a>(table: &'a str, endpoint: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -215,8 +218,8 @@ async fn assert_every_key_replays(bases: &[String], route: &'static str, keyed: 
     }
 }
 
-/// 32 clients, each POST with a new key, split across two processes, on one route, for a
-/// minute: every POST answered 200, the counts distinct and exactly 1..=N, N the number of
+/// 32 clients, each POST with a new key, split across two processes, on one route, for
+/// [`keyed_load_seconds`]: every POST answered 200, the counts distinct and exactly 1..=N, N the number of
 /// keys, and every key replays its count. The keyed path commits in groups: far fewer write
 /// requests than POSTs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! Moving counts between stores with the real binary's `export` and `import`: 20,000 routes
+//! Moving counts between stores with the real binary's `export` and `import`: 6,000 routes
 //! written over 70 days (a clock moved day by day) and 1,000 live idempotency keys go from the
 //! embedded store to DynamoDB (moto) and back to a new embedded store. On every side every
 //! total, every day and month series and multi-route reads agree, and every key replays the
@@ -25,7 +25,12 @@ use crate::{
     helpers::{AWS_TEST_ENV, dynamodb_config, dynamodb_store_on},
 };
 
-const ROUTES: usize = 20_000;
+/// Routes of the move through DynamoDB: 6 import chunks, and 2 Scan pages in each of the
+/// export's 4 segments. (moto serves one request at a time and rescans the table for every
+/// page: more routes only make the test slower.)
+const MOVE_ROUTES: usize = 6_000;
+/// Routes of the killed import, all embedded: enough chunks that the kill lands mid-way.
+const KILLED_ROUTES: usize = 20_000;
 const DAYS: i32 = 70;
 const KEYS: usize = 1_000;
 const AIRLINES: [&str; 3] = ["AR", "IB", "LA"];
@@ -41,7 +46,7 @@ fn key(k: usize) -> IdempotencyKey {
 
 /// The route key `k` was first used with.
 fn key_route(k: usize) -> usize {
-    (k * 13) % ROUTES
+    (k * 13) % MOVE_ROUTES
 }
 
 /// Noon of the day `days_ago` days before today (UTC).
@@ -55,11 +60,11 @@ fn noon(days_ago: i32) -> SystemTime {
 }
 
 /// Writes the data set into `store` through its commit path, day by day, then the keys.
-async fn fill(store: &EmbeddedStore, clock: &ManualClock) {
+async fn fill(store: &EmbeddedStore, clock: &ManualClock, routes: usize) {
     for d in 0..DAYS {
         clock.set(noon(DAYS - 1 - d));
         let today = clock.today();
-        let writes: Vec<RouteWrite> = (0..ROUTES)
+        let writes: Vec<RouteWrite> = (0..routes)
             .filter(|r| (r + d as usize).is_multiple_of(5))
             .map(|r| RouteWrite::keyless(route(r), 1 + ((r * 7 + d as usize) % 4) as u64, today))
             .collect();
@@ -92,16 +97,20 @@ async fn fill(store: &EmbeddedStore, clock: &ManualClock) {
 }
 
 /// What one store says of the data set: every total, and the series of every 97th route.
-async fn view(store: &dyn StoreBase, today: Day) -> (Vec<u64>, Vec<(Vec<u64>, Vec<u64>)>) {
-    let routes: Vec<Route> = (0..ROUTES).map(route).collect();
-    let mut totals = Vec::with_capacity(ROUTES);
+async fn view(
+    store: &dyn StoreBase,
+    today: Day,
+    count: usize,
+) -> (Vec<u64>, Vec<(Vec<u64>, Vec<u64>)>) {
+    let routes: Vec<Route> = (0..count).map(route).collect();
+    let mut totals = Vec::with_capacity(count);
     for chunk in routes.chunks(100) {
         totals.extend(store.get_many(chunk).await.expect("get_many"));
     }
     let first_day = today.plus(-61).expect("day");
     let month = today.month();
     let mut series = Vec::new();
-    for r in (0..ROUTES).step_by(97) {
+    for r in (0..count).step_by(97) {
         let days = store
             .daily(routes[r], first_day, today)
             .await
@@ -139,12 +148,12 @@ async fn counts_move_from_embedded_to_dynamodb_and_back_exactly() {
     let shared: SharedClock = clock.clone();
     {
         let source = EmbeddedStore::open(&source_dir, shared.clone()).expect("open");
-        fill(&source, &clock).await;
+        fill(&source, &clock, MOVE_ROUTES).await;
         source.close().await;
     }
     let today = clock.today();
     let source = EmbeddedStore::open(&source_dir, shared.clone()).expect("open");
-    let expected = view(&source, today).await;
+    let expected = view(&source, today, MOVE_ROUTES).await;
     assert!(expected.0.iter().all(|&t| t > 0), "every route has counts");
     source.close().await;
     drop(source);
@@ -159,7 +168,7 @@ async fn counts_move_from_embedded_to_dynamodb_and_back_exactly() {
         path_arg(&first),
     ]);
     assert!(
-        said.contains(&format!("{ROUTES} routes, {KEYS} keys")),
+        said.contains(&format!("{MOVE_ROUTES} routes, {KEYS} keys")),
         "{said}"
     );
 
@@ -184,13 +193,13 @@ async fn counts_move_from_embedded_to_dynamodb_and_back_exactly() {
         .collect();
     let said = run(&import);
     assert!(
-        said.contains(&format!("imported {ROUTES} routes and {KEYS} keys")),
+        said.contains(&format!("imported {MOVE_ROUTES} routes and {KEYS} keys")),
         "{said}"
     );
     let config = dynamodb_config(&table, &endpoint, |_| {});
     let dynamo = dynamodb_store_on(&config, shared.clone()).await;
     assert_eq!(
-        view(dynamo.as_ref(), today).await,
+        view(dynamo.as_ref(), today, MOVE_ROUTES).await,
         expected,
         "embedded to DynamoDB"
     );
@@ -223,7 +232,7 @@ async fn counts_move_from_embedded_to_dynamodb_and_back_exactly() {
     ]);
     let restored = EmbeddedStore::open(&restored_dir, shared.clone()).expect("open");
     assert_eq!(
-        view(&restored, today).await,
+        view(&restored, today, MOVE_ROUTES).await,
         expected,
         "DynamoDB to embedded"
     );
@@ -270,13 +279,13 @@ async fn an_import_killed_half_way_and_run_again_ends_exact() {
     let shared: SharedClock = clock.clone();
     {
         let source = EmbeddedStore::open(&source_dir, shared.clone()).expect("open");
-        fill(&source, &clock).await;
+        fill(&source, &clock, KILLED_ROUTES).await;
         source.close().await;
     }
     let today = clock.today();
     let expected = {
         let source = EmbeddedStore::open(&source_dir, shared.clone()).expect("open");
-        let view = view(&source, today).await;
+        let view = view(&source, today, KILLED_ROUTES).await;
         source.close().await;
         view
     };
@@ -331,7 +340,7 @@ async fn an_import_killed_half_way_and_run_again_ends_exact() {
     ]);
     assert!(said.contains("nothing changed"), "{said}");
     let target = EmbeddedStore::open(&target_dir, shared).expect("open");
-    assert_eq!(view(&target, today).await, expected);
+    assert_eq!(view(&target, today, KILLED_ROUTES).await, expected);
     target.close().await;
 }
 
