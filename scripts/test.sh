@@ -6,14 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-emulators.sh
-
 # The service under test reaches the local servers with a region and dummy credentials, and
 # never asks an instance metadata endpoint for any.
 export AWS_EC2_METADATA_DISABLED=true
 
-# The throttling proxy the DynamoDB scale tests run behind checks itself first.
-python3 -m unittest scripts/test_dynamodb_throttle_proxy.py
+# While the tests build (CPU), the emulators are installed (network) and the throttling proxy
+# the DynamoDB scale tests run behind checks itself (mostly waiting out its windows).
+(scripts/install-emulators.sh && python3 -m unittest scripts/test_dynamodb_throttle_proxy.py) &
+preparing=$!
+cargo test --workspace --locked --no-run
+wait "$preparing"
 
 if (($#)); then
   # A chosen subset, as asked.

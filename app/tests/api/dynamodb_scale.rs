@@ -24,13 +24,13 @@ use crate::{
 /// Held by the test whose load is running (the fault tests in `dynamodb_faults` take it too).
 pub static ONE_LOAD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// How long the long keyed load runs: 20 s by default, some 5,000 keys on this machine, each
-/// replayed afterwards; `FLIGHT_COUNTER_SCALE_TEST_SECONDS` runs it longer.
+/// How long the long keyed load runs: 15 s by default, some thousands of keys, each replayed
+/// afterwards; `FLIGHT_COUNTER_SCALE_TEST_SECONDS` runs it longer.
 fn keyed_load_seconds() -> u64 {
     std::env::var("FLIGHT_COUNTER_SCALE_TEST_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20)
+        .unwrap_or(15)
 }
 
 fn service_args<'a>(table: &'a str, endpoint: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -282,7 +282,7 @@ async fn keyed_posts_keep_completing_beside_keyless_ones_on_a_hot_route() {
     let processes = start_processes(2, &service_args("scale-mixed", &endpoint, &[])).await;
     let bases: Vec<String> = processes.iter().map(|p| p.base.clone()).collect();
     // Clients alternate: keyed, keyless, keyed, ...; each process gets both kinds.
-    let seen = run_load(&bases, "MX1", 32, |i| i % 4 < 2, Duration::from_secs(15)).await;
+    let seen = run_load(&bases, "MX1", 32, |i| i % 4 < 2, Duration::from_secs(10)).await;
 
     assert_eq!(
         seen.ok(),
@@ -321,7 +321,8 @@ async fn a_throttled_hot_route_is_paced_not_failed() {
     let processes = start_processes(3, &service_args("scale-throttled", &endpoint, &[])).await;
     let bases: Vec<String> = processes.iter().map(|p| p.base.clone()).collect();
     proxy.reset().await;
-    let length = Duration::from_secs(20);
+    // Three seconds to find the pace, then twelve at it.
+    let length = Duration::from_secs(15);
     let started = Instant::now();
     let seen = run_load(&bases, "TR1", 3 * CLIENTS_PER_PROCESS, |_| false, length).await;
     let elapsed = started.elapsed().as_secs_f64();
