@@ -11,19 +11,22 @@
 #       build's figures are compared with the previous one's in the same run
 #   (b) embedded store, group commit off          POST, one durable commit per request
 #   (c) GET /version through the same poem-openapi stack: the service's own HTTP ceiling;
-#       and the hot POST on the memory store (no disk): the HTTP and ledger path alone
+#       and POSTs on the memory store (no disk), hot and many routes: the HTTP and ledger path
+#       alone, the reference of the price of durability
 #   (h) hyper alone on one runtime thread (bench/harness/src/bin/http_ceiling.rs): the HTTP
 #       library's ceiling, beneath the framework
 #   (n) nginx, one worker, `return 200` with the same JSON: the machine's HTTP ceiling
 #   (r) Redis with `appendfsync always` (every acknowledged INCR fsynced, what a user would
 #       pick instead of the service), redis-benchmark INCR on one key and on random keys among
 #       as many as (a)'s routes, at the same connection counts: the durable reference
-# then the embedded store's commit latency beside a raw append + fdatasync on the same disk
+# The headline comes first: the durable store against Redis @32 and against the memory store
+# @128, each pair measured in alternation over HEADLINE_ROUNDS rounds (3 by default). Then
+# the embedded store's commit latency beside a raw append + fdatasync on the same disk
 # (bench/harness/src/bin/commit_latency.rs), and the footprint: peak RSS of (a) under that
 # load, start-up time to /readyz, binary sizes.
 #
-# Usage: bench/run.sh   (DURATION=10s CONNECTION_COUNTS="32 128" WORKERS=1 change the load;
-#        BASELINE_REV=<commit> adds the previous build's rows, built in a temporary worktree)
+# Usage: bench/run.sh   (DURATION=10s CONNECTION_COUNTS="32 128" WORKERS=1 HEADLINE_ROUNDS=3
+#        change the load; BASELINE_REV=<commit> adds the previous build's rows, built in a temporary worktree)
 # Installs wrk, nginx-light and redis-server from Debian if missing. Loopback only; every run is
 # bounded.
 set -euo pipefail
@@ -138,13 +141,14 @@ RUNS=("a hot, group commit" "a hot, authenticated" "a many, group commit" "a hot
 [[ -n "$BASELINE_BINARY" ]] && RUNS+=("p hot, previous build" "p many, previous build")
 RUNS+=("r redis INCR, one key" "r redis INCR, random keys")
 RUNS+=("b hot, commit per POST" "b many, commit per POST" "c GET /version" "c hot, memory store"
-      "h hyper alone" "n nginx")
+      "c many, memory store" "h hyper alone" "n nginx")
 for CONNECTIONS in $CONNECTION_COUNTS; do
   echo "wrk: 1 thread, $CONNECTIONS connections, $DURATION per run; service: $WORKERS runtime thread(s)" >&2
   record "n nginx @$CONNECTIONS" "$(load "http://127.0.0.1:$NGINX_PORT/transactions/AR1133")"
   record "h hyper alone @$CONNECTIONS" "$(load "http://127.0.0.1:$H_PORT/")"
   record "c GET /version @$CONNECTIONS" "$(load "http://127.0.0.1:$C_PORT/version")"
   record "c hot, memory store @$CONNECTIONS" "$(load "http://127.0.0.1:$C_PORT" bench/wrk/post-hot.lua)"
+  record "c many, memory store @$CONNECTIONS" "$(load "http://127.0.0.1:$C_PORT" bench/wrk/post-many.lua)"
   record "a hot, group commit @$CONNECTIONS" "$(load "http://127.0.0.1:$A_PORT" bench/wrk/post-hot.lua)"
   record "a hot, authenticated @$CONNECTIONS" "$(load "http://127.0.0.1:$S_PORT" bench/wrk/post-hot-authenticated.lua)"
   record "a many, group commit @$CONNECTIONS" "$(load "http://127.0.0.1:$A_PORT" bench/wrk/post-many.lua)"
@@ -163,6 +167,64 @@ for CONNECTIONS in $CONNECTION_COUNTS; do
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+# The headline: the two comparisons the durable store is held to, each side measured in turn
+# with the other, HEADLINE_ROUNDS times (which goes first alternates), so that both sides of
+# every ratio see the same machine at the same moment.
+#   @32, where HTTP is not the bound: a durable POST against Redis's INCR with every write
+#   fsynced (the durable reference);
+#   @128, where one runtime thread of the HTTP stack is the bound: a durable POST against the
+#   same binary's memory-store POST (the price of durability on the same stack).
+HEADLINE_ROUNDS=${HEADLINE_ROUNDS:-3}
+declare -A HEAD_NUM HEAD_DEN
+durable_hot() { load "http://127.0.0.1:$A_PORT" bench/wrk/post-hot.lua; }
+durable_many() { load "http://127.0.0.1:$A_PORT" bench/wrk/post-many.lua; }
+memory_hot() { load "http://127.0.0.1:$C_PORT" bench/wrk/post-hot.lua; }
+memory_many() { load "http://127.0.0.1:$C_PORT" bench/wrk/post-many.lua; }
+redis_hot() { redis_load INCR AR1133; }
+redis_many() { redis_load -r 260000 INCR route:__rand_int__; }
+headline_pair() { # row-name connections round numerator-function denominator-function
+  local name=$1 num den
+  CONNECTIONS=$2
+  if (($3 % 2)); then
+    num=$($4); den=$($5)
+  else
+    den=$($5); num=$($4)
+  fi
+  HEAD_NUM[$name]+="${num%% *} "
+  HEAD_DEN[$name]+="${den%% *} "
+  echo "  headline round $3, $name: ${num%% *} / ${den%% *} req/s" >&2
+}
+for round in $(seq "$HEADLINE_ROUNDS"); do
+  headline_pair "@32 hot route: durable POST / Redis INCR" 32 "$round" durable_hot redis_hot
+  headline_pair "@32 random routes: durable POST / Redis INCR" 32 "$round" durable_many redis_many
+  headline_pair "@128 hot route: durable POST / memory-store POST" 128 "$round" durable_hot memory_hot
+  headline_pair "@128 random routes: durable POST / memory-store POST" 128 "$round" durable_many memory_many
+done
+HEAD_ROWS=("@32 hot route: durable POST / Redis INCR" "@32 random routes: durable POST / Redis INCR"
+           "@128 hot route: durable POST / memory-store POST"
+           "@128 random routes: durable POST / memory-store POST")
+
+echo
+echo "Headline: $HEADLINE_ROUNDS rounds, each side in turn, $DURATION per run"
+echo
+echo "| comparison | median req/s | reference median req/s | ratio each round | median ratio | goal |"
+echo "|---|---:|---:|---|---:|---|"
+for name in "${HEAD_ROWS[@]}"; do
+  awk -v name="$name" -v nums="${HEAD_NUM[$name]}" -v dens="${HEAD_DEN[$name]}" '
+    function median(a, n,   i, j, t) {
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    BEGIN {
+      n = split(nums, num, " "); split(dens, den, " ")
+      goal = name ~ /Redis/ ? ">= 1.0" : ">= 0.9"
+      each = ""
+      for (i = 1; i <= n; i++) { r[i] = den[i] > 0 ? num[i] / den[i] : 0; each = each sprintf("%s%.2f", i > 1 ? " " : "", r[i]) }
+      for (i = 1; i <= n; i++) { a[i] = num[i]; b[i] = den[i] }
+      printf "| %s | %.0f | %.0f | %s | %.2f | %s |\n", name, median(a, n), median(b, n), each, median(r, n), goal
+    }'
+done
 
 echo
 printf '| run |'; for c in $CONNECTION_COUNTS; do printf ' req/s @%s | p50 ms | p99 ms |' "$c"; done; echo
