@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit, property and black-box API tests on every store, the
 # DynamoDB store against two DynamoDB-compatible servers (dynalite and moto), which this
-# installs into .tools/ first (quick when already there).
+# installs into .tools/ while the tests build (quick when already there).
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -219,9 +219,9 @@ async fn assert_every_key_replays(bases: &[String], route: &'static str, keyed: 
 }
 
 /// 32 clients, each POST with a new key, split across two processes, on one route, for
-/// [`keyed_load_seconds`]: every POST answered 200, the counts distinct and exactly 1..=N, N the number of
-/// keys, and every key replays its count. The keyed path commits in groups: far fewer write
-/// requests than POSTs.
+/// [`keyed_load_seconds`]: every POST answered 200, the counts distinct and exactly 1..=N, N
+/// the number of keys, and every key replays its count. The keyed path commits in groups: far
+/// fewer write requests than POSTs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_posts_from_two_processes_on_one_hot_route_all_count_once() {
     let _turn = ONE_LOAD_AT_A_TIME.lock().await;
