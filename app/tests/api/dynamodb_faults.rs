@@ -17,7 +17,7 @@
 //! store must recognise its own applied batches in the cancelled repeats.
 //!
 //! The runs take turns with the scale tests (`ONE_LOAD_AT_A_TIME`): one load at a time on two
-//! cores. Each load lasts `FLIGHT_COUNTER_FAULT_TEST_SECONDS` (4 by default: some 600 keys
+//! cores. Each load lasts `FLIGHT_COUNTER_FAULT_TEST_SECONDS` (4 by default: some 750 keys
 //! and 25 lost answers per run; replaying every key from the other process takes about as long
 //! again, on the debug build of the service).
 
