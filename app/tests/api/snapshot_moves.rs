@@ -173,7 +173,7 @@ async fn counts_move_from_embedded_to_dynamodb_and_back_exactly() {
     );
 
     // The file into DynamoDB.
-    // A moto of its own: moto serves one request at a time, and this test's scans of 20,000
+    // A moto of its own: moto serves one request at a time, and this test's scans of 6,000
     // items would hold up every other test on a shared one past its commit timeout.
     let server = emulators::Emulator::start(Kind::Moto, None);
     let table = emulators::unique_table("moves");
