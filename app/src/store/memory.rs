@@ -32,7 +32,7 @@ use crate::{
 /// period (first, as in the database, so that old periods are one range) route → count.
 #[derive(Default)]
 struct State {
-    routes: HashMap<Box<str>, RouteRow>,
+    routes: HashMap<Route, RouteRow>,
     keys: HashMap<Box<str>, KeyRow>,
     expiry: BTreeSet<(u64, Box<str>)>,
     daily: BTreeMap<i32, HashMap<Box<str>, u64>>,
@@ -58,27 +58,27 @@ impl State {
 }
 
 impl Tables for State {
-    fn row(&self, route: &str) -> Result<RouteRow, StoreError> {
-        Ok(self.routes.get(route).copied().unwrap_or_default())
+    fn row(&self, route: Route) -> Result<RouteRow, StoreError> {
+        Ok(self.routes.get(&route).copied().unwrap_or_default())
     }
 
     fn key(&self, id: &str) -> Result<Option<KeyRow>, StoreError> {
         Ok(self.keys.get(id).cloned())
     }
 
-    fn history(&self, periods: Periods, period: i32, route: &str) -> Result<u64, StoreError> {
+    fn history(&self, periods: Periods, period: i32, route: Route) -> Result<u64, StoreError> {
         Ok(self
             .history_map(periods)
             .get(&period)
-            .and_then(|routes| routes.get(route))
+            .and_then(|routes| routes.get(route.as_str()))
             .copied()
             .unwrap_or(0))
     }
 }
 
 impl TablesMut for State {
-    fn set_row(&mut self, route: &str, row: RouteRow) -> Result<(), StoreError> {
-        self.routes.insert(route.into(), row);
+    fn set_row(&mut self, route: Route, row: RouteRow) -> Result<(), StoreError> {
+        self.routes.insert(route, row);
         Ok(())
     }
 
@@ -97,13 +97,13 @@ impl TablesMut for State {
         &mut self,
         periods: Periods,
         period: i32,
-        route: &str,
+        route: Route,
         n: u64,
     ) -> Result<(), StoreError> {
         self.history_map_mut(periods)
             .entry(period)
             .or_default()
-            .insert(route.into(), n);
+            .insert(route.as_str().into(), n);
         Ok(())
     }
 }
@@ -208,14 +208,14 @@ impl StoreBase for MemoryStore {
     }
 
     async fn get(&self, route: Route) -> Result<u64, StoreError> {
-        Ok(self.lock().row(route.as_str())?.total)
+        Ok(self.lock().row(route)?.total)
     }
 
     async fn get_many(&self, routes: &[Route]) -> Result<Vec<u64>, StoreError> {
         let state = self.lock();
         routes
             .iter()
-            .map(|route| Ok(state.row(route.as_str())?.total))
+            .map(|route| Ok(state.row(*route)?.total))
             .collect()
     }
 

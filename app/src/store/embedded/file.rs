@@ -186,9 +186,9 @@ impl DatabaseFile {
     pub fn commit(&self, batch: &BatchRecord) -> Result<(Vec<RouteOutcome>, bool), StoreError> {
         let mut writer = self.writer();
         self.make_room(&mut writer)?;
-        let (outcomes, entries) = self.commit_locked(&mut writer, batch)?;
+        let (outcomes, held) = self.commit_locked(&mut writer, batch)?;
         // Half the cap: the flush starts well before commits would have to wait for it.
-        let filling = entries >= self.settings.memtable_cap() / 2;
+        let filling = held >= self.settings.memtable_cap() / 2;
         let due = writer.segments.as_ref().is_some_and(|segments| {
             let journal = &segments[writer.current];
             filling
@@ -203,7 +203,7 @@ impl DatabaseFile {
     /// freezes the active one for the next flush.
     fn make_room(&self, writer: &mut Writer) -> Result<(), StoreError> {
         let cap = self.settings.memtable_cap();
-        if self.read_memtables().active.entries() < cap {
+        if self.read_memtables().active.bytes() < cap {
             return Ok(());
         }
         self.flush()?;
@@ -215,7 +215,7 @@ impl DatabaseFile {
         self.memtables.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Commits one batch; returns its outcomes and the entries the active memtable holds after.
+    /// Commits one batch; returns its outcomes and the memory the active memtable holds after.
     fn commit_locked(
         &self,
         writer: &mut Writer,
@@ -242,7 +242,7 @@ impl DatabaseFile {
         let mut memtables = self.memtables.write().unwrap_or_else(|p| p.into_inner());
         memtables.active.merge(writes);
         memtables.active_last_seq = seq;
-        Ok((outcomes, memtables.active.entries()))
+        Ok((outcomes, memtables.active.bytes()))
     }
 
     /// Freezes the active memtable, if it holds records and none is frozen, and sends the

@@ -59,10 +59,8 @@ pub const JOURNAL_FILE: &str = "flight-counter.journal";
 /// A checkpoint is due once the active journal segment holds this much, whatever the interval:
 /// it bounds the replay after a crash.
 pub const CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
-/// Memory a memtable entry (a row or a key) costs, about, its map's spare room, its
-/// allocations and the allocator's own overhead included. Measured, not summed: a soak of
-/// keyed POSTs over a million routes held 400-480 bytes of resident memory per entry.
-const MEMTABLE_ENTRY_BYTES: usize = 512;
+/// The smallest memtable cap, whatever the cache: a few thousand routes.
+const MIN_MEMTABLE_BYTES: usize = 512 * 1024;
 
 /// How the store uses memory and the disk.
 #[derive(Debug, Clone, Copy)]
@@ -79,10 +77,13 @@ impl EmbeddedSettings {
         self.cache_bytes / 2
     }
 
-    /// Entries past which the active memtable is frozen and flushed at once, and commits wait
-    /// for a flush under way: each of the two memtables gets a quarter of the memory.
+    /// Memory (as [`Memtable::bytes`] counts it) past which the active memtable is frozen and
+    /// flushed at once, and commits wait for a flush under way: each of the two memtables gets
+    /// a quarter of the cache.
+    ///
+    /// [`Memtable::bytes`]: super::local::memtable::Memtable::bytes
     pub(super) fn memtable_cap(&self) -> usize {
-        (self.cache_bytes / 4 / MEMTABLE_ENTRY_BYTES).max(1024)
+        (self.cache_bytes / 4).max(MIN_MEMTABLE_BYTES)
     }
 }
 
@@ -240,7 +241,7 @@ impl StoreBase for EmbeddedStore {
 
     async fn get(&self, route: Route) -> Result<u64, StoreError> {
         // Memtable lookups and a read transaction in the page cache: cheap enough to run inline.
-        Ok(self.file.snapshot()?.layers().row(route.as_str())?.total)
+        Ok(self.file.snapshot()?.layers().row(route)?.total)
     }
 
     /// From the view an export reads (a copy of the active memtable's names, sorted, and the
@@ -264,7 +265,7 @@ impl StoreBase for EmbeddedStore {
         let layers = snapshot.layers();
         routes
             .iter()
-            .map(|route| Ok(layers.row(route.as_str())?.total))
+            .map(|route| Ok(layers.row(*route)?.total))
             .collect()
     }
 

@@ -14,6 +14,7 @@ pub(super) use listing::{read_mark, write_mark};
 
 use crate::{
     calendar::Day,
+    route::Route,
     store::{
         OrUnavailable as _, StoreError,
         local::{
@@ -163,10 +164,10 @@ impl ReadTables {
 macro_rules! tables_from_redb {
     ($tables:ty) => {
         impl Tables for $tables {
-            fn row(&self, route: &str) -> Result<RouteRow, StoreError> {
+            fn row(&self, route: Route) -> Result<RouteRow, StoreError> {
                 Ok(self
                     .routes
-                    .get(route)
+                    .get(route.as_str())
                     .or_unavailable(READING)?
                     .map_or_else(RouteRow::default, |v| row_from_stored(v.value())))
             }
@@ -183,14 +184,14 @@ macro_rules! tables_from_redb {
                 &self,
                 periods: Periods,
                 period: i32,
-                route: &str,
+                route: Route,
             ) -> Result<u64, StoreError> {
                 let table = match periods {
                     Periods::Days => &self.daily,
                     Periods::Months => &self.monthly,
                 };
                 Ok(table
-                    .get((period, route))
+                    .get((period, route.as_str()))
                     .or_unavailable(READING)?
                     .map_or(0, |v| v.value()))
             }
@@ -235,9 +236,9 @@ impl<'txn> TxnTables<'txn> {
 tables_from_redb!(TxnTables<'_>);
 
 impl TablesMut for TxnTables<'_> {
-    fn set_row(&mut self, route: &str, row: RouteRow) -> Result<(), StoreError> {
+    fn set_row(&mut self, route: Route, row: RouteRow) -> Result<(), StoreError> {
         self.routes
-            .insert(route, row_to_stored(row))
+            .insert(route.as_str(), row_to_stored(row))
             .or_unavailable(WRITING)?;
         Ok(())
     }
@@ -263,11 +264,11 @@ impl TablesMut for TxnTables<'_> {
         &mut self,
         periods: Periods,
         period: i32,
-        route: &str,
+        route: Route,
         n: u64,
     ) -> Result<(), StoreError> {
         self.history_table(periods)
-            .insert((period, route), n)
+            .insert((period, route.as_str()), n)
             .or_unavailable(WRITING)?;
         Ok(())
     }

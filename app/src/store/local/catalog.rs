@@ -43,7 +43,7 @@ pub(in crate::store) fn list_routes(
                 // Past the airline's routes: they are all together.
                 return Ok(listed);
             }
-            let total = tables.row(name)?.total;
+            let total = tables.row(route)?.total;
             if total > 0 {
                 listed.push((route, total));
                 if listed.len() == limit {

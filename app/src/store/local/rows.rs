@@ -1,7 +1,7 @@
 //! The rows the local stores keep, named, and the traits through which the commit rules read
 //! and write them, whatever holds them (redb tables, a memtable, plain maps).
 
-use crate::store::StoreError;
+use crate::{route::Route, store::StoreError};
 
 /// A route's row: its total, and the counts of the day and the month its last transactions
 /// were on. One entry per route, so that a commit writes one entry per route however many
@@ -56,15 +56,15 @@ pub(in crate::store) enum Periods {
 /// What applying a batch reads.
 pub(in crate::store) trait Tables {
     /// The route's row, or a new one.
-    fn row(&self, route: &str) -> Result<RouteRow, StoreError>;
+    fn row(&self, route: Route) -> Result<RouteRow, StoreError>;
     fn key(&self, id: &str) -> Result<Option<KeyRow>, StoreError>;
     /// The count a route's earlier day (month) `period` holds in history.
-    fn history(&self, periods: Periods, period: i32, route: &str) -> Result<u64, StoreError>;
+    fn history(&self, periods: Periods, period: i32, route: Route) -> Result<u64, StoreError>;
 }
 
 /// What applying a batch writes.
 pub(in crate::store) trait TablesMut: Tables {
-    fn set_row(&mut self, route: &str, row: RouteRow) -> Result<(), StoreError>;
+    fn set_row(&mut self, route: Route, row: RouteRow) -> Result<(), StoreError>;
     /// Stores a key's record and its entry in the expiry index.
     fn set_key(&mut self, id: &str, key: KeyRow) -> Result<(), StoreError>;
     /// Removes an expired key's entry from the expiry index (its record is overwritten).
@@ -73,7 +73,7 @@ pub(in crate::store) trait TablesMut: Tables {
         &mut self,
         periods: Periods,
         period: i32,
-        route: &str,
+        route: Route,
         n: u64,
     ) -> Result<(), StoreError>;
 }

@@ -39,7 +39,7 @@ pub(in crate::store) fn write_batch(
         let day = Day::from_number(write.day).ok_or_else(|| {
             StoreError::unavailable("applying a batch", BadRecord::Day(write.day))
         })?;
-        let row = tables.row(route)?;
+        let row = tables.row(parsed)?;
         let overflow = || StoreError::Overflow(parsed);
         let keyless_total = row.total.checked_add(write.keyless).ok_or_else(overflow)?;
         let mut total = keyless_total;
@@ -70,7 +70,7 @@ pub(in crate::store) fn write_batch(
             let (held_day, day_count) = count_in_period(
                 tables,
                 Periods::Days,
-                route,
+                parsed,
                 row.held(Periods::Days),
                 day.number(),
                 added,
@@ -78,7 +78,7 @@ pub(in crate::store) fn write_batch(
             let (held_month, month_count) = count_in_period(
                 tables,
                 Periods::Months,
-                route,
+                parsed,
                 row.held(Periods::Months),
                 day.month().number(),
                 added,
@@ -90,7 +90,7 @@ pub(in crate::store) fn write_batch(
                 month: held_month,
                 month_count,
             };
-            tables.set_row(route, row)?;
+            tables.set_row(parsed, row)?;
         }
         outcomes.push(RouteOutcome {
             keyless_total,
@@ -112,7 +112,7 @@ fn route_of(stored: &str) -> Result<Route, StoreError> {
 fn count_in_period(
     tables: &mut impl TablesMut,
     periods: Periods,
-    route: &str,
+    route: Route,
     (held, held_count): (i32, u64),
     period: i32,
     added: u64,
@@ -135,7 +135,7 @@ fn add_to_history(
     tables: &mut impl TablesMut,
     periods: Periods,
     period: i32,
-    route: &str,
+    route: Route,
     n: u64,
 ) -> Result<(), StoreError> {
     let current = tables.history(periods, period, route)?;
@@ -151,10 +151,10 @@ pub(in crate::store) fn read_range(
     from: i32,
     to: i32,
 ) -> Result<Vec<u64>, StoreError> {
-    let (held, held_count) = tables.row(route.as_str())?.held(periods);
+    let (held, held_count) = tables.row(route)?.held(periods);
     (from..=to)
         .map(|n| {
-            let moved = tables.history(periods, n, route.as_str())?;
+            let moved = tables.history(periods, n, route)?;
             Ok(moved + if n == held { held_count } else { 0 })
         })
         .collect()

@@ -108,7 +108,7 @@ pub(in crate::store) fn route_record(
     let route = Route::parse(name).map_err(|_| {
         StoreError::unavailable("exporting a route", BadEntry::Route(name.to_owned()))
     })?;
-    let total = tables.row(name)?.total;
+    let total = tables.row(route)?.total;
     if total == 0 {
         return Ok(None);
     }
@@ -184,10 +184,9 @@ fn import_route(
     record: &RouteRecord,
     merge: bool,
 ) -> Result<(), StoreError> {
-    let name = record.route.as_str();
     let overflow = || StoreError::Overflow(record.route);
     let mut row = if merge {
-        tables.row(name)?
+        tables.row(record.route)?
     } else {
         RouteRow::default()
     };
@@ -205,7 +204,7 @@ fn import_route(
     for (periods, period, n) in periods {
         add_period(tables, record.route, &mut row, (periods, period, n), merge)?;
     }
-    tables.set_row(name, row)
+    tables.set_row(record.route, row)
 }
 
 /// Counts `n` in `period` of a route's row or history, as a commit would: the row holds the
@@ -242,14 +241,13 @@ fn add_period(
     if moved == 0 {
         return Ok(());
     }
-    let name = route.as_str();
     let base = if merge {
-        tables.history(periods, earlier, name)?
+        tables.history(periods, earlier, route)?
     } else {
         0
     };
     let n = base.checked_add(moved).ok_or_else(overflow)?;
-    tables.set_history(periods, earlier, name, n)
+    tables.set_history(periods, earlier, route, n)
 }
 
 fn import_key(tables: &mut impl TablesMut, record: &KeyRecord, now: u64) -> Result<(), StoreError> {
@@ -310,7 +308,7 @@ impl<D: Tables> FrozenView<D> {
 }
 
 impl<D: Tables> Tables for FrozenView<D> {
-    fn row(&self, route: &str) -> Result<RouteRow, StoreError> {
+    fn row(&self, route: Route) -> Result<RouteRow, StoreError> {
         self.layers().row(route)
     }
 
@@ -318,7 +316,7 @@ impl<D: Tables> Tables for FrozenView<D> {
         self.layers().key(id)
     }
 
-    fn history(&self, periods: Periods, period: i32, route: &str) -> Result<u64, StoreError> {
+    fn history(&self, periods: Periods, period: i32, route: Route) -> Result<u64, StoreError> {
         self.layers().history(periods, period, route)
     }
 }

@@ -12,6 +12,7 @@
 
 use super::{MemoryStore, State};
 use crate::{
+    route::Route,
     snapshot::Record,
     store::{
         Consistency, ImportMark, RecordSink, SnapshotStore, StoreError,
@@ -38,7 +39,7 @@ fn sorted_after<'a>(
 impl Listing for State {
     fn routes_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
         Ok(sorted_after(
-            self.routes.keys().map(|name| &**name),
+            self.routes.keys().map(Route::as_str),
             after,
             limit,
         ))

@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::*;
 use crate::{
     clock::SystemClock,
+    route::Route,
     store::{
         embedded::{DATABASE_FILE, JOURNAL_FILE, recovery::segment_paths},
         local::{record::WriteRecord, rows::Tables as _},
@@ -47,7 +48,7 @@ fn count(file: &DatabaseFile, route: &str) -> u64 {
     file.snapshot()
         .expect("snapshot")
         .layers()
-        .row(route)
+        .row(Route::parse(route).expect("a route"))
         .expect("row")
         .total
 }
@@ -132,13 +133,15 @@ fn the_memtable_stays_under_its_cap() {
     let file = open(dir.path());
     let cap = file.settings.memtable_cap();
     let letter = |n: usize| char::from(b'A' + (n % 26) as u8);
-    let routes: Vec<String> = (0..cap * 3)
+    // Three times as many routes as the cap holds rows of.
+    let rows = cap / 128;
+    let routes: Vec<String> = (0..rows * 3)
         .map(|i| format!("{}{}{}", letter(i), letter(i / 26), i / 676 + 1))
         .collect();
     for chunk in routes.chunks(100) {
         let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
         file.commit(&batch(&names)).expect("commit");
-        assert!(file.read_memtables().active.entries() <= cap + 100);
+        assert!(file.read_memtables().active.bytes() <= cap + 100 * 128);
     }
     drop(file);
     let reopened = open(dir.path());

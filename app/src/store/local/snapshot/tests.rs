@@ -62,7 +62,7 @@ fn a_route_record_is_set_or_merged_like_commits() {
 struct NoTables;
 
 impl Tables for NoTables {
-    fn row(&self, _: &str) -> Result<RouteRow, StoreError> {
+    fn row(&self, _: Route) -> Result<RouteRow, StoreError> {
         Ok(RouteRow::default())
     }
 
@@ -70,7 +70,7 @@ impl Tables for NoTables {
         Ok(None)
     }
 
-    fn history(&self, _: Periods, _: i32, _: &str) -> Result<u64, StoreError> {
+    fn history(&self, _: Periods, _: i32, _: Route) -> Result<u64, StoreError> {
         Ok(0)
     }
 }
