@@ -4,11 +4,11 @@
 //! sequential write and one `fdatasync`. Checkpoints make the database durable in the
 //! background and empty the journal; after a crash the journal's later records are replayed.
 //!
-//! Idempotency keys live in the database, in the table `idempotency_keys` (key → route, count,
+//! Idempotency keys live in the database, in the table `key_records` (key → route, count,
 //! expiry), written in the same write transaction as the counts of their batch, plus an index by
-//! expiry (`idempotency_expiry`) from which a periodic sweep deletes expired keys in bounded
-//! chunks. Memory does not grow with the keys or routes stored: the database holds at most its
-//! page cache in memory, and the journal none.
+//! expiry (`key_expiry`) from which a periodic sweep deletes expired keys in bounded chunks.
+//! Memory does not grow with the keys or routes stored: the database holds at most its page
+//! cache in memory, and the journal none.
 //!
 //! [`tables`] holds the database's tables and their rows; [`journal`] the journal's format;
 //! [`recovery`] opening the files and replaying the journal; [`file`] the commit path,

@@ -5,7 +5,7 @@ use std::ops::Bound;
 
 use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
 
-use super::{OPENING, READING, ReadTables, WRITING};
+use super::{OPENING, READING, ReadTables, TextKey, WRITING};
 use crate::store::{
     OrUnavailable as _, StoreError, local::snapshot::Listing, snapshot::ImportMark,
 };
@@ -18,7 +18,7 @@ pub(in crate::store::embedded) const IMPORTS: TableDefinition<&str, (u64, bool)>
 
 /// The names of up to `limit` entries of `table` after `after`, ascending.
 fn names_after<V: redb::Value + 'static>(
-    table: &redb::ReadOnlyTable<&'static str, V>,
+    table: &redb::ReadOnlyTable<TextKey, V>,
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<String>, StoreError> {
