@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Args, ValueEnum};
 
 use super::{ConfigError, parse_duration};
-use crate::store::{DynamoSettings, EmbeddedSettings};
+use crate::store::{DEFAULT_CACHE_MIB, DynamoSettings, EmbeddedSettings};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum StoreKind {
@@ -35,8 +35,9 @@ pub struct EmbeddedConfig {
     #[arg(long, env = "FLIGHT_COUNTER_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// Page cache of the embedded store, in MiB (memory the store may use for pages it read).
-    #[arg(long = "embedded-cache-mib", env = "FLIGHT_COUNTER_EMBEDDED_CACHE_MIB", default_value_t = 64,
+    /// Memory of the embedded store, in MiB: half for the database's page cache, a quarter for
+    /// each of the two memtables of commits not yet flushed to it.
+    #[arg(long = "embedded-cache-mib", env = "FLIGHT_COUNTER_EMBEDDED_CACHE_MIB", default_value_t = DEFAULT_CACHE_MIB,
           value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub cache_mib: u32,
 
@@ -52,7 +53,7 @@ impl Default for EmbeddedConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
-            cache_mib: 64,
+            cache_mib: DEFAULT_CACHE_MIB,
             checkpoint_interval: Duration::from_secs(1),
         }
     }

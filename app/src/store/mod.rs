@@ -24,7 +24,8 @@ pub use dynamodb::{
     KEY_ROUTE_ATTRIBUTE,
 };
 pub use embedded::{
-    CHECKPOINT_BYTES, DATABASE_FILE, EmbeddedSettings, EmbeddedStore, JOURNAL_FILE,
+    CHECKPOINT_BYTES, DATABASE_FILE, DEFAULT_CACHE_MIB, EmbeddedSettings, EmbeddedStore,
+    JOURNAL_FILE,
 };
 pub use memory::MemoryStore;
 pub use snapshot::{Consistency, ImportMark, RecordSink, SnapshotStore, Unsupported};

@@ -300,6 +300,8 @@ impl DatabaseFile {
         memtables.frozen = None;
         memtables.db = Some(flushed);
         drop(memtables);
+        drop(frozen);
+        give_back_freed_memory();
         crate::telemetry::metrics::checkpoint(started.elapsed());
         Ok(())
     }
@@ -377,6 +379,19 @@ impl DatabaseFile {
         // The commit path is held for the record alone: commits wait for no flush.
         self.commit_locked(&mut self.writer(), &BatchRecord { writes: Vec::new() })?;
         self.checkpoint()
+    }
+}
+
+/// Returns the heap's free pages to the system after a flush has freed a memtable. Its keys'
+/// strings and the page cache's evicted pages are small blocks from the heap, which glibc keeps
+/// resident once freed; trimming once a checkpoint (about a second) keeps the resident memory
+/// near what the store holds. Measured on the benchmark's loads: peak RSS 77 MiB against 89
+/// with the default cache of the time (64 MiB), at no CPU cost the benchmark could tell.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's heaps to the system.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
