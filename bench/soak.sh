@@ -29,8 +29,11 @@ install_debian_tools wrk:wrk
 cargo build --release --locked -p flight-counter --bin flight-counter >&2
 
 PORT=$(free_port)
+# Every key is the anonymous client's: its quota of new keys is lifted, or the soak would stop
+# at the first 100,000.
 RUST_LOG=warn ./target/release/flight-counter --bind "127.0.0.1:$PORT" --store embedded \
-  --data-dir "$SOAK_DIR/data" --embedded-cache-mib "$CACHE_MIB" >"$SOAK_DIR/service.log" 2>&1 &
+  --data-dir "$SOAK_DIR/data" --embedded-cache-mib "$CACHE_MIB" \
+  --client-max-idempotency-keys 0 >"$SOAK_DIR/service.log" 2>&1 &
 SERVICE_PID=$!
 PIDS+=("$SERVICE_PID")
 wait_http "http://127.0.0.1:$PORT/readyz"
