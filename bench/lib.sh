@@ -54,7 +54,7 @@ wrk_summary() {
     /Requests\/sec/ { rps = $2 }
     $1 == "50%" { p50 = ms($2) }
     $1 == "99%" { p99 = ms($2) }
-    /Non-2xx/ { bad = $4 }
+    /Non-2xx/ { bad = $NF }
     END {
       if (bad > 0) { printf "non-2xx answers: %s\n", bad > "/dev/stderr" }
       printf "%.0f %.2f %.2f\n", rps, p50, p99
