@@ -2,17 +2,17 @@
 # Soak of the embedded store (not run in CI): keyed POSTs, each with a new Idempotency-Key, over
 # a million routes, 2 million by default, while it prints every few seconds the service's RSS
 # and the sizes of its database and journal. RSS must level off under the cache bound
-# (--embedded-cache-mib, 40 MiB by default, plus the process's own few MiB), however many keys
+# (--embedded-cache-mib, 32 MiB by default, plus the process's own few MiB), however many keys
 # and routes are stored.
 #
-# Usage: bench/soak.sh   (SOAK_REQUESTS=2000000 CONNECTIONS=64 CACHE_MIB=40 EVERY=5 change it)
+# Usage: bench/soak.sh   (SOAK_REQUESTS=2000000 CONNECTIONS=64 CACHE_MIB=32 EVERY=5 change it)
 # Installs wrk from Debian if missing. Loopback only; it stops when the requests are answered.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SOAK_REQUESTS=${SOAK_REQUESTS:-2000000}
 CONNECTIONS=${CONNECTIONS:-64}
-CACHE_MIB=${CACHE_MIB:-40}
+CACHE_MIB=${CACHE_MIB:-32}
 EVERY=${EVERY:-5}
 SOAK_DIR=$(mktemp -d)
 PIDS=()

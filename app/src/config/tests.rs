@@ -35,7 +35,7 @@ fn defaults_are_valid_and_are_what_an_empty_command_line_gives() {
 fn flags_land_in_their_groups() {
     let config = parse(&[
         "--embedded-cache-mib",
-        "32",
+        "48",
         "--dynamodb-max-in-flight",
         "8",
         "--table",
@@ -51,7 +51,7 @@ fn flags_land_in_their_groups() {
         "20s",
     ])
     .expect("parses");
-    assert_eq!(config.embedded.cache_mib, 32);
+    assert_eq!(config.embedded.cache_mib, 48);
     assert_eq!(config.dynamodb.max_in_flight, 8);
     assert_eq!(config.dynamodb.table, "counts.v2");
     assert_eq!(config.ledger.max_batch, 10);

@@ -64,7 +64,7 @@ pub const CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
 /// (`bench/run.sh`), and a pod with a 256 MiB limit keeps room for 2,048 connections. A larger
 /// cache saves the store some CPU on random routes once the database outgrows the page cache
 /// (docs/benchmarks.md): raise it where memory allows.
-pub const DEFAULT_CACHE_MIB: u32 = 40;
+pub const DEFAULT_CACHE_MIB: u32 = 32;
 
 /// The smallest memtable cap, whatever the cache: a few thousand routes.
 const MIN_MEMTABLE_BYTES: usize = 512 * 1024;
