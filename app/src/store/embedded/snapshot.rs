@@ -8,8 +8,8 @@
 //! other (a flush swaps the frozen memtable for a newer read transaction in one step under the
 //! same lock), so together they hold exactly the commits merged before that instant: every one
 //! acknowledged before the export began, and none merged after. The lock is held for the copy
-//! alone, bounded by the memtable's cap (16 MiB with the default memory: 131,072 routes' rows
-//! or 32,768 keys, a few milliseconds). The export then reads from that view, in chunks of
+//! alone, bounded by the memtable's cap (8 MiB with the default memory: 65,536 routes' rows or
+//! 16,384 keys, a few milliseconds). The export then reads from that view, in chunks of
 //! [`EXPORT_CHUNK`](crate::store::local::snapshot::EXPORT_CHUNK) routes ranged from the last
 //! one sent in the same read transaction, in a blocking task that waits on the channel when the
 //! reader is slow: memory stays flat whatever the number of routes, and commits, flushes and
