@@ -1,6 +1,6 @@
 //! The database's tables: their definitions, the rows as redb stores them (converted to the
-//! named [`RouteRow`] and [`KeyRow`] here and nowhere else, so the file format stays what it
-//! was), and the [`Tables`] traits over a read or a write transaction, through which the shared
+//! named [`RouteRow`] and [`KeyRow`] here and nowhere else, so that the rows' encoding in the
+//! file is decided in one place), and the [`Tables`] traits over a read or a write transaction, through which the shared
 //! commit rules (`store::local::rules`) read and write them.
 //!
 //! The tables read and written on every commit and flush are keyed by [`TextKey`] (a string
