@@ -34,13 +34,12 @@ pub(in crate::store) fn write_batch(
 ) -> Result<Vec<RouteOutcome>, StoreError> {
     let mut outcomes = Vec::with_capacity(batch.writes.len());
     for write in &batch.writes {
-        let route = write.route.as_str();
-        let parsed = route_of(route)?;
+        let route = route_of(&write.route)?;
         let day = Day::from_number(write.day).ok_or_else(|| {
             StoreError::unavailable("applying a batch", BadRecord::Day(write.day))
         })?;
-        let row = tables.row(parsed)?;
-        let overflow = || StoreError::Overflow(parsed);
+        let row = tables.row(route)?;
+        let overflow = || StoreError::Overflow(route);
         let keyless_total = row.total.checked_add(write.keyless).ok_or_else(overflow)?;
         let mut total = keyless_total;
         let mut keyed = Vec::with_capacity(write.keyed.len());
@@ -57,12 +56,12 @@ pub(in crate::store) fn write_batch(
             }
             total = total.checked_add(1).ok_or_else(overflow)?;
             let key = KeyRow {
-                route: route.to_owned(),
+                route: route.as_str().to_owned(),
                 count: total,
                 expires_at: k.expires_at,
             };
             tables.set_key(id, key)?;
-            keyed.push(KeyedOutcome::recorded(parsed, total));
+            keyed.push(KeyedOutcome::recorded(route, total));
         }
         // Each route's new total, written once however many transactions it got.
         if total != row.total {
@@ -70,7 +69,7 @@ pub(in crate::store) fn write_batch(
             let (held_day, day_count) = count_in_period(
                 tables,
                 Periods::Days,
-                parsed,
+                route,
                 row.held(Periods::Days),
                 day.number(),
                 added,
@@ -78,7 +77,7 @@ pub(in crate::store) fn write_batch(
             let (held_month, month_count) = count_in_period(
                 tables,
                 Periods::Months,
-                parsed,
+                route,
                 row.held(Periods::Months),
                 day.month().number(),
                 added,
@@ -90,7 +89,7 @@ pub(in crate::store) fn write_batch(
                 month: held_month,
                 month_count,
             };
-            tables.set_row(parsed, row)?;
+            tables.set_row(route, row)?;
         }
         outcomes.push(RouteOutcome {
             keyless_total,
